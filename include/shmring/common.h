@@ -1,0 +1,73 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * shmring/common.h: what every shmring header needs: the inline macro, the error
+ * convention and the ordering helpers.
+ *
+ * Error convention: every public function returns 0 (or a count) on success and a
+ * negative errno on failure; shmring_strerror() turns any such value into a sentence.
+ * Nothing on the fast path touches errno.
+ */
+#ifndef SHMRING_COMMON_H
+#define SHMRING_COMMON_H
+
+#include <errno.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+#error "shmring headers are C11; include them from C"
+#endif
+
+/* Inline API. src/inline.c defines SHMRING_EMIT_INLINE before including the headers,
+ * so every inline function also exists as a real symbol in libshmring (for FFI and
+ * for debuggers). */
+#ifdef SHMRING_EMIT_INLINE
+#define SHMRING_INLINE extern inline __attribute__((used))
+#else
+#define SHMRING_INLINE static inline
+#endif
+
+#define SHMRING_API __attribute__((visibility("default")))
+#define shmring_likely(x) __builtin_expect(!!(x), 1)
+#define shmring_unlikely(x) __builtin_expect(!!(x), 0)
+
+/* The unit of cache isolation: two lines, because the adjacent-line prefetcher pulls
+ * lines in pairs on x86. Indices written by different sides live this far apart. */
+#define SHMRING_LINE 128u
+#define SHMRING_PAGE 4096u
+
+/* Timeouts for blocking calls, in milliseconds. */
+#define SHMRING_NOWAIT 0
+#define SHMRING_FOREVER (-1)
+
+/* Returns a static sentence for 0 or any negative errno returned by shmring. */
+SHMRING_API const char *shmring_strerror(int err);
+
+/* The last slow-path failure of this thread in more detail (for example the size a
+ * segment needed when creation failed with -ENOSPC), or "" if there is none. The
+ * string is thread-local and valid until the next shmring call on this thread. */
+SHMRING_API const char *shmring_last_error_detail(void);
+
+/*
+ * Ordering helpers. Every use names, in a comment, the other side of its pairing.
+ * They are thin on purpose: the order is the point, not the wrapper.
+ */
+#define shmring_load_acquire(p) atomic_load_explicit((p), memory_order_acquire)
+#define shmring_store_release(p, v) atomic_store_explicit((p), (v), memory_order_release)
+#define shmring_load_relaxed(p) atomic_load_explicit((p), memory_order_relaxed)
+#define shmring_store_relaxed(p, v) atomic_store_explicit((p), (v), memory_order_relaxed)
+#define shmring_fence_seq_cst() atomic_thread_fence(memory_order_seq_cst)
+
+static inline void shmring_cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	__builtin_ia32_pause();
+#elif defined(__aarch64__)
+	__asm__ __volatile__("yield" ::: "memory");
+#else
+	atomic_signal_fence(memory_order_seq_cst);
+#endif
+}
+
+#endif /* SHMRING_COMMON_H */

@@ -1,0 +1,56 @@
+/* SPDX-License-Identifier: MIT */
+#include "internal.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+static _Thread_local char detail[256];
+
+int shmring__fail(int err, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(detail, sizeof(detail), fmt, ap);
+	va_end(ap);
+	return err;
+}
+
+void shmring__clear_detail(void)
+{
+	detail[0] = '\0';
+}
+
+const char *shmring_last_error_detail(void)
+{
+	return detail;
+}
+
+const char *shmring_strerror(int err)
+{
+	switch (err) {
+	case 0: return "success";
+	case -EAGAIN: return "would block: the ring is empty or full (or the segment is still being created)";
+	case -EPIPE: return "the peer closed the channel or died";
+	case -ETIMEDOUT: return "timed out";
+	case -EPROTO: return "not a valid shmring segment: bad magic, unknown layout version, wrong kind or impossible geometry or index (corrupt shared memory)";
+	case -EBADMSG: return "segment header checksum mismatch (corrupt header)";
+	case -EMSGSIZE: return "record larger than the channel allows (or than the buffer given)";
+	case -ENOSPC: return "not enough space in /dev/shm (or the filesystem) for the segment";
+	case -EEXIST: return "a segment of that name already exists";
+	case -ENOENT: return "no such segment";
+	case -EACCES: return "permission denied";
+	case -EINVAL: return "invalid argument";
+	case -EBUSY: return "that role is already held by a live process";
+	case -EUSERS: return "the segment's participant table is full";
+	case -EBADF: return "this handle's role does not allow that call";
+	case -ENOMEM: return "out of memory";
+	case -ENOTSUP: return "not supported by this build (e.g. the segment uses the other wait backend)";
+	case -ENAMETOOLONG: return "segment name too long";
+	case -EOWNERDEAD: return "the holder died; its resources were reclaimed";
+	default:
+		if (err < 0)
+			return strerror(-err);
+		return "not an error code";
+	}
+}

@@ -1,0 +1,48 @@
+/* SPDX-License-Identifier: MIT */
+/* Private helpers shared by the files in src/. */
+#ifndef SHMRING_INTERNAL_H
+#define SHMRING_INTERNAL_H
+
+#include "shmring/segment.h"
+#include "shmring_config.h"
+
+#include <stdarg.h>
+#include <urcu/list.h>
+#include <sys/types.h>
+
+#define SHMRING_HIDDEN __attribute__((visibility("hidden")))
+
+/* Record a detail for shmring_last_error_detail() and return err unchanged. */
+SHMRING_HIDDEN int shmring__fail(int err, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+SHMRING_HIDDEN void shmring__clear_detail(void);
+
+/* Registry of this process's mappings (src/registry.c). */
+struct shmring__reg_entry {
+	dev_t dev;
+	ino_t ino;
+	int writable;
+	pid_t owner;          /* process that opened it: entries do not survive fork */
+	int fd;
+	uint8_t *base;
+	uint64_t size;
+	unsigned refs;        /* handles sharing this mapping; guarded by the registry lock */
+	uint64_t held_slots;  /* participant slots this process holds (bit per slot) */
+	char name[SHMRING_NAME_MAX + 1];
+	struct cds_list_head node; /* RCU list of this process's mappings */
+};
+
+/* Find or create the mapping of the file open on fd (fd is consumed: kept by the entry
+ * or closed). Returns 0 and the entry, or a negative errno. */
+SHMRING_HIDDEN int shmring__reg_acquire(int fd, int writable, uint64_t size, const char *name,
+					 int private_map, struct shmring__reg_entry **out);
+SHMRING_HIDDEN void shmring__reg_release(struct shmring__reg_entry *e);
+/* Guards held_slots updates of entries. */
+SHMRING_HIDDEN void shmring__reg_lock(void);
+SHMRING_HIDDEN void shmring__reg_unlock(void);
+
+/* Process start time (clock ticks after boot), 0 if unknown. */
+SHMRING_HIDDEN uint64_t shmring__proc_start_time(pid_t pid);
+SHMRING_HIDDEN uint64_t shmring__realtime_ns(void);
+
+#endif

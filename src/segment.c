@@ -1,0 +1,410 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Segments: creation, validation and attach. Everything here is a slow path.
+ */
+#include "internal.h"
+#include "shmring/wait.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <time.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#define PAGE_UP(x) (((x) + SHMRING_PAGE - 1) & ~(uint64_t)(SHMRING_PAGE - 1))
+
+uint64_t shmring__realtime_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* "NAME" or "/NAME" -> "/NAME"; a name is one path component. */
+static int norm_name(const char *name, char *out, size_t len)
+{
+	if (!name)
+		return -EINVAL;
+	if (name[0] == '/')
+		name++;
+	size_t n = strlen(name);
+	if (n == 0 || strchr(name, '/') || strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
+		return shmring__fail(-EINVAL, "invalid segment name \"%s\"", name);
+	if (n > SHMRING_NAME_MAX || n + 2 > len)
+		return shmring__fail(-ENAMETOOLONG, "segment name longer than %u bytes", SHMRING_NAME_MAX);
+	out[0] = '/';
+	memcpy(out + 1, name, n + 1);
+	return 0;
+}
+
+int shmring_seg_path(const char *name, char *buf, size_t len)
+{
+	char n[SHMRING_NAME_MAX + 2];
+	int rc = norm_name(name, n, sizeof(n));
+	if (rc)
+		return rc;
+	if ((size_t)snprintf(buf, len, "/dev/shm%s", n) >= len)
+		return -ENAMETOOLONG;
+	return 0;
+}
+
+uint64_t shmring_hdr_checksum(const void *hdr)
+{
+	return XXH64(hdr, SHMRING_CHECKSUM_OFF, 0);
+}
+
+static int bad(char *why, size_t wl, int err, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+static int bad(char *why, size_t wl, int err, const char *fmt, ...)
+{
+	char tmp[200];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(tmp, sizeof(tmp), fmt, ap);
+	va_end(ap);
+	if (why && wl)
+		snprintf(why, wl, "%s", tmp);
+	return shmring__fail(err, "%s", tmp);
+}
+
+/* a + b <= limit without overflow */
+static int fits(uint64_t a, uint64_t b, uint64_t limit)
+{
+	return a <= limit && b <= limit - a;
+}
+
+int shmring_hdr_validate(const void *buf, size_t len, uint64_t file_size, struct shmring_seg *out,
+			 char *why, size_t wl)
+{
+	struct shmring_hdr h;
+	if (!buf || len < 256)
+		return bad(why, wl, -EPROTO, "file too small for a header (%zu bytes)", len);
+	memcpy(&h, buf, 256); /* validate a private copy: the segment may change under us */
+	uint64_t magic;
+	memcpy(&magic, buf, sizeof(magic));
+	if (magic == 0)
+		return bad(why, wl, -EAGAIN, "magic is 0: the segment is still being created (or was zeroed)");
+	if (magic != SHMRING_MAGIC)
+		return bad(why, wl, -EPROTO, "magic 0x%016llx is not a shmring segment's",
+			   (unsigned long long)magic);
+	if (h.layout_version != SHMRING_LAYOUT_VERSION)
+		return bad(why, wl, -EPROTO, "layout_version %u unknown (this library reads %u)",
+			   h.layout_version, SHMRING_LAYOUT_VERSION);
+	uint64_t sum = shmring_hdr_checksum(&h);
+	if (sum != h.checksum)
+		return bad(why, wl, -EBADMSG, "checksum 0x%016llx does not match the header (0x%016llx)",
+			   (unsigned long long)h.checksum, (unsigned long long)sum);
+	if (h.kind < SHMRING_KIND_SPSC || h.kind > SHMRING_KIND_BCAST)
+		return bad(why, wl, -EPROTO, "kind %u unknown", h.kind);
+	if (h.flags & ~SHMRING_SEG_F_KNOWN)
+		return bad(why, wl, -EPROTO, "flags 0x%x has unknown bits", h.flags);
+	if (h.hdr_size != SHMRING_HDR_SIZE)
+		return bad(why, wl, -EPROTO, "hdr_size %u is not %u", h.hdr_size, SHMRING_HDR_SIZE);
+	if (h.total_size > file_size)
+		return bad(why, wl, -EPROTO, "total_size %llu is larger than the file (%llu bytes)",
+			   (unsigned long long)h.total_size, (unsigned long long)file_size);
+	if (h.total_size < SHMRING_HDR_SIZE || h.total_size % SHMRING_PAGE)
+		return bad(why, wl, -EPROTO, "total_size %llu is not a whole number of pages",
+			   (unsigned long long)h.total_size);
+	if (h.max_parts == 0 || h.max_parts > SHMRING_MAX_PARTS)
+		return bad(why, wl, -EPROTO, "max_parts %u out of range 1..%u", h.max_parts,
+			   SHMRING_MAX_PARTS);
+	if (h.parts_off != SHMRING_PARTS_OFF)
+		return bad(why, wl, -EPROTO, "parts_off %llu is not %u", (unsigned long long)h.parts_off,
+			   SHMRING_PARTS_OFF);
+	if (h.ctrl_off < SHMRING_HDR_SIZE || h.ctrl_off % SHMRING_PAGE ||
+	    !fits(h.ctrl_off, h.ctrl_size, h.total_size))
+		return bad(why, wl, -EPROTO, "ctrl region [%llu, +%llu) outside the segment",
+			   (unsigned long long)h.ctrl_off, (unsigned long long)h.ctrl_size);
+	if (h.data_off % SHMRING_PAGE || h.data_off < h.ctrl_off + h.ctrl_size ||
+	    !fits(h.data_off, h.data_size, h.total_size))
+		return bad(why, wl, -EPROTO, "data region [%llu, +%llu) outside the segment or overlapping ctrl",
+			   (unsigned long long)h.data_off, (unsigned long long)h.data_size);
+	if (h.name[SHMRING_NAME_MAX] != '\0')
+		return bad(why, wl, -EPROTO, "name is not NUL terminated");
+	if (out) {
+		out->size = h.total_size;
+		out->kind = h.kind;
+		out->flags = h.flags;
+		out->max_parts = h.max_parts;
+		out->ctrl_off = h.ctrl_off;
+		out->ctrl_size = h.ctrl_size;
+		out->data_off = h.data_off;
+		out->data_size = h.data_size;
+		memcpy(out->geo, h.geo, sizeof(out->geo));
+		out->created_ns = h.created_ns;
+		out->creator_pid = h.creator_pid;
+		memcpy(out->name, h.name, sizeof(out->name));
+	}
+	return 0;
+}
+
+/* Map fd, validate, fill a new handle. fd is consumed. */
+static int attach(int fd, uint32_t kind, unsigned flags, const char *name, struct shmring_seg **out)
+{
+	struct stat st;
+	if (fstat(fd, &st) != 0) {
+		int err = -errno;
+		close(fd);
+		return err;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		close(fd);
+		return shmring__fail(-EPROTO, "not a regular file");
+	}
+	uint64_t fsize = (uint64_t)st.st_size;
+	uint8_t raw[256];
+	ssize_t n = pread(fd, raw, sizeof(raw), 0);
+	if (n < 0) {
+		int err = -errno;
+		close(fd);
+		return err;
+	}
+	struct shmring_seg *s = calloc(1, sizeof(*s));
+	if (!s) {
+		close(fd);
+		return -ENOMEM;
+	}
+	int rc = shmring_hdr_validate(raw, (size_t)n, fsize, s, NULL, 0);
+	if (rc == 0 && kind && s->kind != kind)
+		rc = shmring__fail(-EPROTO, "segment kind is %u, expected %u", s->kind, kind);
+	if (rc == 0 && (s->flags & SHMRING_SEG_F_SEMWAIT) != shmring_wait_backend_flag())
+		rc = shmring__fail(-ENOTSUP, "segment uses the %s wait backend; this library was built for %s",
+				   (s->flags & SHMRING_SEG_F_SEMWAIT) ? "semaphore" : "futex",
+				   shmring_wait_backend_flag() ? "semaphore" : "futex");
+	if (rc) {
+		free(s);
+		close(fd);
+		return rc;
+	}
+	int writable = !(flags & SHMRING_O_RDONLY);
+	struct shmring__reg_entry *e;
+	rc = shmring__reg_acquire(fd, writable, s->size, name, !!(flags & SHMRING_O_NOREGISTRY), &e);
+	if (rc) {
+		free(s);
+		return rc;
+	}
+	/* The header we validated was read before the mapping: check the mapping still
+	 * holds the same immutable bytes, so geometry and mapping agree. */
+	if (memcmp(e->base, raw, 256) != 0) {
+		shmring__reg_release(e);
+		free(s);
+		return shmring__fail(-EPROTO, "header changed during attach");
+	}
+	s->base = e->base;
+	s->fd = e->fd;
+	s->writable = writable;
+	s->reg = e;
+	*out = s;
+	return 0;
+}
+
+static int open_flags(unsigned flags)
+{
+	return ((flags & SHMRING_O_RDONLY) ? O_RDONLY : O_RDWR) | O_CLOEXEC;
+}
+
+int shmring_seg_open(const char *name, uint32_t kind, unsigned flags, struct shmring_seg **out)
+{
+	char n[SHMRING_NAME_MAX + 2];
+	shmring__clear_detail();
+	if (!out)
+		return -EINVAL;
+	int rc = norm_name(name, n, sizeof(n));
+	if (rc)
+		return rc;
+	int fd = shm_open(n, open_flags(flags), 0);
+	if (fd < 0)
+		return shmring__fail(-errno, "shm_open(%s): %s", n, strerror(errno));
+	return attach(fd, kind, flags, n + 1, out);
+}
+
+int shmring_seg_open_path(const char *path, uint32_t kind, unsigned flags, struct shmring_seg **out)
+{
+	shmring__clear_detail();
+	if (!path || !out)
+		return -EINVAL;
+	int fd = open(path, open_flags(flags));
+	if (fd < 0)
+		return shmring__fail(-errno, "open(%s): %s", path, strerror(errno));
+	const char *base = strrchr(path, '/');
+	return attach(fd, kind, flags, base ? base + 1 : path, out);
+}
+
+int shmring_seg_open_fd(int fd, uint32_t kind, unsigned flags, struct shmring_seg **out)
+{
+	char p[64];
+	shmring__clear_detail();
+	if (fd < 0 || !out)
+		return -EINVAL;
+	/* a fresh open file description: participant locks of our own */
+	snprintf(p, sizeof(p), "/proc/self/fd/%d", fd);
+	int nfd = open(p, open_flags(flags));
+	if (nfd < 0)
+		return shmring__fail(-errno, "reopen of fd %d: %s", fd, strerror(errno));
+	return attach(nfd, kind, flags, "", out);
+}
+
+void shmring_seg_close(struct shmring_seg *s)
+{
+	if (!s)
+		return;
+	shmring__reg_release(s->reg);
+	free(s);
+}
+
+int shmring_seg_unlink(const char *name)
+{
+	char n[SHMRING_NAME_MAX + 2];
+	int rc = norm_name(name, n, sizeof(n));
+	if (rc)
+		return rc;
+	if (shm_unlink(n) != 0)
+		return -errno;
+	return 0;
+}
+
+static int reserve_space(int fd, uint64_t total, const char *what)
+{
+	if (ftruncate(fd, (off_t)total) != 0)
+		return shmring__fail(-errno, "ftruncate to %llu bytes: %s", (unsigned long long)total,
+				     strerror(errno));
+	/* Allocate every page now: a full /dev/shm fails here with ENOSPC instead of
+	 * killing a process with SIGBUS at first touch. */
+	int e = posix_fallocate(fd, 0, (off_t)total);
+	if (e == ENOSPC || e == EFBIG) {
+		struct statvfs sv;
+		unsigned long long avail = 0;
+		if (fstatvfs(fd, &sv) == 0)
+			avail = (unsigned long long)sv.f_bavail * sv.f_frsize;
+		return shmring__fail(-ENOSPC, "%s needs %llu bytes; the filesystem has %llu free",
+				     what, (unsigned long long)total, avail);
+	}
+	if (e != 0 && e != EOPNOTSUPP)
+		return shmring__fail(-e, "posix_fallocate: %s", strerror(e));
+	return 0;
+}
+
+int shmring_seg_create(const char *name, const struct shmring_seg_params *p, struct shmring_seg **out)
+{
+	char n[SHMRING_NAME_MAX + 2] = "";
+	shmring__clear_detail();
+	if (!p || !out || p->kind < SHMRING_KIND_SPSC || p->kind > SHMRING_KIND_BCAST ||
+	    p->max_parts > SHMRING_MAX_PARTS || (p->flags & 0xffffu) || (p->mode & ~07777u))
+		return shmring__fail(-EINVAL, "invalid segment parameters");
+	int anon = !name || !*name;
+	if (!anon) {
+		int rc = norm_name(name, n, sizeof(n));
+		if (rc)
+			return rc;
+	}
+	uint64_t ctrl_size = PAGE_UP(p->ctrl_size ? p->ctrl_size : SHMRING_PAGE);
+	uint64_t data_size = PAGE_UP(p->data_size);
+	if (ctrl_size < p->ctrl_size || data_size < p->data_size ||
+	    data_size > (UINT64_C(1) << 46) || ctrl_size > (UINT64_C(1) << 40))
+		return shmring__fail(-EINVAL, "segment too large");
+	uint64_t ctrl_off = SHMRING_HDR_SIZE;
+	uint64_t data_off = ctrl_off + ctrl_size;
+	uint64_t total = data_off + data_size;
+
+	int fd;
+	mode_t mode = p->mode ? p->mode : 0600;
+	if (anon) {
+		fd = memfd_create("shmring", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+		if (fd < 0)
+			return shmring__fail(-errno, "memfd_create: %s", strerror(errno));
+	} else {
+		fd = shm_open(n, O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, mode);
+		if (fd < 0)
+			return shmring__fail(-errno, "shm_open(%s, O_CREAT|O_EXCL): %s", n, strerror(errno));
+		if (fchmod(fd, mode) != 0) { /* exactly the mode asked for, whatever the umask */
+			int err = -errno;
+			shm_unlink(n);
+			close(fd);
+			return err;
+		}
+	}
+	int rc = reserve_space(fd, total, anon ? "anonymous segment" : n);
+	if (rc == 0 && anon &&
+	    fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) != 0)
+		rc = shmring__fail(-errno, "sealing the memfd: %s", strerror(errno));
+	if (rc) {
+		if (!anon)
+			shm_unlink(n);
+		close(fd);
+		return rc;
+	}
+	struct shmring__reg_entry *e;
+	rc = shmring__reg_acquire(fd, 1, total, anon ? "" : n + 1, 0, &e);
+	if (rc) {
+		if (!anon)
+			shm_unlink(n);
+		return rc;
+	}
+	struct shmring_seg *s = calloc(1, sizeof(*s));
+	if (!s) {
+		shmring__reg_release(e);
+		if (!anon)
+			shm_unlink(n);
+		return -ENOMEM;
+	}
+	struct shmring_hdr *h = (struct shmring_hdr *)(void *)e->base;
+	h->layout_version = SHMRING_LAYOUT_VERSION;
+	h->kind = p->kind;
+	h->flags = p->flags | (anon ? SHMRING_SEG_F_MEMFD : 0) | shmring_wait_backend_flag();
+	h->hdr_size = SHMRING_HDR_SIZE;
+	h->total_size = total;
+	h->created_ns = shmring__realtime_ns();
+	h->creator_pid = (int32_t)getpid();
+	h->max_parts = p->max_parts ? p->max_parts : SHMRING_MAX_PARTS;
+	h->parts_off = SHMRING_PARTS_OFF;
+	h->ctrl_off = ctrl_off;
+	h->ctrl_size = ctrl_size;
+	h->data_off = data_off;
+	h->data_size = data_size;
+	memcpy(h->geo, p->geo, sizeof(h->geo));
+	snprintf(h->name, sizeof(h->name), "%s", anon ? "" : n + 1);
+
+	s->base = e->base;
+	s->size = total;
+	s->kind = h->kind;
+	s->flags = h->flags;
+	s->max_parts = h->max_parts;
+	s->writable = 1;
+	s->ctrl_off = ctrl_off;
+	s->ctrl_size = ctrl_size;
+	s->data_off = data_off;
+	s->data_size = data_size;
+	memcpy(s->geo, p->geo, sizeof(s->geo));
+	s->created_ns = h->created_ns;
+	s->creator_pid = h->creator_pid;
+	s->fd = e->fd;
+	s->reg = e;
+	memcpy(s->name, h->name, sizeof(s->name));
+
+	if (p->init && (rc = p->init(s, p->init_arg)) != 0) {
+		shmring_seg_close(s);
+		if (!anon)
+			shm_unlink(n);
+		return rc;
+	}
+	/* The checksum covers the final magic; the magic goes in last, with release, so an
+	 * attacher that sees it sees the whole header and the initialised control region. */
+	uint8_t tmp[SHMRING_CHECKSUM_OFF];
+	memcpy(tmp, h, sizeof(tmp));
+	uint64_t magic = SHMRING_MAGIC;
+	memcpy(tmp, &magic, sizeof(magic));
+	h->checksum = shmring_hdr_checksum(tmp);
+	/* pairs with the pread/mmap read of the header in attach() (another process reads
+	 * the page after the store; release orders the header before the magic) */
+	shmring_store_release(&h->magic, SHMRING_MAGIC);
+	*out = s;
+	return 0;
+}

@@ -1,0 +1,133 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The sleeping half of the wait protocol described at the top of shmring/wait.h:
+ * bounded spin, announce, re-check, sleep in slices, check peers between slices.
+ */
+#include "internal.h"
+#include "shmring/wait.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <linux/futex.h>
+#include <semaphore.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+uint64_t shmring_now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+uint32_t shmring_wait_backend_flag(void)
+{
+	return SHMRING_WAIT_SEM ? SHMRING_SEG_F_SEMWAIT : 0;
+}
+
+static struct timespec abs_ts(uint64_t ns)
+{
+	struct timespec ts = { .tv_sec = (time_t)(ns / 1000000000u), .tv_nsec = (long)(ns % 1000000000u) };
+	return ts;
+}
+
+#if SHMRING_WAIT_SEM
+static sem_t *q_sem(struct shmring_waitq *q)
+{
+	return (sem_t *)(void *)q->sem_bytes;
+}
+_Static_assert(sizeof(sem_t) <= 64, "sem_t fits the wait queue");
+#endif
+
+int shmring_waitq_init(struct shmring_seg *seg, struct shmring_waitq *q)
+{
+	(void)seg;
+	shmring_store_relaxed(&q->seq, 0);
+	shmring_store_relaxed(&q->waiters, 0);
+#if SHMRING_WAIT_SEM
+	if (sem_init(q_sem(q), 1, 0) != 0)
+		return -errno;
+#endif
+	return 0;
+}
+
+/* Sleep until woken, the value of seq changes, or the absolute deadline passes. */
+static void sleep_on(struct shmring_waitq *q, uint32_t v, uint64_t deadline_ns)
+{
+	struct timespec ts = abs_ts(deadline_ns);
+#if SHMRING_WAIT_SEM
+	(void)v;
+	sem_clockwait(q_sem(q), CLOCK_MONOTONIC, &ts);
+#else
+	/* FUTEX_WAIT_BITSET takes an absolute CLOCK_MONOTONIC deadline; shared (not
+	 * _PRIVATE) because the word is in memory mapped by several processes. EINTR,
+	 * EAGAIN (value changed) and ETIMEDOUT all send the caller back to its re-check. */
+	syscall(SYS_futex, &q->seq, FUTEX_WAIT_BITSET, v, &ts, NULL, FUTEX_BITSET_MATCH_ANY);
+#endif
+}
+
+void shmring__wake_slow(struct shmring_seg *seg, struct shmring_waitq *q)
+{
+	struct shmring_hdr *h = shmring_seg_hdr(seg);
+	/* W4: release; pairs with the sleeper's acquire load of seq (S2) */
+	atomic_fetch_add_explicit(&q->seq, 1, memory_order_release);
+#if SHMRING_WAIT_SEM
+	/* post until the value covers the announced sleepers; a surplus post only causes
+	 * a spurious wakeup, which the sleeper's re-check absorbs */
+	int val = 0;
+	uint32_t n = shmring_load_relaxed(&q->waiters); /* a count, not a sync edge */
+	if (n > 64)
+		n = 64; /* bound the work whatever shared memory says */
+	sem_getvalue(q_sem(q), &val);
+	for (int i = val < 0 ? 0 : val; i < (int)n; i++) {
+		sem_post(q_sem(q));
+		atomic_fetch_add_explicit(&h->stats.wake_syscalls, 1, memory_order_relaxed);
+	}
+#else
+	syscall(SYS_futex, &q->seq, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
+	atomic_fetch_add_explicit(&h->stats.wake_syscalls, 1, memory_order_relaxed);
+#endif
+}
+
+int shmring_wait_for(const struct shmring_wait_ctx *c, int timeout_ms)
+{
+	int r = c->poll(c->arg);
+	if (r != 0 || timeout_ms == 0)
+		return r != 0 ? r : -EAGAIN;
+	int spin = c->spin < 0 ? SHMRING_SPIN_DEFAULT : c->spin;
+	for (int i = 0; i < spin; i++) {
+		shmring_cpu_relax();
+		if ((r = c->poll(c->arg)) != 0)
+			return r;
+	}
+	struct shmring_hdr *h = shmring_seg_hdr(c->seg);
+	struct shmring_waitq *q = c->q;
+	uint64_t now = shmring_now_ns();
+	uint64_t deadline = timeout_ms < 0 ? UINT64_MAX : now + (uint64_t)timeout_ms * 1000000u;
+	for (;;) {
+		/* S1: announce; seq_cst so that it is ordered before S3 for the waker's W3 */
+		atomic_fetch_add_explicit(&q->waiters, 1, memory_order_seq_cst);
+		/* S2: pairs with the waker's release increment (W4) */
+		uint32_t v = shmring_load_acquire(&q->seq);
+		shmring_fence_seq_cst(); /* S3: pairs with W2 in shmring_wake() */
+		r = c->poll(c->arg);     /* S4 */
+		if (r != 0) {
+			atomic_fetch_sub_explicit(&q->waiters, 1, memory_order_relaxed);
+			return r;
+		}
+		uint64_t slice = now + (uint64_t)SHMRING_PEER_CHECK_MS * 1000000u;
+		atomic_fetch_add_explicit(&h->stats.sleeps, 1, memory_order_relaxed);
+		sleep_on(q, v, slice < deadline ? slice : deadline); /* S5 */
+		atomic_fetch_sub_explicit(&q->waiters, 1, memory_order_relaxed); /* S6 */
+		if ((r = c->poll(c->arg)) != 0)
+			return r;
+		now = shmring_now_ns();
+		if (now >= deadline) {
+			atomic_fetch_add_explicit(&h->stats.timeouts, 1, memory_order_relaxed);
+			return -ETIMEDOUT;
+		}
+		if (c->peer_check && (r = c->peer_check(c->arg)) < 0)
+			return r;
+	}
+}

@@ -1,0 +1,303 @@
+/* SPDX-License-Identifier: MIT */
+/* Segments: create and open errors, permissions, validation of corrupt headers,
+ * participants and liveness across processes. */
+#include <criterion/criterion.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#include "shmring/shmring.h"
+#include "testutil.h"
+
+static struct shmring_seg_params params(uint64_t data)
+{
+	struct shmring_seg_params p = { .kind = SHMRING_KIND_SPSC, .ctrl_size = 4096, .data_size = data };
+	p.geo[0] = data;
+	return p;
+}
+
+Test(segment, create_open_close_named)
+{
+	char name[64], path[128];
+	struct shmring_seg *s, *o;
+	struct shmring_seg_params p = params(65536);
+	cr_assert_eq(shmring_seg_create(tu_name(name, sizeof(name), "seg"), &p, &s), 0);
+	cr_assert_eq(shmring_seg_path(name, path, sizeof(path)), 0);
+	cr_assert_eq(access(path, F_OK), 0, "appears in /dev/shm");
+	cr_assert_eq(shmring_seg_open(name, SHMRING_KIND_SPSC, 0, &o), 0);
+	cr_assert_eq(o->data_size, 65536);
+	cr_assert_eq(o->geo[0], 65536);
+	cr_assert_eq(o->kind, SHMRING_KIND_SPSC);
+	cr_assert_eq(o->creator_pid, getpid());
+	cr_assert_str_eq(o->name, name);
+	cr_assert_eq(shmring_seg_open(name, SHMRING_KIND_MPMC, 0, &o), -EPROTO, "wrong kind");
+	shmring_seg_close(o);
+	shmring_seg_close(s);
+	cr_assert_eq(shmring_seg_unlink(name), 0);
+	cr_assert_eq(access(path, F_OK), -1);
+}
+
+Test(segment, create_errors)
+{
+	char name[64];
+	struct shmring_seg *s, *t;
+	struct shmring_seg_params p = params(4096);
+	tu_name(name, sizeof(name), "exist");
+	cr_assert_eq(shmring_seg_create(name, &p, &s), 0);
+	cr_assert_eq(shmring_seg_create(name, &p, &t), -EEXIST);
+	shmring_seg_close(s);
+	shmring_seg_unlink(name);
+	cr_assert_eq(shmring_seg_open(name, 0, 0, &t), -ENOENT);
+	cr_assert_eq(shmring_seg_create("a/b", &p, &t), -EINVAL);
+	cr_assert_eq(shmring_seg_create("/", &p, &t), -EINVAL);
+	char longname[200];
+	memset(longname, 'x', sizeof(longname) - 1);
+	longname[sizeof(longname) - 1] = 0;
+	cr_assert_eq(shmring_seg_create(longname, &p, &t), -ENAMETOOLONG);
+	struct shmring_seg_params bad = p;
+	bad.kind = 99;
+	cr_assert_eq(shmring_seg_create(name, &bad, &t), -EINVAL);
+}
+
+Test(segment, enospc_when_larger_than_dev_shm_free_space)
+{
+	char name[64], path[128];
+	struct statvfs sv;
+	cr_assert_eq(statvfs("/dev/shm", &sv), 0);
+	uint64_t avail = (uint64_t)sv.f_bavail * sv.f_frsize;
+	struct shmring_seg_params p = params((avail + (UINT64_C(1) << 20)) & ~UINT64_C(4095));
+	struct shmring_seg *s;
+	tu_name(name, sizeof(name), "nospc");
+	cr_assert_eq(shmring_seg_create(name, &p, &s), -ENOSPC);
+	cr_assert(strstr(shmring_last_error_detail(), "needs"), "detail: %s", shmring_last_error_detail());
+	shmring_seg_path(name, path, sizeof(path));
+	cr_assert_eq(access(path, F_OK), -1, "nothing left behind");
+}
+
+Test(segment, mode_0600_by_default_and_caller_mode_kept)
+{
+	char name[64], path[128];
+	struct shmring_seg *s;
+	struct stat st;
+	struct shmring_seg_params p = params(4096);
+	mode_t old = umask(0);
+	cr_assert_eq(shmring_seg_create(tu_name(name, sizeof(name), "mode"), &p, &s), 0);
+	umask(old);
+	cr_assert_eq(fstat(s->fd, &st), 0);
+	cr_assert_eq(st.st_mode & 07777, 0600);
+	shmring_seg_close(s);
+	shmring_seg_unlink(name);
+	p.mode = 0640;
+	old = umask(077); /* the umask does not narrow an explicit mode */
+	cr_assert_eq(shmring_seg_create(tu_name(name, sizeof(name), "mode"), &p, &s), 0);
+	umask(old);
+	shmring_seg_path(name, path, sizeof(path));
+	cr_assert_eq(stat(path, &st), 0);
+	cr_assert_eq(st.st_mode & 07777, 0640);
+	shmring_seg_close(s);
+	shmring_seg_unlink(name);
+}
+
+Test(segment, memfd_is_sealed_and_opens_by_fd)
+{
+	struct shmring_seg *s, *o;
+	struct shmring_seg_params p = params(8192);
+	cr_assert_eq(shmring_seg_create(NULL, &p, &s), 0);
+	cr_assert(s->flags & SHMRING_SEG_F_MEMFD);
+	int seals = fcntl(s->fd, F_GET_SEALS);
+	cr_assert(seals & F_SEAL_SHRINK);
+	cr_assert_neq(ftruncate(s->fd, 4096), 0, "cannot shrink a sealed memfd");
+	cr_assert_eq(shmring_seg_open_fd(s->fd, SHMRING_KIND_SPSC, SHMRING_O_NOREGISTRY, &o), 0);
+	cr_assert_neq(o->base, s->base);
+	cr_assert_eq(o->data_size, 8192);
+	shmring_seg_close(o);
+	shmring_seg_close(s);
+}
+
+/* Write bytes at off into the segment file, then try to open it. */
+static int open_corrupted(size_t off, const void *bytes, size_t n, int fix_checksum)
+{
+	char name[64];
+	struct shmring_seg *s, *o;
+	struct shmring_seg_params p = params(4096);
+	cr_assert_eq(shmring_seg_create(tu_name(name, sizeof(name), "corrupt"), &p, &s), 0);
+	cr_assert_eq(pwrite(s->fd, bytes, n, (off_t)off), (ssize_t)n);
+	if (fix_checksum) {
+		uint8_t h[256];
+		cr_assert_eq(pread(s->fd, h, sizeof(h), 0), 256);
+		uint64_t sum = shmring_hdr_checksum(h);
+		cr_assert_eq(pwrite(s->fd, &sum, 8, SHMRING_CHECKSUM_OFF), 8);
+	}
+	int rc = shmring_seg_open(name, 0, SHMRING_O_NOREGISTRY, &o);
+	if (rc == 0)
+		shmring_seg_close(o);
+	shmring_seg_close(s);
+	shmring_seg_unlink(name);
+	return rc;
+}
+
+Test(segment, open_rejects_corrupt_headers)
+{
+	uint64_t v64 = 0x1234;
+	uint32_t v32 = 2;
+	cr_assert_eq(open_corrupted(0, &v64, 8, 0), -EPROTO, "bad magic");
+	v64 = 0;
+	cr_assert_eq(open_corrupted(0, &v64, 8, 0), -EAGAIN, "magic not yet written");
+	cr_assert_eq(open_corrupted(8, &v32, 4, 1), -EPROTO, "unknown layout version");
+	v32 = 0x40;
+	cr_assert_eq(open_corrupted(16, &v32, 4, 0), -EBADMSG, "checksum");
+	v64 = UINT64_C(1) << 40;
+	cr_assert_eq(open_corrupted(24, &v64, 8, 1), -EPROTO, "total_size larger than the file");
+	v64 = UINT64_C(1) << 30;
+	cr_assert_eq(open_corrupted(80, &v64, 8, 1), -EPROTO, "data region past the end");
+	v64 = 100;
+	cr_assert_eq(open_corrupted(56, &v64, 8, 1), -EPROTO, "ctrl region misaligned");
+	v32 = 1000;
+	cr_assert_eq(open_corrupted(44, &v32, 4, 1), -EPROTO, "max_parts");
+	v32 = 9;
+	cr_assert_eq(open_corrupted(12, &v32, 4, 1), -EPROTO, "unknown kind");
+}
+
+Test(segment, validate_never_crashes_on_garbage)
+{
+	uint8_t buf[256];
+	uint64_t rng = 7;
+	for (int i = 0; i < 100000; i++) {
+		tu_fill(buf, sizeof(buf), tu_rand(&rng));
+		if (i & 1) { /* half with a valid magic, checksum fixed: reach the geometry checks */
+			uint64_t m = SHMRING_MAGIC;
+			uint32_t v = SHMRING_LAYOUT_VERSION;
+			memcpy(buf, &m, 8);
+			memcpy(buf + 8, &v, 4);
+			uint64_t sum = shmring_hdr_checksum(buf);
+			memcpy(buf + SHMRING_CHECKSUM_OFF, &sum, 8);
+		}
+		struct shmring_seg out;
+		char why[200];
+		int rc = shmring_hdr_validate(buf, sizeof(buf), tu_rand(&rng) >> (tu_rand(&rng) % 64), &out,
+					      why, sizeof(why));
+		cr_assert(rc == 0 || rc == -EPROTO || rc == -EBADMSG || rc == -EAGAIN);
+		if (rc)
+			cr_assert_neq(why[0], 0, "a reason is given");
+	}
+	cr_assert_eq(shmring_hdr_validate(buf, 10, 4096, NULL, NULL, 0), -EPROTO);
+}
+
+/* ---- participants ---- */
+
+struct part_cfg {
+	char name[64];
+	struct tu_gate joined, done;
+	int slot;
+};
+
+static int joiner(void *a)
+{
+	struct part_cfg *c = a;
+	struct shmring_seg *s;
+	uint32_t slot;
+	if (shmring_seg_open(c->name, 0, 0, &s))
+		return 10;
+	if (shmring_part_join(s, SHMRING_ROLE_CONSUMER, c->slot, &slot) < 0)
+		return 11;
+	tu_gate_open(&c->joined);
+	tu_gate_wait(&c->done);
+	return 0; /* exits while still joined: the lock goes with the process */
+}
+
+Test(segment, participant_liveness_across_processes)
+{
+	struct part_cfg c = { .slot = 3 };
+	struct shmring_seg *s;
+	struct shmring_seg_params p = params(4096);
+	tu_gate_init(&c.joined);
+	tu_gate_init(&c.done);
+	cr_assert_eq(shmring_seg_create(tu_name(c.name, sizeof(c.name), "part"), &p, &s), 0);
+	uint32_t mine;
+	cr_assert_eq(shmring_part_join(s, SHMRING_ROLE_PRODUCER, 0, &mine), 0);
+	cr_assert_eq(shmring_part_alive(s, 0), 1, "our own slot");
+	pid_t pid = tu_fork(joiner, &c);
+	tu_gate_wait(&c.joined);
+	struct shmring_part_info info;
+	cr_assert_eq(shmring_part_get(s, 3, &info), 0);
+	cr_assert_eq(info.state, SHMRING_PART_ACTIVE);
+	cr_assert_eq(info.pid, pid);
+	cr_assert_eq(info.role, SHMRING_ROLE_CONSUMER);
+	cr_assert_neq(info.start_time, 0);
+	cr_assert_eq(info.alive, 1);
+	cr_assert_eq(shmring_part_join(s, SHMRING_ROLE_CONSUMER, 3, &mine), -EBUSY);
+	cr_assert_eq(shmring_part_take(s, 3), -EBUSY);
+	unsigned live, dead;
+	shmring_part_count(s, 0, &live, &dead);
+	cr_assert_eq(live, 2);
+	cr_assert_eq(dead, 0);
+	kill(pid, SIGKILL);
+	cr_assert_eq(tu_wait(pid), -SIGKILL);
+	cr_assert_eq(shmring_part_alive(s, 3), 0, "dead: its lock went with it");
+	shmring_part_count(s, SHMRING_ROLE_CONSUMER, &live, &dead);
+	cr_assert_eq(live, 0);
+	cr_assert_eq(dead, 1);
+	/* any-slot joins skip the dead slot (its kind reclaims it first) */
+	uint32_t any;
+	cr_assert_eq(shmring_part_join(s, SHMRING_ROLE_OBSERVER, -1, &any), 0);
+	cr_assert_neq(any, 3);
+	cr_assert_eq(shmring_part_take(s, 3), 0, "a survivor takes the dead slot");
+	shmring_part_leave(s, 3);
+	cr_assert_eq(shmring_part_join(s, SHMRING_ROLE_CONSUMER, 3, &mine), 0, "left slots are free");
+	shmring_seg_close(s);
+	shmring_seg_unlink(c.name);
+}
+
+Test(segment, replacing_a_dead_participant_is_reported)
+{
+	struct part_cfg c = { .slot = 1 };
+	struct shmring_seg *s;
+	struct shmring_seg_params p = params(4096);
+	tu_gate_init(&c.joined);
+	tu_gate_init(&c.done);
+	cr_assert_eq(shmring_seg_create(tu_name(c.name, sizeof(c.name), "repl"), &p, &s), 0);
+	pid_t pid = tu_fork(joiner, &c);
+	tu_gate_wait(&c.joined);
+	kill(pid, SIGKILL);
+	tu_wait(pid);
+	uint32_t slot;
+	cr_assert_eq(shmring_part_join(s, SHMRING_ROLE_CONSUMER, 1, &slot), 1);
+	cr_assert_eq(shmring_load_relaxed(&shmring_seg_hdr(s)->stats.peer_deaths), 1);
+	shmring_seg_close(s);
+	shmring_seg_unlink(c.name);
+}
+
+Test(segment, read_only_inspector_sees_liveness)
+{
+	struct part_cfg c = { .slot = 2 };
+	struct shmring_seg *s, *ro;
+	struct shmring_seg_params p = params(4096);
+	tu_gate_init(&c.joined);
+	tu_gate_init(&c.done);
+	cr_assert_eq(shmring_seg_create(tu_name(c.name, sizeof(c.name), "ro"), &p, &s), 0);
+	pid_t pid = tu_fork(joiner, &c);
+	tu_gate_wait(&c.joined);
+	cr_assert_eq(shmring_seg_open(c.name, 0, SHMRING_O_RDONLY, &ro), 0);
+	cr_assert_eq(shmring_part_alive(ro, 2), 1);
+	tu_gate_open(&c.done);
+	cr_assert_eq(tu_wait(pid), 0);
+	cr_assert_eq(shmring_part_alive(ro, 2), 0);
+	shmring_seg_close(ro);
+	shmring_seg_close(s);
+	shmring_seg_unlink(c.name);
+}
+
+Test(segment, strerror_explains_every_code)
+{
+	int codes[] = { 0, -EAGAIN, -EPIPE, -ETIMEDOUT, -EPROTO, -EBADMSG, -EMSGSIZE, -ENOSPC,
+			-EEXIST, -ENOENT, -EACCES, -EINVAL, -EBUSY, -EUSERS, -EBADF, -ENOMEM, -EIO };
+	for (size_t i = 0; i < sizeof(codes) / sizeof(codes[0]); i++) {
+		const char *m = shmring_strerror(codes[i]);
+		cr_assert(m && *m);
+	}
+	cr_assert_str_neq(shmring_strerror(-EPROTO), shmring_strerror(-EBADMSG));
+}

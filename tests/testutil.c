@@ -1,0 +1,118 @@
+/* SPDX-License-Identifier: MIT */
+#include "testutil.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+const char *tu_name(char *buf, size_t len, const char *tag)
+{
+	static unsigned counter;
+	snprintf(buf, len, "shmring-test-%s-%d-%u", tag, (int)getpid(), counter++);
+	return buf;
+}
+
+double tu_scale(void)
+{
+	const char *s = getenv("SHMRING_TEST_SCALE");
+	double v = s ? strtod(s, NULL) : 1.0;
+	return v > 0 ? v : 1.0;
+}
+
+uint64_t tu_scaled(uint64_t n, uint64_t min)
+{
+	uint64_t v = (uint64_t)((double)n * tu_scale());
+	return v < min ? min : v;
+}
+
+uint64_t tu_rand(uint64_t *s)
+{
+	uint64_t z = (*s += UINT64_C(0x9e3779b97f4a7c15));
+	z = (z ^ (z >> 30)) * UINT64_C(0xbf58476d1ce4e5b9);
+	z = (z ^ (z >> 27)) * UINT64_C(0x94d049bb133111eb);
+	return z ^ (z >> 31);
+}
+
+void tu_fill(void *p, size_t len, uint64_t seed)
+{
+	uint8_t *b = p;
+	uint64_t s = seed;
+	size_t i = 0;
+	for (; i + 8 <= len; i += 8) {
+		uint64_t v = tu_rand(&s);
+		memcpy(b + i, &v, 8);
+	}
+	if (i < len) {
+		uint64_t v = tu_rand(&s);
+		memcpy(b + i, &v, len - i);
+	}
+}
+
+int tu_check(const void *p, size_t len, uint64_t seed)
+{
+	const uint8_t *b = p;
+	uint64_t s = seed;
+	size_t i = 0;
+	for (; i + 8 <= len; i += 8) {
+		uint64_t v = tu_rand(&s);
+		if (memcmp(b + i, &v, 8) != 0)
+			return 0;
+	}
+	if (i < len) {
+		uint64_t v = tu_rand(&s);
+		if (memcmp(b + i, &v, len - i) != 0)
+			return 0;
+	}
+	return 1;
+}
+
+pid_t tu_fork(int (*fn)(void *arg), void *arg)
+{
+	fflush(NULL);
+	pid_t pid = fork();
+	if (pid == 0)
+		_exit(fn(arg) & 0xff);
+	return pid;
+}
+
+int tu_wait(pid_t pid)
+{
+	int st;
+	while (waitpid(pid, &st, 0) < 0)
+		if (errno != EINTR)
+			return -1000;
+	if (WIFEXITED(st))
+		return WEXITSTATUS(st);
+	if (WIFSIGNALED(st))
+		return -WTERMSIG(st);
+	return -1000;
+}
+
+void tu_gate_init(struct tu_gate *g)
+{
+	if (pipe(g->fd) != 0)
+		abort();
+}
+
+void tu_gate_open(struct tu_gate *g)
+{
+	char c = 1;
+	if (write(g->fd[1], &c, 1) != 1)
+		abort();
+}
+
+void tu_gate_wait(struct tu_gate *g)
+{
+	char c;
+	while (read(g->fd[0], &c, 1) < 0 && errno == EINTR)
+		;
+}
+
+void tu_gate_close(struct tu_gate *g)
+{
+	close(g->fd[0]);
+	close(g->fd[1]);
+}
