@@ -7,7 +7,6 @@
 #include "shmring_config.h"
 
 #include <stdarg.h>
-#include <urcu/list.h>
 #include <sys/types.h>
 
 #define SHMRING_HIDDEN __attribute__((visibility("hidden")))
@@ -29,7 +28,7 @@ struct shmring__reg_entry {
 	unsigned refs;        /* handles sharing this mapping; guarded by the registry lock */
 	uint64_t held_slots;  /* participant slots this process holds (bit per slot) */
 	char name[SHMRING_NAME_MAX + 1];
-	struct cds_list_head node; /* RCU list of this process's mappings */
+	struct shmring__reg_entry *_Atomic next; /* RCU list of this process's mappings */
 };
 
 /* Find or create the mapping of the file open on fd (fd is consumed: kept by the entry

@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The process-wide registry of mappings: an RCU list (liburcu-bp) written under a
- * mutex and walked without one. Unmapping waits for a grace period, so a walker never
- * touches a mapping after munmap.
+ * The process-wide registry of mappings: an RCU list written under a mutex and walked
+ * without one. liburcu-bp provides the read-side critical sections and the grace
+ * period: unmapping waits for it, so a walker never touches a mapping after munmap.
+ * The list links are C11 atomics (release to publish, acquire to follow) rather than
+ * liburcu's list macros, so that ThreadSanitizer understands the publication too.
  */
 #include "internal.h"
 #include "shmring/registry.h"
@@ -16,10 +18,22 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include <urcu/urcu-bp.h>
-#include <urcu/rculist.h>
+
+#ifdef SHMRING_TSAN
+/* TSan cannot see liburcu's grace period: tell it that every read-side section
+ * happens before the end of the next synchronize. */
+void __tsan_acquire(void *addr);
+void __tsan_release(void *addr);
+static char grace_token;
+#define GRACE_READER_DONE() __tsan_release(&grace_token)
+#define GRACE_WRITER_DONE() __tsan_acquire(&grace_token)
+#else
+#define GRACE_READER_DONE() ((void)0)
+#define GRACE_WRITER_DONE() ((void)0)
+#endif
 
 static pthread_mutex_t reg_mutex = PTHREAD_MUTEX_INITIALIZER;
-static CDS_LIST_HEAD(reg_list);
+static struct shmring__reg_entry *_Atomic reg_head;
 static pthread_once_t reg_once = PTHREAD_ONCE_INIT;
 
 static void atfork_prepare(void)
@@ -40,8 +54,8 @@ static void atfork_parent(void)
 static void atfork_child(void)
 {
 	urcu_bp_after_fork_child();
-	struct shmring__reg_entry *e;
-	cds_list_for_each_entry(e, &reg_list, node) {
+	for (struct shmring__reg_entry *e = shmring_load_relaxed(&reg_head); e;
+	     e = shmring_load_relaxed(&e->next)) { /* one thread left: no ordering needed */
 		if (e->fd >= 0)
 			close(e->fd);
 		e->fd = -1;
@@ -79,8 +93,9 @@ int shmring__reg_acquire(int fd, int writable, uint64_t size, const char *name, 
 	pid_t me = getpid();
 	pthread_mutex_lock(&reg_mutex);
 	if (!private_map) {
-		struct shmring__reg_entry *e;
-		cds_list_for_each_entry(e, &reg_list, node) {
+		/* writers hold the mutex: relaxed loads see every link */
+		for (struct shmring__reg_entry *e = shmring_load_relaxed(&reg_head); e;
+		     e = shmring_load_relaxed(&e->next)) {
 			if (e->dev == st.st_dev && e->ino == st.st_ino && e->writable == writable &&
 			    e->owner == me && e->size == size) {
 				__atomic_add_fetch(&e->refs, 1, __ATOMIC_RELAXED); /* walkers read it */
@@ -114,7 +129,9 @@ int shmring__reg_acquire(int fd, int writable, uint64_t size, const char *name, 
 	e->size = size;
 	e->refs = 1;
 	snprintf(e->name, sizeof(e->name), "%s", name ? name : "");
-	cds_list_add_tail_rcu(&e->node, &reg_list);
+	shmring_store_relaxed(&e->next, shmring_load_relaxed(&reg_head));
+	/* publish the initialised entry: pairs with the walkers' acquire loads */
+	shmring_store_release(&reg_head, e);
 	pthread_mutex_unlock(&reg_mutex);
 	*out = e;
 	return 0;
@@ -127,10 +144,16 @@ void shmring__reg_release(struct shmring__reg_entry *e)
 		pthread_mutex_unlock(&reg_mutex);
 		return;
 	}
-	cds_list_del_rcu(&e->node);
+	struct shmring__reg_entry *_Atomic *link = &reg_head;
+	while (shmring_load_relaxed(link) != e)
+		link = &shmring_load_relaxed(link)->next;
+	/* unlink; e->next stays valid for walkers standing on e until the grace period.
+	 * Release pairs with the walkers' acquire loads of the link. */
+	shmring_store_release(link, shmring_load_relaxed(&e->next));
 	pthread_mutex_unlock(&reg_mutex);
 	/* walkers that may still see e finish before the mapping goes */
 	urcu_bp_synchronize_rcu();
+	GRACE_WRITER_DONE();
 	munmap(e->base, e->size);
 	if (e->fd >= 0)
 		close(e->fd);
@@ -140,9 +163,10 @@ void shmring__reg_release(struct shmring__reg_entry *e)
 int shmring_registry_foreach(int (*cb)(const struct shmring_registry_info *, void *), void *arg)
 {
 	int rc = 0;
-	struct shmring__reg_entry *e;
 	urcu_bp_read_lock();
-	cds_list_for_each_entry_rcu(e, &reg_list, node) {
+	/* acquire loads pair with the release stores that link and unlink entries */
+	for (struct shmring__reg_entry *e = shmring_load_acquire(&reg_head); e;
+	     e = shmring_load_acquire(&e->next)) {
 		const struct shmring_hdr *h = (const void *)e->base;
 		struct shmring_registry_info info = {
 			.name = e->name,
@@ -158,6 +182,7 @@ int shmring_registry_foreach(int (*cb)(const struct shmring_registry_info *, voi
 		if (rc)
 			break;
 	}
+	GRACE_READER_DONE();
 	urcu_bp_read_unlock();
 	return rc;
 }
@@ -165,10 +190,12 @@ int shmring_registry_foreach(int (*cb)(const struct shmring_registry_info *, voi
 unsigned shmring_registry_count(void)
 {
 	unsigned n = 0;
-	struct shmring__reg_entry *e;
 	urcu_bp_read_lock();
-	cds_list_for_each_entry_rcu(e, &reg_list, node)
+	/* pairs with the release stores that link and unlink entries */
+	for (struct shmring__reg_entry *e = shmring_load_acquire(&reg_head); e;
+	     e = shmring_load_acquire(&e->next))
 		n++;
+	GRACE_READER_DONE();
 	urcu_bp_read_unlock();
 	return n;
 }

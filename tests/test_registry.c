@@ -73,7 +73,7 @@ static void *opener(void *arg)
 	return NULL;
 }
 
-Test(registry, concurrent_open_close_and_walk, .timeout = 300)
+Test(registry, threads_concurrent_open_close_and_walk, .timeout = 300)
 {
 	struct shmring_seg *keep[NSEG];
 	struct shmring_seg_params p = params();

@@ -2,6 +2,7 @@
 /* SPSC ring: records in and out, wrap-around, limits, blocking, closing, dead peers,
  * across real processes. */
 #include <criterion/criterion.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -552,4 +553,59 @@ Test(spsc, consumer_sigkilled_gives_blocked_producer_epipe, .timeout = 60)
 	shmring_spsc_close(p);
 	shmring_seg_unlink(c.name);
 	tu_gate_close(&c.started);
+}
+
+/* ---- the same stream between two threads, so TSan sees both sides' accesses ---- */
+
+struct thr_cfg {
+	struct shmring_spsc *p;
+	uint64_t n;
+	int batch;
+};
+
+static void *thr_producer(void *a)
+{
+	struct thr_cfg *c = a;
+	uint64_t rng = 5;
+	for (uint64_t i = 0; i < c->n;) {
+		for (int k = 0; k < c->batch && i < c->n; k++, i++) {
+			size_t len = pick_size(&rng, META, 8192);
+			void *buf = NULL;
+			if (shmring_spsc_reserve_wait(c->p, len, &buf, SHMRING_FOREVER))
+				return (void *)1;
+			make_rec(buf, len, i);
+		}
+		shmring_spsc_commit(c->p);
+	}
+	shmring_spsc_close(c->p);
+	return NULL;
+}
+
+Test(spsc, threads_stream_blocking_and_batched, .timeout = 600)
+{
+	for (int batch = 1; batch <= 8; batch *= 8) {
+		char name[64];
+		struct shmring_spsc *p, *c;
+		pair("thr", 1u << 16, 8, &p, &c, name, sizeof(name));
+		shmring_spsc_set_spin(c, batch == 1 ? 0 : 64);
+		struct thr_cfg cfg = { .p = p, .n = tu_scaled(200000, 2000), .batch = batch };
+		pthread_t t;
+		pthread_create(&t, NULL, thr_producer, &cfg);
+		uint64_t rng = 5, got = 0;
+		struct shmring_rec rec = { 0 };
+		int rc;
+		while ((rc = shmring_spsc_peek_wait(c, &rec, SHMRING_FOREVER)) == 0) {
+			cr_assert_eq(rec.len, pick_size(&rng, META, 8192));
+			cr_assert_eq(check_rec(rec.data, rec.len, got), 0);
+			got++;
+			shmring_spsc_release(c);
+		}
+		void *res;
+		pthread_join(t, &res);
+		cr_assert_null(res);
+		cr_assert_eq(rc, -EPIPE);
+		cr_assert_eq(got, cfg.n);
+		shmring_spsc_close(c);
+		shmring_seg_unlink(name);
+	}
 }

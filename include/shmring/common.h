@@ -57,7 +57,32 @@ SHMRING_API const char *shmring_last_error_detail(void);
 #define shmring_store_release(p, v) atomic_store_explicit((p), (v), memory_order_release)
 #define shmring_load_relaxed(p) atomic_load_explicit((p), memory_order_relaxed)
 #define shmring_store_relaxed(p, v) atomic_store_explicit((p), (v), memory_order_relaxed)
+
+#if defined(__SANITIZE_THREAD__)
+#define SHMRING_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define SHMRING_TSAN 1
+#endif
+#endif
+
+#ifdef SHMRING_TSAN
+/* ThreadSanitizer does not model stand-alone fences. Under TSan a fence becomes a
+ * seq_cst read-modify-write, which is a full barrier on the hardware as well; every
+ * access the fences order is atomic, so TSan checks no data race less. */
+static inline void shmring__fence_rmw(void)
+{
+	static _Atomic int word;
+	atomic_fetch_add_explicit(&word, 0, memory_order_seq_cst);
+}
+#define shmring_fence_seq_cst() shmring__fence_rmw()
+#define shmring_fence_acquire() shmring__fence_rmw()
+#define shmring_fence_release() shmring__fence_rmw()
+#else
 #define shmring_fence_seq_cst() atomic_thread_fence(memory_order_seq_cst)
+#define shmring_fence_acquire() atomic_thread_fence(memory_order_acquire)
+#define shmring_fence_release() atomic_thread_fence(memory_order_release)
+#endif
 
 static inline void shmring_cpu_relax(void)
 {
