@@ -285,15 +285,22 @@ int shmring__spsc_broken(struct shmring_spsc *r, int err)
 	return shmring__fail(err, "spsc ring corrupt: impossible record header or index");
 }
 
-/* Consumer gone: closed explicitly, or attached once and now dead. */
+/* A peer slot that was attached and is not any more: it left (detach without close)
+ * or died (active, but its lock is gone). A slot never joined is not gone: the peer
+ * has not arrived yet. */
+static int slot_gone(struct shmring_spsc *r, uint32_t slot)
+{
+	struct shmring_part_info info;
+	shmring_part_get(r->seg, slot, &info);
+	return info.state == SHMRING_PART_LEFT || (info.state == SHMRING_PART_ACTIVE && !info.alive);
+}
+
 static int consumer_gone(struct shmring_spsc *r)
 {
 	/* pairs with the release store in shmring_spsc_close() (consumer side) */
 	if (shmring_load_acquire(&r->ctrl->cons_closed))
 		return 1;
-	struct shmring_part_info info;
-	shmring_part_get(r->seg, SHMRING_SPSC_SLOT_CONSUMER, &info);
-	return info.state == SHMRING_PART_ACTIVE && !info.alive;
+	return slot_gone(r, SHMRING_SPSC_SLOT_CONSUMER);
 }
 
 static int producer_gone(struct shmring_spsc *r)
@@ -301,9 +308,7 @@ static int producer_gone(struct shmring_spsc *r)
 	/* pairs with the release store in shmring_spsc_close() (producer side) */
 	if (shmring_load_acquire(&r->ctrl->prod_closed))
 		return 1;
-	struct shmring_part_info info;
-	shmring_part_get(r->seg, SHMRING_SPSC_SLOT_PRODUCER, &info);
-	return info.state == SHMRING_PART_ACTIVE && !info.alive;
+	return slot_gone(r, SHMRING_SPSC_SLOT_PRODUCER);
 }
 
 int shmring__spsc_refresh_head(struct shmring_spsc *r, uint64_t need_end)

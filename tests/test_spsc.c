@@ -609,3 +609,17 @@ Test(spsc, threads_stream_blocking_and_batched, .timeout = 600)
 		shmring_seg_unlink(name);
 	}
 }
+
+Test(spsc, producer_detached_without_close_is_eof_after_the_last_record)
+{
+	char name[64];
+	struct shmring_spsc *p, *c;
+	pair("detach", 8192, 8, &p, &c, name, sizeof(name));
+	cr_assert_eq(shmring_spsc_send(p, "x", 1, 0), 0);
+	shmring_spsc_detach(p);
+	char b[4];
+	cr_assert_eq(shmring_spsc_recv(c, b, sizeof(b), 1000), 1);
+	cr_assert_eq(shmring_spsc_recv(c, b, sizeof(b), SHMRING_FOREVER), -EPIPE);
+	shmring_spsc_close(c);
+	shmring_seg_unlink(name);
+}

@@ -33,7 +33,7 @@
  *
  * CLOSING AND DEAD PEERS: shmring_spsc_close() by the producer is EOF: the consumer gets
  * every committed record, then -EPIPE. A closed consumer makes the producer's reserve
- * return -EPIPE once it needs room. A peer that died (its participant lock is gone) is
+ * return -EPIPE once it needs room. A peer that died (its participant lock is gone) or detached is
  * treated as closed: blocking calls notice within SHMRING_PEER_CHECK_MS; non-blocking
  * calls check once every 1024 times they find the ring empty (consumer) or full
  * (producer). A replacement producer may attach (it resumes after the last committed
@@ -292,15 +292,17 @@ SHMRING_INLINE int shmring_spsc_peek(struct shmring_spsc *r, struct shmring_rec 
 	if (shmring_unlikely(r->role != SHMRING_ROLE_CONSUMER))
 		return -EBADF;
 	uint64_t pos = r->c_peek;
-	for (int pass = 0; pass < 2; pass++) {
+	int padded = 0, rechecked = 0;
+	for (;;) {
 		uint64_t idx = pos & r->mask;
 		/* pairs with the release store in shmring_spsc_commit() */
 		uint64_t h = shmring_load_acquire(shmring__spsc_hdr(r, idx));
 		if (h == 0) {
-			int rc = shmring__spsc_empty(r, idx);
+			int rc = rechecked ? -EAGAIN : shmring__spsc_empty(r, idx);
 			if (rc != 0)
 				return rc;
-			continue; /* the slow path saw a record arrive: read it again */
+			rechecked = 1; /* the slow path saw a record arrive: read it again */
+			continue;
 		}
 		uint64_t len = h & 0xffffffffu;
 		uint64_t fl = h & SHMRING_SPSC_F_MASK;
@@ -309,9 +311,10 @@ SHMRING_INLINE int shmring_spsc_peek(struct shmring_spsc *r, struct shmring_rec 
 			return shmring__spsc_broken(r, -EPROTO);
 		if (fl & SHMRING_SPSC_F_PAD) {
 			/* padding must run exactly to the end of the ring, and only once */
-			if (shmring_unlikely(pass != 0 || idx == 0 ||
+			if (shmring_unlikely(padded || idx == 0 ||
 					     len + SHMRING_SPSC_HDR != r->cap - idx))
 				return shmring__spsc_broken(r, -EPROTO);
+			padded = 1;
 			pos += r->cap - idx;
 			r->c_peek = pos;
 			continue;
@@ -326,7 +329,6 @@ SHMRING_INLINE int shmring_spsc_peek(struct shmring_spsc *r, struct shmring_rec 
 		r->c_npeek++;
 		return 0;
 	}
-	return -EAGAIN;
 }
 
 /*
