@@ -73,6 +73,10 @@ static int producer_resume(struct shmring_spsc *r)
 	/* pairs with the consumer's release store in shmring_spsc_release() */
 	uint64_t head = shmring_load_acquire(&r->ctrl->head);
 	uint64_t tail = shmring_load_relaxed(&r->ctrl->tail); /* informational, rescanned */
+	/* tail lags the headers if the last producer died between publishing and storing
+	 * it, so the consumer may already be past it: then the scan starts at head */
+	if (tail - head > r->cap && head - tail <= r->cap)
+		tail = head;
 	if (!valid_pos(r, head) || !valid_pos(r, tail) || tail - head > r->cap)
 		return shmring__fail(-EPROTO, "spsc head %llu / tail %llu impossible",
 				     (unsigned long long)head, (unsigned long long)tail);
@@ -133,7 +137,8 @@ static int attach_role(struct shmring_spsc *r, struct shmring_seg *seg, uint32_t
 		/* pairs with the release store in shmring_spsc_release() (a previous consumer) */
 		uint64_t head = shmring_load_acquire(&r->ctrl->head);
 		uint64_t tail = shmring_load_relaxed(&r->ctrl->tail); /* bound only */
-		if (!valid_pos(r, head) || tail - head > r->cap) {
+		/* tail may lag the consumer by one batch (see producer_resume) */
+		if (!valid_pos(r, head) || (tail - head > r->cap && head - tail > r->cap)) {
 			shmring_part_leave(seg, r->slot);
 			return shmring__fail(-EPROTO, "spsc head %llu / tail %llu impossible",
 					     (unsigned long long)head, (unsigned long long)tail);
@@ -266,6 +271,14 @@ struct shmring_seg *shmring_spsc_seg(const struct shmring_spsc *r)
 void shmring_spsc_set_spin(struct shmring_spsc *r, int spin)
 {
 	r->spin = spin;
+}
+
+int shmring_spsc_peer_closed(const struct shmring_spsc *r)
+{
+	/* pairs with the release stores in shmring_spsc_close() */
+	if (r->role == SHMRING_ROLE_PRODUCER)
+		return shmring_load_acquire(&r->ctrl->cons_closed) != 0;
+	return shmring_load_acquire(&r->ctrl->prod_closed) != 0;
 }
 
 int shmring_spsc_peer_alive(const struct shmring_spsc *r)

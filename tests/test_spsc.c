@@ -623,3 +623,56 @@ Test(spsc, producer_detached_without_close_is_eof_after_the_last_record)
 	shmring_spsc_close(c);
 	shmring_seg_unlink(name);
 }
+
+Test(spsc, shrink_the_last_reservation)
+{
+	char name[64];
+	struct shmring_spsc *p, *c;
+	pair("shrink", 8192, 8, &p, &c, name, sizeof(name));
+	void *a = NULL, *b = NULL;
+	struct shmring_rec rec = { 0 };
+	cr_assert_eq(shmring_spsc_shrink(p, 0), -EINVAL, "nothing pending");
+	cr_assert_eq(shmring_spsc_reserve(p, 1000, &a), 0);
+	cr_assert_eq(shmring_spsc_shrink(p, 1001), -EINVAL);
+	cr_assert_eq(shmring_spsc_shrink(p, 3), 0);
+	memcpy(a, "one", 3);
+	cr_assert_eq(shmring_spsc_reserve(p, 2000, &b), 0);
+	cr_assert_eq((uint8_t *)b - (uint8_t *)a, 16, "the next record follows the shrunk one");
+	cr_assert_eq(shmring_spsc_shrink(p, 5), 0);
+	memcpy(b, "three", 5);
+	cr_assert_eq(shmring_spsc_commit(p), 2);
+	cr_assert_eq(shmring_spsc_peek(c, &rec), 0);
+	cr_assert_eq(rec.len, 3);
+	cr_assert_eq(memcmp(rec.data, "one", 3), 0);
+	cr_assert_eq(shmring_spsc_peek(c, &rec), 0);
+	cr_assert_eq(rec.len, 5);
+	cr_assert_eq(memcmp(rec.data, "three", 5), 0);
+	cr_assert_eq(shmring_spsc_peek(c, &rec), -EAGAIN);
+	cr_assert_eq(shmring_load_relaxed(&shmring_seg_hdr(shmring_spsc_seg(p))->stats.bytes), 8);
+	shmring_spsc_release(c);
+	shmring_spsc_close(p);
+	cr_assert_eq(shmring_spsc_peer_closed(c), 1);
+	shmring_spsc_close(c);
+	shmring_seg_unlink(name);
+}
+
+Test(spsc, replacement_producer_accepts_a_consumer_past_the_stale_tail)
+{
+	char name[64];
+	struct shmring_spsc *p, *c, *p2;
+	pair("stale", 8192, 8, &p, &c, name, sizeof(name));
+	cr_assert_eq(shmring_spsc_send(p, "abcd", 4, 0), 0);
+	char b[8];
+	cr_assert_eq(shmring_spsc_recv(c, b, sizeof(b), 0), 4);
+	/* as if the producer died between publishing the record and storing tail */
+	struct shmring_spsc_ctrl *ctrl = shmring_seg_ctrl(shmring_spsc_seg(p));
+	shmring_store_relaxed(&ctrl->tail, 0);
+	shmring_spsc_detach(p);
+	cr_assert_eq(shmring_spsc_open(name, SHMRING_ROLE_PRODUCER, &p2), 0);
+	cr_assert_eq(shmring_spsc_send(p2, "efgh", 4, 0), 0);
+	cr_assert_eq(shmring_spsc_recv(c, b, sizeof(b), 0), 4);
+	cr_assert_eq(memcmp(b, "efgh", 4), 0);
+	shmring_spsc_close(p2);
+	shmring_spsc_close(c);
+	shmring_seg_unlink(name);
+}

@@ -107,6 +107,7 @@ struct shmring_spsc {
 	uint64_t p_first;        /* header value of the first pending record */
 	uint64_t p_head;         /* cached consumer position */
 	uint64_t p_msgs, p_bytes;
+	uint64_t p_last;         /* position of the last pending record */
 	uint32_t p_npend;        /* pending entries, padding included */
 	uint32_t p_nrec;         /* pending records */
 	uint32_t p_full_polls;
@@ -147,6 +148,9 @@ SHMRING_API struct shmring_seg *shmring_spsc_seg(const struct shmring_spsc *r);
 SHMRING_API void shmring_spsc_set_spin(struct shmring_spsc *r, int spin);
 /* 1 if the peer role is attached and alive, 0 if not (slow: one fcntl). */
 SHMRING_API int shmring_spsc_peer_alive(const struct shmring_spsc *r);
+/* After -EPIPE: 1 if the peer closed the channel with shmring_spsc_close(), 0 if it
+ * died or detached without closing. */
+SHMRING_API int shmring_spsc_peer_closed(const struct shmring_spsc *r);
 
 /* Slow paths of the inline calls below (src/spsc.c). */
 SHMRING_API int shmring__spsc_refresh_head(struct shmring_spsc *r, uint64_t need_end);
@@ -211,6 +215,7 @@ SHMRING_INLINE int shmring_spsc_reserve_typed(struct shmring_spsc *r, size_t len
 	else /* invisible until commit's release store publishes the batch */
 		shmring_store_relaxed(shmring__spsc_hdr(r, idx), h);
 	r->p_nrec++;
+	r->p_last = pos;
 	r->p_pend = pos + total;
 	r->p_bytes += len;
 	r->p_msgs++;
@@ -252,6 +257,33 @@ SHMRING_INLINE int shmring_spsc_commit(struct shmring_spsc *r)
 	shmring_store_relaxed(&sh->stats.bytes, r->p_bytes);
 	shmring_wake(r->seg, &r->ctrl->data_q);
 	return (int)n;
+}
+
+/*
+ * Shrink the most recent pending reservation to len bytes (len <= its reserved length),
+ * e.g. after read() filled less than was reserved. The space given back is reused by
+ * the next reservation. Concurrency: producer only.
+ * Returns 0; -EINVAL if nothing is pending or len is larger than reserved.
+ */
+SHMRING_INLINE int shmring_spsc_shrink(struct shmring_spsc *r, size_t len)
+{
+	if (r->p_nrec == 0)
+		return -EINVAL;
+	int first = r->p_last == r->p_commit;
+	_Atomic uint64_t *hp = shmring__spsc_hdr(r, r->p_last & r->mask);
+	/* our own pending header: nobody else reads it before commit */
+	uint64_t h = first ? r->p_first : shmring_load_relaxed(hp);
+	uint64_t old = h & 0xffffffffu;
+	if (len > old)
+		return -EINVAL;
+	h = (h & ~(uint64_t)0xffffffffu) | (uint64_t)len;
+	if (first)
+		r->p_first = h;
+	else /* invisible until commit's release store publishes the batch */
+		shmring_store_relaxed(hp, h);
+	r->p_bytes -= old - len;
+	r->p_pend = r->p_last + shmring__spsc_total(r, len);
+	return 0;
 }
 
 /* Drop every pending reservation. Concurrency: producer only. */
