@@ -273,6 +273,17 @@ int shmring_seg_unlink(const char *name)
 
 static int reserve_space(int fd, uint64_t total, const char *what)
 {
+	/* Refuse up front what cannot fit: posix_fallocate on a tmpfs the size of RAM would
+	 * otherwise fill memory page by page before it fails, pushing the whole machine
+	 * towards the OOM killer. f_blocks == 0 means no limit (the memfd mount). The
+	 * fallocate below still catches a race with another process filling the fs. */
+	struct statvfs sv;
+	if (fstatvfs(fd, &sv) == 0 && sv.f_blocks != 0) {
+		unsigned long long avail = (unsigned long long)sv.f_bavail * sv.f_frsize;
+		if (total > avail)
+			return shmring__fail(-ENOSPC, "%s needs %llu bytes; the filesystem has %llu free",
+					     what, (unsigned long long)total, avail);
+	}
 	if (ftruncate(fd, (off_t)total) != 0)
 		return shmring__fail(-errno, "ftruncate to %llu bytes: %s", (unsigned long long)total,
 				     strerror(errno));
@@ -280,7 +291,6 @@ static int reserve_space(int fd, uint64_t total, const char *what)
 	 * killing a process with SIGBUS at first touch. */
 	int e = posix_fallocate(fd, 0, (off_t)total);
 	if (e == ENOSPC || e == EFBIG) {
-		struct statvfs sv;
 		unsigned long long avail = 0;
 		if (fstatvfs(fd, &sv) == 0)
 			avail = (unsigned long long)sv.f_bavail * sv.f_frsize;
