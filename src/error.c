@@ -34,7 +34,7 @@ const char *shmring_strerror(int err)
 	case -EPIPE: return "the peer closed the channel or died";
 	case -ETIMEDOUT: return "timed out";
 	case -EPROTO: return "not a valid shmring segment: bad magic, unknown layout version, wrong kind or impossible geometry or index (corrupt shared memory)";
-	case -EBADMSG: return "segment header checksum mismatch (corrupt header)";
+	case -EBADMSG: return "checksum mismatch: a corrupt segment header, or a frame whose checksum does not verify";
 	case -EMSGSIZE: return "record larger than the channel allows (or than the buffer given)";
 	case -ENOSPC: return "not enough space in /dev/shm (or the filesystem) for the segment";
 	case -EEXIST: return "a segment of that name already exists";
@@ -48,6 +48,9 @@ const char *shmring_strerror(int err)
 	case -ENOTSUP: return "not supported by this build (e.g. the segment uses the other wait backend)";
 	case -ENAMETOOLONG: return "segment name too long";
 	case -EOWNERDEAD: return "the holder died; its resources were reclaimed";
+	case -ENOBUFS: return "this subscriber already holds as many frames as the pool allows (release one first)";
+	case -ENODATA: return "the frame carries no checksum to verify";
+	case -ESTALE: return "the record was overwritten while it was read: discard what was read";
 	default:
 		if (err < 0)
 			return strerror(-err);

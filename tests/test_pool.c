@@ -1,0 +1,1299 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Frame pool tests. Cross-process behaviour runs in real processes: children open the
+ * pool again after fork() and report through exit codes and pipes; the parent asserts.
+ * Nothing sleeps to let another process catch up: processes synchronise on pipes, on
+ * waitpid() and on the pool itself.
+ */
+#include <criterion/criterion.h>
+
+#include "shmring/pool.h"
+#include "testutil.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/prctl.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define W1080 1920u
+#define H1080 1080u
+#define FRAME_1080P (W1080 * H1080 * 3u / 2u) /* NV12: 3,110,400 bytes */
+#define FRAME_4K (3840u * 2160u * 3u / 2u)    /* NV12: 12,441,600 bytes */
+#define FOURCC_NV12 0x3231564eu
+#define WAIT_MS 20000 /* generous: a stuck test fails instead of hanging */
+
+/* ---- helpers ---- */
+
+/* First call of every child: die with the test process, whatever happens to it (a
+ * failed assertion must not leave children running). */
+static void child_init(void)
+{
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
+}
+
+struct named_pool {
+	char name[96];
+};
+
+/* Names this process created, unlinked when it exits however the test ended (a failed
+ * assertion skips the test's own unlink). Children leave with _exit() and skip this. */
+static char created[64][96];
+static unsigned ncreated;
+static pid_t creator;
+
+__attribute__((destructor)) static void unlink_created(void)
+{
+	if (creator != getpid())
+		return;
+	for (unsigned i = 0; i < ncreated; i++)
+		shmring_seg_unlink(created[i]);
+}
+
+static void pool_name(struct named_pool *n, const char *tag)
+{
+	tu_name(n->name, sizeof(n->name), tag);
+	if (creator != getpid()) {
+		creator = getpid();
+		ncreated = 0;
+	}
+	if (ncreated < 64)
+		snprintf(created[ncreated++], sizeof(created[0]), "%s", n->name);
+}
+
+/* A one-shot signal from a child: the parent closes its write end after fork, so a
+ * child that dies before signalling gives EOF instead of a hang. */
+struct sig {
+	int fd[2];
+};
+
+static void sig_init(struct sig *s)
+{
+	cr_assert_eq(pipe(s->fd), 0);
+}
+
+static void sig_parent_side(struct sig *s)
+{
+	close(s->fd[1]);
+	s->fd[1] = -1;
+}
+
+static void sig_send(struct sig *s)
+{
+	char c = 1;
+	if (write(s->fd[1], &c, 1) != 1)
+		_exit(99);
+}
+
+/* 1 if the child signalled, 0 if it died first. */
+static int sig_wait(struct sig *s)
+{
+	char c;
+	ssize_t n;
+	while ((n = read(s->fd[0], &c, 1)) < 0 && errno == EINTR)
+		;
+	return n == 1;
+}
+
+static void sig_close(struct sig *s)
+{
+	for (int i = 0; i < 2; i++)
+		if (s->fd[i] >= 0)
+			close(s->fd[i]);
+}
+
+/* The sampled regions a frame's content is checked on: its first 256 bytes and 4 KiB
+ * at a place that moves with the sequence number. The checksum covers the rest. */
+static size_t region_len(size_t len)
+{
+	return len >= 8192 ? 4096 : len / 4;
+}
+
+static size_t region_off(uint64_t seq, size_t len)
+{
+	size_t span = len - 256 - region_len(len);
+	return 256 + ((size_t)((seq * UINT64_C(40961) * 64u) % span) & ~(size_t)63);
+}
+
+static void fill_frame(struct shmring_pool_frame *f, uint64_t n, size_t len)
+{
+	uint8_t *d = f->data;
+	tu_fill(d, 256, n);
+	tu_fill(d + region_off(n, len), region_len(len), n ^ 0x5bd1e995u);
+	f->len = len;
+	f->width = W1080;
+	f->height = H1080;
+	f->format = FOURCC_NV12;
+	f->stride = W1080;
+	f->user = n * 7;
+}
+
+static int check_frame(const struct shmring_pool_frame *f, size_t len)
+{
+	const uint8_t *d = f->data;
+	return f->len == len && f->width == W1080 && f->height == H1080 &&
+	       f->format == FOURCC_NV12 && f->stride == W1080 && f->user == f->seq * 7 &&
+	       tu_check(d, 256, f->seq) &&
+	       tu_check(d + region_off(f->seq, len), region_len(len), f->seq ^ 0x5bd1e995u);
+}
+
+static struct shmring_pool *make_pool(const char *name, uint64_t buf, uint32_t n, uint32_t subs,
+				      uint32_t held, uint32_t flags)
+{
+	struct shmring_pool_opts o = {
+		.buf_size = buf, .nbufs = n, .max_subs = subs, .max_held = held, .flags = flags,
+	};
+	struct shmring_pool *p = NULL;
+	int rc = shmring_pool_create(name, &o, NULL, &p);
+	cr_assert_eq(rc, 0, "create: %s (%s)", shmring_strerror(rc), shmring_last_error_detail());
+	return p;
+}
+
+static struct shmring_pool *sub_open(const char *name, uint32_t policy)
+{
+	struct shmring_pool_sub_opts so = { .policy = policy };
+	struct shmring_pool *s = NULL;
+	int rc = shmring_pool_subscribe(name, &so, &s);
+	cr_assert_eq(rc, 0, "subscribe: %s", shmring_strerror(rc));
+	return s;
+}
+
+static int publish_one(struct shmring_pool *p, uint64_t n, size_t len)
+{
+	struct shmring_pool_frame f;
+	int rc = shmring_pool_loan_wait(p, &f, WAIT_MS);
+	if (rc)
+		return rc;
+	fill_frame(&f, n, len);
+	return shmring_pool_publish(p, &f);
+}
+
+/* ---- single process: API and policies ---- */
+
+Test(pool, geometry_and_frame_sizes)
+{
+	struct named_pool n;
+	pool_name(&n, "pool-geo");
+	struct shmring_pool *p = make_pool(n.name, FRAME_4K, 3, 2, 1, 0);
+	const struct shmring_seg *seg = shmring_pool_seg(p);
+	cr_assert_eq(seg->kind, SHMRING_KIND_POOL);
+	cr_assert_eq(seg->geo[SHMRING_POOL_GEO_NBUFS], 3);
+	cr_assert_eq(seg->geo[SHMRING_POOL_GEO_BUF_SIZE], FRAME_4K);
+	cr_assert_eq(seg->geo[SHMRING_POOL_GEO_BUF_STRIDE] % SHMRING_PAGE, 0);
+	cr_assert_eq(seg->geo[SHMRING_POOL_GEO_LOG_CAP], 4);
+	cr_assert_eq(seg->geo[SHMRING_POOL_GEO_LIMITS], 1 | (UINT64_C(1) << 32)); /* held 1, depth 1 */
+	struct shmring_pool_geo g;
+	cr_assert_eq(shmring_pool_geo_check(seg->geo, seg->max_parts, seg->ctrl_size, seg->data_size,
+					    &g, NULL, 0), 0);
+	cr_assert_eq(g.meta_off, sizeof(struct shmring_pool_ctrl));
+	/* every buffer is page aligned and holds a 4K NV12 frame */
+	for (int i = 0; i < 3; i++) {
+		struct shmring_pool_frame f;
+		cr_assert_eq(shmring_pool_loan(p, &f), 0);
+		cr_assert_eq((uintptr_t)f.data % SHMRING_PAGE, 0);
+		cr_assert_eq(f.capacity, FRAME_4K);
+		memset(f.data, 0xa5, FRAME_4K);
+		f.len = FRAME_4K;
+		cr_assert_eq(shmring_pool_publish(p, &f), 0); /* nobody subscribed: free again */
+	}
+	cr_assert_eq(shmring_pool_free_count(p), 3);
+	/* tampered geometry is refused */
+	uint64_t bad[SHMRING_GEO_WORDS];
+	char why[200];
+	memcpy(bad, seg->geo, sizeof(bad));
+	bad[SHMRING_POOL_GEO_LOG_CAP] = 2;
+	cr_assert_eq(shmring_pool_geo_check(bad, seg->max_parts, seg->ctrl_size, seg->data_size, &g,
+					    why, sizeof(why)), -EPROTO);
+	cr_assert(strstr(why, "log_cap") != NULL, "%s", why);
+	memcpy(bad, seg->geo, sizeof(bad));
+	bad[SHMRING_POOL_GEO_LIMITS] = 1 | (UINT64_C(3) << 32); /* breaks the guarantee */
+	cr_assert_eq(shmring_pool_geo_check(bad, seg->max_parts, seg->ctrl_size, seg->data_size, &g,
+					    NULL, 0), -EPROTO);
+	memcpy(bad, seg->geo, sizeof(bad));
+	bad[SHMRING_POOL_GEO_NBUFS] = 1000;
+	cr_assert_eq(shmring_pool_geo_check(bad, seg->max_parts, seg->ctrl_size, seg->data_size, &g,
+					    NULL, 0), -EPROTO);
+	shmring_pool_close(p);
+	shmring_seg_unlink(n.name);
+
+	/* 1080p with the defaults: 8 buffers, 4 subscribers, depth 4 */
+	pool_name(&n, "pool-geo");
+	struct shmring_pool_opts o = { .buf_size = FRAME_1080P };
+	cr_assert_eq(shmring_pool_create(n.name, &o, NULL, &p), 0);
+	cr_assert_eq(shmring_pool_seg(p)->geo[SHMRING_POOL_GEO_LIMITS], 1 | (UINT64_C(4) << 32));
+	shmring_pool_close(p);
+	shmring_seg_unlink(n.name);
+}
+
+Test(pool, invalid_options)
+{
+	struct named_pool n;
+	pool_name(&n, "pool-inval");
+	struct shmring_pool *p;
+	struct shmring_pool_opts o = { .buf_size = 0 };
+	cr_assert_eq(shmring_pool_create(n.name, &o, NULL, &p), -EINVAL);
+	o = (struct shmring_pool_opts){ .buf_size = 4096, .nbufs = 4, .max_subs = 4 };
+	cr_assert_eq(shmring_pool_create(n.name, &o, NULL, &p), -EINVAL); /* no queue left */
+	o = (struct shmring_pool_opts){ .buf_size = 4096, .nbufs = 8, .max_subs = 2, .queue_depth = 7 };
+	cr_assert_eq(shmring_pool_create(n.name, &o, NULL, &p), -EINVAL);
+	cr_assert(strstr(shmring_last_error_detail(), "queue_depth") != NULL);
+	o = (struct shmring_pool_opts){ .buf_size = 4096, .flags = 1u << 30 };
+	cr_assert_eq(shmring_pool_create(n.name, &o, NULL, &p), -EINVAL);
+	o = (struct shmring_pool_opts){ .buf_size = 4096, .nbufs = SHMRING_POOL_MAX_BUFS + 1 };
+	cr_assert_eq(shmring_pool_create(n.name, &o, NULL, &p), -EINVAL);
+	o = (struct shmring_pool_opts){ .buf_size = 4096 };
+	struct shmring_pool_sub_opts so = { .policy = 9 };
+	cr_assert_eq(shmring_pool_create(n.name, &o, &so, &p), -EINVAL);
+	cr_assert_eq(shmring_pool_subscribe(n.name, NULL, &p), -ENOENT);
+}
+
+Test(pool, roundtrip_metadata_and_checksum)
+{
+	struct named_pool n;
+	pool_name(&n, "pool-rt");
+	struct shmring_pool *p = make_pool(n.name, FRAME_1080P, 4, 2, 1, SHMRING_POOL_F_CHECKSUM);
+	struct shmring_pool *s = sub_open(n.name, SHMRING_POOL_BLOCK);
+	struct shmring_pool_frame f, g;
+	cr_assert_eq(shmring_pool_take(s, &g), -EAGAIN);
+	cr_assert_eq(shmring_pool_take(p, &g), -EBADF);
+	cr_assert_eq(shmring_pool_loan(s, &f), -EBADF);
+	uint64_t before = shmring_now_ns();
+	for (uint64_t i = 0; i < 10; i++) {
+		cr_assert_eq(shmring_pool_loan(p, &f), 0);
+		struct shmring_pool_frame f2;
+		cr_assert_eq(shmring_pool_loan(p, &f2), -EBUSY);
+		fill_frame(&f, i, FRAME_1080P);
+		cr_assert_eq(shmring_pool_publish(p, &f), 1);
+		cr_assert_eq(f.seq, i);
+		cr_assert_eq(shmring_pool_take(s, &g), 0);
+		cr_assert_eq(g.seq, i);
+		cr_assert(check_frame(&g, FRAME_1080P));
+		cr_assert(g.ts_ns >= before && g.ts_ns <= shmring_now_ns());
+		cr_assert_eq(g.flags, SHMRING_POOL_FRAME_F_CHECKSUM);
+		cr_assert_eq(g.checksum, shmring_pool_checksum(g.data, g.len));
+		cr_assert_eq(shmring_pool_frame_verify(s, &g), 0);
+		cr_assert_eq(g.data != f.data, 1, "subscribers read through their own mapping");
+		cr_assert_eq(memcmp(g.data, f.data, FRAME_1080P), 0);
+		cr_assert_eq(shmring_pool_release(s, &g), 0);
+		cr_assert_eq(shmring_pool_free_count(p), 4);
+	}
+	/* a producer-given timestamp is kept */
+	cr_assert_eq(shmring_pool_loan(p, &f), 0);
+	fill_frame(&f, 10, 100000);
+	f.ts_ns = 12345;
+	cr_assert_eq(shmring_pool_publish(p, &f), 1);
+	cr_assert_eq(shmring_pool_take(s, &g), 0);
+	cr_assert_eq(g.ts_ns, 12345);
+	cr_assert_eq(g.len, 100000);
+	/* a frame changed after publication fails its checksum */
+	((uint8_t *)f.data)[500] ^= 1;
+	cr_assert_eq(shmring_pool_frame_verify(s, &g), -EBADMSG);
+	cr_assert_eq(shmring_pool_release(s, &g), 0);
+	/* cancel gives the loan back */
+	cr_assert_eq(shmring_pool_loan(p, &f), 0);
+	cr_assert_eq(shmring_pool_free_count(p), 3);
+	cr_assert_eq(shmring_pool_cancel(p, &f), 0);
+	cr_assert_eq(shmring_pool_free_count(p), 4);
+	cr_assert_eq(shmring_pool_take(s, &g), -EAGAIN);
+	/* len beyond the buffer is refused */
+	cr_assert_eq(shmring_pool_loan(p, &f), 0);
+	f.len = FRAME_1080P + 1;
+	cr_assert_eq(shmring_pool_publish(p, &f), -EINVAL);
+	cr_assert_eq(shmring_pool_cancel(p, &f), 0);
+	struct shmring_hdr *h = shmring_seg_hdr(shmring_pool_seg(p));
+	cr_assert_eq(atomic_load(&h->stats.msgs), 11);
+	shmring_pool_close(s);
+	shmring_pool_close(p);
+	shmring_seg_unlink(n.name);
+}
+
+Test(pool, no_checksum_by_default)
+{
+	struct named_pool n;
+	pool_name(&n, "pool-nock");
+	struct shmring_pool *p = make_pool(n.name, 8192, 4, 2, 1, 0);
+	struct shmring_pool *s = sub_open(n.name, SHMRING_POOL_BLOCK);
+	struct shmring_pool_frame f, g;
+	cr_assert_eq(shmring_pool_loan(p, &f), 0);
+	f.len = 8192;
+	cr_assert_eq(shmring_pool_publish(p, &f), 1);
+	cr_assert_eq(shmring_pool_take(s, &g), 0);
+	cr_assert_eq(g.flags, 0);
+	cr_assert_eq(shmring_pool_frame_verify(s, &g), -ENODATA);
+	cr_assert_eq(shmring_pool_release(s, &g), 0);
+	shmring_pool_close(s);
+	shmring_pool_close(p);
+	shmring_seg_unlink(n.name);
+}
+
+/* Exit 42 on a write to a read-only page (SEGV_ACCERR), 43 on any other fault. A
+ * handler of our own also works under AddressSanitizer, which would abort instead. */
+static void on_segv(int sig, siginfo_t *si, void *uc)
+{
+	(void)sig;
+	(void)uc;
+	_exit(si->si_code == SEGV_ACCERR ? 42 : 43);
+}
+
+static int write_to_frame(void *arg)
+{
+	child_init();
+	struct sigaction sa = { .sa_sigaction = on_segv, .sa_flags = SA_SIGINFO };
+	sigaction(SIGSEGV, &sa, NULL);
+	(void)arg;
+	struct shmring_pool *p, *s;
+	struct shmring_pool_opts o = { .buf_size = 4096, .nbufs = 4, .max_subs = 1 };
+	if (shmring_pool_create(NULL, &o, NULL, &p) != 0)
+		return 1;
+	struct shmring_pool_sub_opts so = { .policy = SHMRING_POOL_BLOCK };
+	if (shmring_pool_subscribe_fd(shmring_pool_fd(p), &so, &s) != 0)
+		return 2;
+	struct shmring_pool_frame f, g;
+	if (shmring_pool_loan(p, &f) != 0)
+		return 3;
+	f.len = 16;
+	if (shmring_pool_publish(p, &f) != 1 || shmring_pool_take(s, &g) != 0)
+		return 4;
+	((volatile uint8_t *)g.data)[0] = 1; /* must fault: subscribers map buffers read-only */
+	return 5;
+}
+
+Test(pool, subscribers_map_buffers_read_only)
+{
+	pid_t pid = tu_fork(write_to_frame, NULL);
+	cr_assert_eq(tu_wait(pid), 42, "the write must fault on a read-only page");
+}
+
+Test(pool, max_held_and_bad_release)
+{
+	struct named_pool n;
+	pool_name(&n, "pool-held");
+	struct shmring_pool *p = make_pool(n.name, 4096, 8, 2, 2, 0);
+	struct shmring_pool *s = sub_open(n.name, SHMRING_POOL_BLOCK);
+	for (uint64_t i = 0; i < 3; i++)
+		cr_assert_eq(publish_one(p, i, 4096), 1);
+	struct shmring_pool_frame a, b, c;
+	cr_assert_eq(shmring_pool_take(s, &a), 0);
+	cr_assert_eq(shmring_pool_take(s, &b), 0);
+	cr_assert_eq(shmring_pool_take(s, &c), -ENOBUFS);
+	/* out of order release is fine */
+	cr_assert_eq(shmring_pool_release(s, &b), 0);
+	cr_assert_eq(shmring_pool_release(s, &b), -EINVAL); /* twice */
+	c = a;
+	c.index = 7; /* never taken */
+	cr_assert_eq(shmring_pool_release(s, &c), -EINVAL);
+	cr_assert_eq(shmring_pool_release(p, &a), -EINVAL); /* not a subscriber */
+	cr_assert_eq(shmring_pool_take(s, &c), 0);
+	cr_assert_eq(c.seq, 2);
+	cr_assert_eq(shmring_pool_release(s, &a), 0);
+	cr_assert_eq(shmring_pool_release(s, &c), 0);
+	cr_assert_eq(shmring_pool_free_count(p), 8);
+	shmring_pool_close(s);
+	shmring_pool_close(p);
+	shmring_seg_unlink(n.name);
+}
+
+Test(pool, block_subscriber_backpressure)
+{
+	struct named_pool n;
+	pool_name(&n, "pool-block");
+	/* 8 buffers, 2 subscribers holding 1: queue_depth 6 */
+	struct shmring_pool *p = make_pool(n.name, 4096, 8, 2, 1, 0);
+	struct shmring_pool *s = sub_open(n.name, SHMRING_POOL_BLOCK);
+	struct shmring_pool_frame f, g;
+	for (uint64_t i = 0; i < 6; i++)
+		cr_assert_eq(publish_one(p, i, 4096), 1);
+	cr_assert_eq(shmring_pool_free_count(p), 2, "free buffers remain, yet...");
+	cr_assert_eq(shmring_pool_loan(p, &f), -EAGAIN, "...the block subscriber is 6 behind");
+	cr_assert_eq(shmring_pool_loan_wait(p, &f, 5), -ETIMEDOUT);
+	struct shmring_pool_sub_stats st;
+	cr_assert_eq(shmring_pool_sub_stats(s, &st), 0);
+	cr_assert_eq(st.stalls, 2, "each loan that waited counts once");
+	cr_assert_eq(st.queued, 6);
+	struct shmring_pool_stats ps;
+	cr_assert_eq(shmring_pool_stats(p, &ps), 0);
+	cr_assert_eq(ps.block_stalls, 2);
+	cr_assert_eq(ps.nobuf_stalls, 0);
+	cr_assert_eq(ps.published, 6);
+	cr_assert_eq(shmring_pool_take(s, &g), 0);
+	cr_assert_eq(g.seq, 0);
+	cr_assert_eq(shmring_pool_loan(p, &f), 0, "one frame taken: room again");
+	cr_assert_eq(shmring_pool_cancel(p, &f), 0);
+	cr_assert_eq(shmring_pool_release(s, &g), 0);
+	cr_assert_eq(shmring_pool_sub_stats(p, &st), -EBADF);
+	shmring_pool_close(s);
+	/* the subscriber left: its queued frames went back */
+	cr_assert_eq(shmring_pool_free_count(p), 8);
+	shmring_pool_close(p);
+	shmring_seg_unlink(n.name);
+}
+
+Test(pool, drop_oldest_never_blocks_producer)
+{
+	struct named_pool n;
+	pool_name(&n, "pool-drop");
+	struct shmring_pool *p = make_pool(n.name, 4096, 4, 1, 1, 0);
+	struct shmring_pool *s = sub_open(n.name, SHMRING_POOL_DROP_OLDEST);
+	struct shmring_pool_frame f, g;
+	/* the subscriber holds one frame and reads nothing else */
+	cr_assert_eq(publish_one(p, 0, 4096), 1);
+	cr_assert_eq(shmring_pool_take(s, &g), 0);
+	for (uint64_t i = 1; i < 100; i++) {
+		cr_assert_eq(shmring_pool_loan(p, &f), 0, "frame %llu", (unsigned long long)i);
+		fill_frame(&f, i, 4096);
+		cr_assert_eq(shmring_pool_publish(p, &f), 1);
+	}
+	cr_assert_eq(shmring_pool_release(s, &g), 0);
+	/* what is left is the newest frames, in order */
+	uint64_t last = 0, taken = 1;
+	while (shmring_pool_take(s, &g) == 0) {
+		cr_assert_gt(g.seq, last);
+		cr_assert(check_frame(&g, 4096));
+		last = g.seq;
+		taken++;
+		cr_assert_eq(shmring_pool_release(s, &g), 0);
+	}
+	cr_assert_eq(last, 99);
+	struct shmring_pool_sub_stats st;
+	cr_assert_eq(shmring_pool_sub_stats(s, &st), 0);
+	cr_assert_eq(st.frames, taken);
+	cr_assert_eq(st.drops + taken, 100);
+	cr_assert_eq(st.drops, 96, "1 frame held, 3 queued: the other 96 dropped");
+	cr_assert_eq(st.stalls, 0);
+	struct shmring_hdr *h = shmring_seg_hdr(shmring_pool_seg(p));
+	cr_assert_eq(atomic_load(&h->stats.drops), st.drops);
+	struct shmring_pool_stats ps;
+	shmring_pool_stats(p, &ps);
+	cr_assert_eq(ps.nobuf_stalls, 0);
+	cr_assert_eq(ps.free_bufs, 4);
+	shmring_pool_close(s);
+	shmring_pool_close(p);
+	shmring_seg_unlink(n.name);
+}
+
+Test(pool, slow_drop_subscriber_does_not_stall_block_one)
+{
+	struct named_pool n;
+	pool_name(&n, "pool-mix");
+	/* 8 buffers, 3 subscribers holding up to 1: queue_depth 5 */
+	struct shmring_pool *p = make_pool(n.name, 4096, 8, 3, 1, 0);
+	struct shmring_pool *blk = sub_open(n.name, SHMRING_POOL_BLOCK);
+	struct shmring_pool *slow = sub_open(n.name, SHMRING_POOL_DROP_OLDEST);
+	struct shmring_pool_frame f, g, held;
+	cr_assert_eq(publish_one(p, 0, 4096), 2);
+	cr_assert_eq(shmring_pool_take(slow, &held), 0); /* and keeps it */
+	cr_assert_eq(shmring_pool_take(blk, &g), 0);
+	cr_assert_eq(shmring_pool_release(blk, &g), 0);
+	for (uint64_t i = 1; i < 500; i++) {
+		/* the block subscriber lags by up to 4 frames */
+		cr_assert_eq(shmring_pool_loan(p, &f), 0, "frame %llu", (unsigned long long)i);
+		fill_frame(&f, i, 4096);
+		cr_assert_eq(shmring_pool_publish(p, &f), 2);
+		if (i % 4 == 0) {
+			while (shmring_pool_take(blk, &g) == 0)
+				cr_assert_eq(shmring_pool_release(blk, &g), 0);
+		}
+	}
+	struct shmring_pool_sub_stats st;
+	cr_assert_eq(shmring_pool_sub_stats(slow, &st), 0);
+	cr_assert_eq(st.stalls, 0);
+	cr_assert_gt(st.drops, 400);
+	struct shmring_pool_stats ps;
+	shmring_pool_stats(p, &ps);
+	cr_assert_eq(ps.nobuf_stalls, 0);
+	cr_assert_eq(ps.block_stalls, 0);
+	cr_assert_eq(shmring_pool_release(slow, &held), 0);
+	shmring_pool_close(slow);
+	shmring_pool_close(blk);
+	cr_assert_eq(shmring_pool_free_count(p), 8);
+	shmring_pool_close(p);
+	shmring_seg_unlink(n.name);
+}
+
+Test(pool, join_late_gets_frames_from_next_publish)
+{
+	struct named_pool n;
+	pool_name(&n, "pool-late");
+	struct shmring_pool *p = make_pool(n.name, 4096, 8, 2, 1, 0);
+	for (uint64_t i = 0; i < 5; i++)
+		cr_assert_eq(publish_one(p, i, 4096), 0);
+	struct shmring_pool *s = sub_open(n.name, SHMRING_POOL_BLOCK);
+	struct shmring_pool_frame g;
+	cr_assert_eq(shmring_pool_take(s, &g), -EAGAIN);
+	cr_assert_eq(publish_one(p, 5, 4096), 1);
+	cr_assert_eq(shmring_pool_take(s, &g), 0);
+	cr_assert_eq(g.seq, 5);
+	cr_assert(check_frame(&g, 4096));
+	cr_assert_eq(shmring_pool_release(s, &g), 0);
+	shmring_pool_close(s);
+	shmring_pool_close(p);
+	shmring_seg_unlink(n.name);
+}
+
+Test(pool, producer_close_is_end_of_stream)
+{
+	struct named_pool n;
+	pool_name(&n, "pool-eof");
+	struct shmring_pool *p = make_pool(n.name, 4096, 8, 2, 1, 0);
+	struct shmring_pool *p2;
+	cr_assert_eq(shmring_pool_open_producer(n.name, &p2), -EBUSY);
+	struct shmring_pool *s = sub_open(n.name, SHMRING_POOL_BLOCK);
+	for (uint64_t i = 0; i < 3; i++)
+		cr_assert_eq(publish_one(p, i, 4096), 1);
+	struct shmring_pool_frame f, g;
+	cr_assert_eq(shmring_pool_loan(p, &f), 0); /* close gives it back */
+	cr_assert_eq(shmring_pool_producer_alive(s), 1);
+	shmring_pool_close(p);
+	cr_assert_eq(shmring_pool_producer_alive(s), 0);
+	for (uint64_t i = 0; i < 3; i++) {
+		cr_assert_eq(shmring_pool_take_wait(s, &g, WAIT_MS), 0);
+		cr_assert_eq(g.seq, i);
+		cr_assert_eq(shmring_pool_release(s, &g), 0);
+	}
+	cr_assert_eq(shmring_pool_take(s, &g), -EPIPE);
+	cr_assert_eq(shmring_pool_take_wait(s, &g, WAIT_MS), -EPIPE);
+	/* a new producer continues the stream */
+	cr_assert_eq(shmring_pool_open_producer(n.name, &p2), 0);
+	cr_assert_eq(shmring_pool_free_count(p2), 8);
+	cr_assert_eq(publish_one(p2, 3, 4096), 1);
+	cr_assert_eq(shmring_pool_take(s, &g), 0);
+	cr_assert_eq(g.seq, 3);
+	cr_assert_eq(shmring_pool_release(s, &g), 0);
+	shmring_pool_close(s);
+	shmring_pool_close(p2);
+	shmring_seg_unlink(n.name);
+}
+
+Test(pool, subscriber_limit)
+{
+	struct named_pool n;
+	pool_name(&n, "pool-limit");
+	struct shmring_pool *p = make_pool(n.name, 4096, 8, 2, 1, 0);
+	struct shmring_pool *a = sub_open(n.name, SHMRING_POOL_BLOCK);
+	struct shmring_pool *b = sub_open(n.name, SHMRING_POOL_DROP_OLDEST);
+	struct shmring_pool *c;
+	cr_assert_eq(shmring_pool_subscribe(n.name, NULL, &c), -EUSERS);
+	shmring_pool_close(a);
+	c = sub_open(n.name, SHMRING_POOL_BLOCK);
+	struct shmring_pool_stats ps;
+	shmring_pool_stats(p, &ps);
+	cr_assert_eq(ps.subscribers, 2);
+	shmring_pool_close(b);
+	shmring_pool_close(c);
+	shmring_pool_stats(p, &ps);
+	cr_assert_eq(ps.subscribers, 0);
+	shmring_pool_close(p);
+	shmring_seg_unlink(n.name);
+}
+
+Test(pool, corrupt_control_region_is_eproto)
+{
+	struct named_pool n;
+	pool_name(&n, "pool-corrupt");
+	struct shmring_pool *p = make_pool(n.name, 4096, 8, 2, 1, 0);
+	struct shmring_seg *keep; /* keeps the mapping after the pool handles close */
+	cr_assert_eq(shmring_seg_open(n.name, SHMRING_KIND_POOL, 0, &keep), 0);
+	struct shmring_pool *s = sub_open(n.name, SHMRING_POOL_BLOCK);
+	struct shmring_pool_frame f, g;
+	cr_assert_eq(publish_one(p, 0, 4096), 1);
+	struct shmring_pool_ctrl *c = shmring_seg_ctrl(keep);
+	struct shmring_pool_geo geo;
+	const struct shmring_seg *seg = shmring_pool_seg(p);
+	shmring_pool_geo_check(seg->geo, seg->max_parts, seg->ctrl_size, seg->data_size, &geo, NULL, 0);
+	struct shmring_pool_entry *log = (void *)((uint8_t *)c + geo.log_off);
+	/* a log entry naming a buffer that does not exist */
+	uint64_t saved = atomic_load(&log[0].pos_buf);
+	atomic_store(&log[0].pos_buf, (UINT64_C(0) << 16) | 900);
+	cr_assert_eq(shmring_pool_take(s, &g), -EPROTO);
+	cr_assert_eq(shmring_pool_take(s, &g), -EPROTO, "sticky");
+	atomic_store(&log[0].pos_buf, saved);
+	shmring_pool_close(s);
+	/* a cursor far beyond the tail */
+	s = sub_open(n.name, SHMRING_POOL_BLOCK);
+	cr_assert_eq(publish_one(p, 1, 4096), 1);
+	struct shmring_pool_sub *subs = (void *)((uint8_t *)c + geo.subs_off);
+	struct shmring_pool_sub_stats st;
+	shmring_pool_sub_stats(s, &st);
+	atomic_store(&subs[st.index].cursor, UINT64_C(5000) << 16);
+	cr_assert_eq(shmring_pool_take(s, &g), -EPROTO);
+	cr_assert_eq(shmring_pool_loan(p, &f), -EPROTO, "the producer checks cursors too");
+	shmring_pool_close(s);
+	shmring_pool_close(p);
+	/* an impossible owner word */
+	atomic_store(&c->owner, UINT64_C(77));
+	struct shmring_pool *p2;
+	cr_assert_eq(shmring_pool_open_producer(n.name, &p2), -EPROTO);
+	shmring_seg_close(keep);
+	shmring_seg_unlink(n.name);
+}
+
+/* ---- across processes ---- */
+
+struct sub_result {
+	uint64_t frames, drops, stalls, first_seq, last_seq;
+	uint64_t bad_order, bad_data, bad_csum;
+	int64_t end_rc;
+};
+
+struct sub_args {
+	const char *name;
+	uint32_t policy;
+	int slow;
+	size_t len;
+	struct sig ready;
+	int out_fd;
+};
+
+static int sub_main(void *a)
+{
+	child_init();
+	struct sub_args *sa = a;
+	struct shmring_pool *p;
+	struct shmring_pool_sub_opts so = { .policy = sa->policy };
+	if (shmring_pool_subscribe(sa->name, &so, &p) != 0)
+		return 10;
+	sig_send(&sa->ready);
+	struct sub_result r = { .first_seq = UINT64_MAX };
+	for (;;) {
+		struct shmring_pool_frame f;
+		int rc = shmring_pool_take_wait(p, &f, WAIT_MS);
+		if (rc) {
+			r.end_rc = rc;
+			break;
+		}
+		if (r.first_seq == UINT64_MAX)
+			r.first_seq = f.seq;
+		else if (f.seq <= r.last_seq || (sa->policy == SHMRING_POOL_BLOCK && f.seq != r.last_seq + 1))
+			r.bad_order++;
+		r.last_seq = f.seq;
+		/* the whole frame's checksum on every 8th frame (it costs 0.3 ms at 1080p),
+		 * the sampled regions on every frame */
+		if (f.seq % 8 == 0 && shmring_pool_frame_verify(p, &f) != 0)
+			r.bad_csum++;
+		if (!check_frame(&f, sa->len))
+			r.bad_data++;
+		/* the slow reader is slow by work, not by sleeping: it checks every frame's
+		 * checksum, 4 times over */
+		for (int k = 0; sa->slow && k < 4; k++)
+			r.bad_csum += shmring_pool_frame_verify(p, &f) != 0;
+		if (shmring_pool_release(p, &f) != 0)
+			r.bad_data++;
+		r.frames++;
+	}
+	struct shmring_pool_sub_stats st;
+	shmring_pool_sub_stats(p, &st);
+	r.drops = st.drops;
+	r.stalls = st.stalls;
+	if (write(sa->out_fd, &r, sizeof(r)) != (ssize_t)sizeof(r))
+		return 11;
+	shmring_pool_close(p);
+	return 0;
+}
+
+Test(pool, one_producer_three_subscribers_1080p, .timeout = 240)
+{
+	struct named_pool n;
+	pool_name(&n, "pool-3sub");
+	const uint64_t frames = tu_scaled(10000, 300);
+	/* 8 buffers, up to 4 subscribers holding 1 each: block queue depth 4 */
+	struct shmring_pool *p = make_pool(n.name, FRAME_1080P, 8, 4, 1, SHMRING_POOL_F_CHECKSUM);
+	const uint32_t pol[3] = { SHMRING_POOL_BLOCK, SHMRING_POOL_BLOCK, SHMRING_POOL_DROP_OLDEST };
+	struct sub_args args[3];
+	int out[3][2];
+	pid_t pid[3];
+	for (int i = 0; i < 3; i++) {
+		cr_assert_eq(pipe(out[i]), 0);
+		args[i] = (struct sub_args){ .name = n.name, .policy = pol[i], .slow = i == 2,
+					     .len = FRAME_1080P, .out_fd = out[i][1] };
+		sig_init(&args[i].ready);
+		pid[i] = tu_fork(sub_main, &args[i]);
+		cr_assert_gt(pid[i], 0);
+		sig_parent_side(&args[i].ready);
+		close(out[i][1]);
+		cr_assert(sig_wait(&args[i].ready), "subscriber %d did not attach", i);
+	}
+	for (uint64_t i = 0; i < frames; i++) {
+		int rc = publish_one(p, i, FRAME_1080P);
+		cr_assert_eq(rc, 3, "frame %llu: %s", (unsigned long long)i, shmring_strerror(rc));
+	}
+	struct shmring_pool_stats ps;
+	shmring_pool_stats(p, &ps);
+	cr_assert_eq(ps.published, frames);
+	cr_assert_eq(ps.nobuf_stalls, 0, "the producer never waited for a buffer");
+	shmring_pool_close(p); /* end of stream */
+
+	struct sub_result r[3];
+	for (int i = 0; i < 3; i++) {
+		ssize_t got = read(out[i][0], &r[i], sizeof(r[i]));
+		close(out[i][0]);
+		int st = tu_wait(pid[i]);
+		cr_assert_eq(st, 0, "subscriber %d exited with %d", i, st);
+		cr_assert_eq(got, (ssize_t)sizeof(r[i]), "sub %d: read %zd (%s)", i, got, strerror(errno));
+		sig_close(&args[i].ready);
+		cr_assert_eq(r[i].end_rc, -EPIPE, "sub %d ended with %s", i, shmring_strerror((int)r[i].end_rc));
+		cr_assert_eq(r[i].bad_order, 0, "sub %d", i);
+		cr_assert_eq(r[i].bad_data, 0, "sub %d", i);
+		cr_assert_eq(r[i].bad_csum, 0, "sub %d", i);
+		cr_assert_eq(r[i].frames + r[i].drops, frames, "sub %d: every frame taken or dropped", i);
+	}
+	for (int i = 0; i < 2; i++) {
+		cr_assert_eq(r[i].frames, frames, "block subscriber %d saw every frame", i);
+		cr_assert_eq(r[i].first_seq, 0);
+		cr_assert_eq(r[i].last_seq, frames - 1);
+		cr_assert_eq(r[i].drops, 0);
+	}
+	cr_assert_gt(r[2].drops, 0, "the slow subscriber lost frames (it hashes each 4 times)");
+	cr_assert_eq(r[2].stalls, 0, "the producer never waited for the slow subscriber");
+	struct shmring_hdr *h;
+	struct shmring_pool *p2;
+	cr_assert_eq(shmring_pool_open_producer(n.name, &p2), 0);
+	h = shmring_seg_hdr(shmring_pool_seg(p2));
+	cr_assert_eq(atomic_load(&h->stats.drops), r[2].drops);
+	cr_assert_eq(shmring_pool_free_count(p2), 8);
+	shmring_pool_close(p2);
+	shmring_seg_unlink(n.name);
+}
+
+/* A subscriber that takes `take` frames, signals, and waits to be killed. */
+struct holder_args {
+	const char *name;
+	uint32_t policy;
+	int take;
+	struct sig attached, holding;
+};
+
+static int holder_main(void *a)
+{
+	child_init();
+	struct holder_args *ha = a;
+	struct shmring_pool *p;
+	struct shmring_pool_sub_opts so = { .policy = ha->policy };
+	if (shmring_pool_subscribe(ha->name, &so, &p) != 0)
+		return 10;
+	sig_send(&ha->attached);
+	for (int i = 0; i < ha->take; i++) {
+		struct shmring_pool_frame f;
+		if (shmring_pool_take_wait(p, &f, WAIT_MS) != 0)
+			return 11;
+	}
+	sig_send(&ha->holding);
+	for (;;)
+		pause(); /* until SIGKILL */
+}
+
+/* A producer that publishes `publish` frames, loans one more, signals, waits. */
+struct loaner_args {
+	const char *name;
+	int publish;
+	struct sig holding;
+};
+
+static int loaner_main(void *a)
+{
+	child_init();
+	struct loaner_args *la = a;
+	struct shmring_pool *p;
+	if (shmring_pool_open_producer(la->name, &p) != 0)
+		return 10;
+	for (int i = 0; i < la->publish; i++)
+		if (publish_one(p, (uint64_t)i, 4096) < 0)
+			return 11;
+	struct shmring_pool_frame f;
+	if (shmring_pool_loan(p, &f) != 0)
+		return 12;
+	sig_send(&la->holding);
+	for (;;)
+		pause(); /* until SIGKILL */
+}
+
+static pid_t start_holder(struct holder_args *ha)
+{
+	sig_init(&ha->attached);
+	sig_init(&ha->holding);
+	pid_t pid = tu_fork(holder_main, ha);
+	cr_assert_gt(pid, 0);
+	sig_parent_side(&ha->attached);
+	sig_parent_side(&ha->holding);
+	cr_assert(sig_wait(&ha->attached));
+	return pid;
+}
+
+static pid_t start_loaner(struct loaner_args *la)
+{
+	sig_init(&la->holding);
+	pid_t pid = tu_fork(loaner_main, la);
+	cr_assert_gt(pid, 0);
+	sig_parent_side(&la->holding);
+	return pid;
+}
+
+static void kill_and_reap(pid_t pid)
+{
+	cr_assert_eq(kill(pid, SIGKILL), 0);
+	cr_assert_eq(tu_wait(pid), -SIGKILL);
+}
+
+Test(pool, sigkill_subscriber_and_producer_holding_buffers, .timeout = 60)
+{
+	struct named_pool n;
+	pool_name(&n, "pool-kill");
+	/* 12 buffers, 4 subscribers holding up to 2: queue depth 4 */
+	struct shmring_pool_opts o = { .buf_size = 4096, .nbufs = 12, .max_subs = 4, .max_held = 2 };
+	struct shmring_pool_sub_opts so = { .policy = SHMRING_POOL_DROP_OLDEST };
+	struct shmring_pool *p;
+	/* created by a subscriber that leaves: no producer yet (not end of stream) */
+	cr_assert_eq(shmring_pool_create(n.name, &o, &so, &p), 0);
+	shmring_pool_close(p);
+	struct holder_args ha = { .name = n.name, .policy = SHMRING_POOL_BLOCK, .take = 2 };
+	pid_t sub = start_holder(&ha);
+	struct loaner_args la = { .name = n.name, .publish = 3 };
+	pid_t prod = start_loaner(&la);
+	cr_assert(sig_wait(&ha.holding), "subscriber took its frames");
+	cr_assert(sig_wait(&la.holding), "producer holds its loan");
+
+	struct shmring_pool *obs = sub_open(n.name, SHMRING_POOL_DROP_OLDEST); /* to count */
+	cr_assert_eq(shmring_pool_free_count(obs), 12 - 4, "2 taken + 1 queued + 1 loaned");
+	kill_and_reap(sub);
+	kill_and_reap(prod);
+	shmring_pool_close(obs);
+
+	/* a replacement producer reclaims both */
+	struct shmring_pool *p2;
+	cr_assert_eq(shmring_pool_open_producer(n.name, &p2), 0);
+	cr_assert_eq(shmring_pool_free_count(p2), 12);
+	struct shmring_pool_stats ps;
+	shmring_pool_stats(p2, &ps);
+	cr_assert_eq(ps.subscribers, 0);
+	cr_assert_eq(ps.loaned_bufs, 0);
+	struct shmring_hdr *h = shmring_seg_hdr(shmring_pool_seg(p2));
+	cr_assert_eq(atomic_load(&h->stats.abandoned), 4, "3 references and the loan");
+	unsigned live, dead;
+	shmring_part_count(shmring_pool_seg(p2), 0, &live, &dead);
+	cr_assert_eq(dead, 0, "the dead participants' slots were cleaned");
+	cr_assert_eq(live, 1);
+	/* and the pool works */
+	struct shmring_pool *s = sub_open(n.name, SHMRING_POOL_BLOCK);
+	cr_assert_eq(publish_one(p2, 100, 4096), 1);
+	struct shmring_pool_frame g;
+	cr_assert_eq(shmring_pool_take(s, &g), 0);
+	cr_assert_eq(g.seq, 3);
+	cr_assert_eq(shmring_pool_release(s, &g), 0);
+	shmring_pool_close(s);
+	shmring_pool_close(p2);
+	shmring_seg_unlink(n.name);
+}
+
+Test(pool, subscriber_reclaims_dead_producers_loan, .timeout = 60)
+{
+	struct named_pool n;
+	pool_name(&n, "pool-deadprod");
+	struct shmring_pool *p = make_pool(n.name, 4096, 8, 2, 1, 0);
+	shmring_pool_close(p);
+	struct shmring_pool *s = sub_open(n.name, SHMRING_POOL_BLOCK);
+	struct loaner_args la = { .name = n.name, .publish = 3 };
+	pid_t prod = start_loaner(&la);
+	cr_assert(sig_wait(&la.holding));
+	kill_and_reap(prod);
+	struct shmring_pool_frame g;
+	for (uint64_t i = 0; i < 3; i++) {
+		cr_assert_eq(shmring_pool_take_wait(s, &g, WAIT_MS), 0, "published frames are delivered");
+		cr_assert_eq(g.seq, i);
+		cr_assert_eq(shmring_pool_release(s, &g), 0);
+	}
+	cr_assert_eq(shmring_pool_take_wait(s, &g, WAIT_MS), -EPIPE);
+	cr_assert_eq(shmring_pool_free_count(s), 8, "the subscriber returned the dead producer's loan");
+	shmring_pool_close(s);
+	shmring_seg_unlink(n.name);
+}
+
+Test(pool, running_producer_reclaims_dead_subscribers, .timeout = 60)
+{
+	struct named_pool n;
+	pool_name(&n, "pool-deadsub");
+	/* 8 buffers, 2 subscribers holding 1: queue depth 6 */
+	struct shmring_pool *p = make_pool(n.name, 4096, 8, 2, 1, 0);
+	struct holder_args hb = { .name = n.name, .policy = SHMRING_POOL_BLOCK, .take = 1 };
+	pid_t blk = start_holder(&hb);
+	struct holder_args hd = { .name = n.name, .policy = SHMRING_POOL_DROP_OLDEST, .take = 1 };
+	pid_t drp = start_holder(&hd);
+	cr_assert_eq(publish_one(p, 0, 4096), 2);
+	cr_assert(sig_wait(&hb.holding));
+	cr_assert(sig_wait(&hd.holding));
+	struct shmring_pool_frame f;
+	int published = 1;
+	while (shmring_pool_loan(p, &f) == 0) {
+		fill_frame(&f, (uint64_t)published++, 4096);
+		cr_assert_eq(shmring_pool_publish(p, &f), 2);
+	}
+	cr_assert_eq(published, 7, "the block subscriber's queue (6) is full");
+	kill_and_reap(blk);
+	/* the producer notices the dead block subscriber while it waits, and goes on */
+	cr_assert_eq(shmring_pool_loan_wait(p, &f, WAIT_MS), 0);
+	cr_assert_eq(shmring_pool_cancel(p, &f), 0);
+	/* the drop-oldest one never blocked anything; reclaim it explicitly */
+	kill_and_reap(drp);
+	cr_assert_eq(shmring_pool_reclaim(p), 1);
+	cr_assert_eq(shmring_pool_free_count(p), 8);
+	struct shmring_pool_stats ps;
+	shmring_pool_stats(p, &ps);
+	cr_assert_eq(ps.subscribers, 0);
+	shmring_pool_close(p);
+	shmring_seg_unlink(n.name);
+}
+
+struct fd_args {
+	int fd;
+	struct sig ready;
+};
+
+static int fd_sub_main(void *a)
+{
+	child_init();
+	struct fd_args *fa = a;
+	struct shmring_pool *p;
+	if (shmring_pool_subscribe_fd(fa->fd, NULL, &p) != 0)
+		return 10;
+	sig_send(&fa->ready);
+	for (uint64_t i = 0;; i++) {
+		struct shmring_pool_frame f;
+		int rc = shmring_pool_take_wait(p, &f, WAIT_MS);
+		if (rc == -EPIPE)
+			return i == 5 ? 0 : 11;
+		if (rc || f.seq != i || !check_frame(&f, 8192) || shmring_pool_release(p, &f))
+			return 12;
+	}
+}
+
+Test(pool, anonymous_pool_shared_by_descriptor, .timeout = 60)
+{
+	struct shmring_pool_opts o = { .buf_size = 8192, .nbufs = 4, .max_subs = 2 };
+	struct shmring_pool *p;
+	cr_assert_eq(shmring_pool_create(NULL, &o, NULL, &p), 0);
+	/* our own descriptor for the child: the library closes its own in children */
+	struct fd_args fa = { .fd = dup(shmring_pool_fd(p)) };
+	cr_assert_geq(fa.fd, 0);
+	sig_init(&fa.ready);
+	pid_t pid = tu_fork(fd_sub_main, &fa);
+	sig_parent_side(&fa.ready);
+	cr_assert(sig_wait(&fa.ready));
+	for (uint64_t i = 0; i < 5; i++)
+		cr_assert_eq(publish_one(p, i, 8192), 1);
+	shmring_pool_close(p);
+	cr_assert_eq(tu_wait(pid), 0);
+	close(fa.fd);
+	sig_close(&fa.ready);
+}
+
+/* ---- joining and leaving at any time ---- */
+
+struct churn_args {
+	const char *name;
+	uint64_t seed;
+	int rounds;
+};
+
+static int churn_main(void *a)
+{
+	child_init();
+	struct churn_args *ca = a;
+	uint64_t rng = ca->seed;
+	for (int round = 0; round < ca->rounds; round++) {
+		struct shmring_pool *p;
+		struct shmring_pool_sub_opts so = {
+			.policy = (tu_rand(&rng) & 1) ? SHMRING_POOL_BLOCK : SHMRING_POOL_DROP_OLDEST,
+		};
+		int rc = shmring_pool_subscribe(ca->name, &so, &p);
+		if (rc == -EUSERS)
+			continue; /* the others hold every record: try again */
+		if (rc)
+			return 10;
+		int want = 1 + (int)(tu_rand(&rng) % 20), eof = 0;
+		uint64_t last = UINT64_MAX;
+		for (int i = 0; i < want; i++) {
+			struct shmring_pool_frame f;
+			rc = shmring_pool_take_wait(p, &f, WAIT_MS);
+			if (rc == -EPIPE) {
+				eof = 1;
+				break;
+			}
+			if (rc)
+				return 11;
+			if (last != UINT64_MAX && f.seq <= last)
+				return 12;
+			if (so.policy == SHMRING_POOL_BLOCK && last != UINT64_MAX && f.seq != last + 1)
+				return 13;
+			if (!check_frame(&f, 4096))
+				return 14;
+			last = f.seq;
+			if ((tu_rand(&rng) & 7) != 0) {
+				if (shmring_pool_release(p, &f) != 0)
+					return 15;
+				continue;
+			}
+			/* sometimes leave while holding a frame: close releases it */
+			struct shmring_pool_frame g;
+			if (shmring_pool_take(p, &g) != -ENOBUFS)
+				return 16; /* max_held is 1 */
+			break;
+		}
+		shmring_pool_close(p);
+		if (eof)
+			break;
+	}
+	return 0;
+}
+
+Test(pool, subscribers_join_and_leave_at_any_time, .timeout = 120)
+{
+	struct named_pool n;
+	pool_name(&n, "pool-churn");
+	/* 3 records for 4 churning processes: -EUSERS happens too */
+	struct shmring_pool *p = make_pool(n.name, 4096, 8, 3, 1, 0);
+	const uint64_t frames = tu_scaled(20000, 2000);
+	struct churn_args ca[4];
+	pid_t pid[4];
+	for (int i = 0; i < 4; i++) {
+		ca[i] = (struct churn_args){ .name = n.name, .seed = 1000 + (uint64_t)i, .rounds = 1 << 30 };
+		pid[i] = tu_fork(churn_main, &ca[i]);
+		cr_assert_gt(pid[i], 0);
+	}
+	uint64_t delivered = 0;
+	for (uint64_t i = 0; i < frames; i++) {
+		int rc = publish_one(p, i, 4096);
+		cr_assert_geq(rc, 0, "frame %llu: %s", (unsigned long long)i, shmring_strerror(rc));
+		delivered += (uint64_t)rc;
+	}
+	shmring_pool_close(p);
+	for (int i = 0; i < 4; i++)
+		cr_assert_eq(tu_wait(pid[i]), 0, "churner %d", i);
+	struct shmring_pool *p2;
+	cr_assert_eq(shmring_pool_open_producer(n.name, &p2), 0);
+	cr_assert_eq(shmring_pool_free_count(p2), 8, "every reference came back");
+	struct shmring_pool_stats ps;
+	shmring_pool_stats(p2, &ps);
+	cr_assert_eq(ps.subscribers, 0);
+	cr_assert_gt(delivered, 0);
+	shmring_pool_close(p2);
+	shmring_seg_unlink(n.name);
+}
+
+/* ---- SIGKILL at arbitrary points ---- */
+
+struct runner_args {
+	const char *name;
+	int role; /* 0 producer, 1 block reader, 2 slow drop-oldest reader, 3 churner */
+	struct sig progress;
+};
+
+static int runner_main(void *a)
+{
+	child_init();
+	struct runner_args *ra = a;
+	struct shmring_pool *p;
+	uint64_t rng = (uint64_t)getpid();
+	if (ra->role == 0) {
+		if (shmring_pool_open_producer(ra->name, &p) != 0)
+			return 10;
+		uint64_t seq = shmring_load_relaxed(&((struct shmring_pool_ctrl *)
+						      shmring_seg_ctrl(shmring_pool_seg(p)))->tail);
+		for (uint64_t i = 0;; i++) {
+			struct shmring_pool_frame f;
+			int rc = shmring_pool_loan_wait(p, &f, WAIT_MS);
+			if (rc)
+				return 11;
+			fill_frame(&f, seq + i, 4096);
+			if (shmring_pool_publish(p, &f) < 0)
+				return 12;
+			if (i == 20)
+				sig_send(&ra->progress);
+		}
+	}
+	for (uint64_t i = 0;; i++) {
+		struct shmring_pool_sub_opts so = {
+			.policy = ra->role == 1 ? SHMRING_POOL_BLOCK : SHMRING_POOL_DROP_OLDEST,
+		};
+		int rc = shmring_pool_subscribe(ra->name, &so, &p);
+		if (rc)
+			return 13;
+		int n = ra->role == 3 ? (int)(tu_rand(&rng) % 8) : 1 << 30;
+		for (int k = 0; k < n; k++) {
+			struct shmring_pool_frame f;
+			rc = shmring_pool_take_wait(p, &f, WAIT_MS);
+			if (rc == -EPIPE) {
+				k--; /* the producer was killed first: we are next */
+				continue;
+			}
+			if (rc == -EPROTO)
+				fprintf(stderr, "runner %d: %s\n", ra->role, shmring_last_error_detail());
+			if (rc)
+				return 100 + (-rc & 127);
+			if (!check_frame(&f, 4096))
+				return 15;
+			for (int w = 0; ra->role == 2 && w < 200; w++)
+				rng += shmring_pool_checksum(f.data, 4096);
+			shmring_pool_release(p, &f);
+			if (i == 0 && k == 20)
+				sig_send(&ra->progress);
+		}
+		shmring_pool_close(p);
+		if (i == 0)
+			sig_send(&ra->progress);
+	}
+}
+
+Test(pool, sigkill_at_arbitrary_points_leaks_nothing, .timeout = 180)
+{
+	struct named_pool n;
+	pool_name(&n, "pool-chaos");
+	/* 16 buffers, 4 subscribers holding 1: queue depth 12 */
+	struct shmring_pool *p = make_pool(n.name, 4096, 16, 4, 1, 0);
+	shmring_pool_close(p);
+	const int rounds = (int)tu_scaled(30, 5);
+	uint64_t rng = 42;
+	for (int round = 0; round < rounds; round++) {
+		struct runner_args ra[4];
+		pid_t pid[4];
+		/* the producer first: a subscriber that finds the stream closed gets -EPIPE;
+		 * then wait until everybody is under way, and kill them in a random order */
+		for (int i = 0; i < 4; i++) {
+			ra[i] = (struct runner_args){ .name = n.name, .role = i };
+			sig_init(&ra[i].progress);
+			pid[i] = tu_fork(runner_main, &ra[i]);
+			cr_assert_gt(pid[i], 0);
+			sig_parent_side(&ra[i].progress);
+			if (i == 0 && !sig_wait(&ra[i].progress))
+				cr_assert_fail("round %d producer stopped with status %d", round, tu_wait(pid[i]));
+		}
+		for (int i = 1; i < 4; i++) {
+			if (sig_wait(&ra[i].progress))
+				continue;
+			int st = tu_wait(pid[i]);
+			cr_assert_fail("round %d runner %d stopped with status %d", round, i, st);
+		}
+		int first = (int)(tu_rand(&rng) % 4);
+		for (int k = 0; k < 4; k++)
+			kill(pid[(first + k) % 4], SIGKILL);
+		for (int i = 0; i < 4; i++) {
+			int st = tu_wait(pid[i]);
+			cr_assert_eq(st, -SIGKILL, "round %d runner %d exited with %d", round, i, st);
+			sig_close(&ra[i].progress);
+		}
+		struct shmring_pool *p2;
+		int rc = shmring_pool_open_producer(n.name, &p2);
+		cr_assert_eq(rc, 0, "round %d: %s", round, shmring_strerror(rc));
+		cr_assert_eq(shmring_pool_free_count(p2), 16, "round %d", round);
+		struct shmring_pool_stats ps;
+		shmring_pool_stats(p2, &ps);
+		cr_assert_eq(ps.subscribers, 0, "round %d", round);
+		cr_assert_eq(ps.loaned_bufs, 0, "round %d", round);
+		/* the next round's producer starts from a clean close */
+		shmring_pool_close(p2);
+	}
+	shmring_seg_unlink(n.name);
+}
+
+/* ---- threads in one process (also run under ThreadSanitizer, suite `threads`) ---- */
+
+struct thr_sub {
+	const char *name;
+	uint32_t policy;
+	int churn;              /* join and leave over and over */
+	uint64_t frames, drops, stalls, errors, last;
+	pthread_barrier_t *ready;
+};
+
+static void *thr_sub_main(void *a)
+{
+	struct thr_sub *ts = a;
+	struct shmring_pool_sub_opts so = { .policy = ts->policy };
+	struct shmring_pool *p;
+	if (shmring_pool_subscribe(ts->name, &so, &p) != 0) {
+		ts->errors++;
+		pthread_barrier_wait(ts->ready);
+		return NULL;
+	}
+	pthread_barrier_wait(ts->ready);
+	uint64_t last = UINT64_MAX, rng = ts->policy;
+	for (;;) {
+		struct shmring_pool_frame f;
+		int rc = shmring_pool_take_wait(p, &f, WAIT_MS);
+		if (rc == -EPIPE)
+			break;
+		if (rc) {
+			ts->errors++;
+			break;
+		}
+		if (last != UINT64_MAX && (f.seq <= last ||
+					   (ts->policy == SHMRING_POOL_BLOCK && !ts->churn && f.seq != last + 1)))
+			ts->errors++;
+		if (!check_frame(&f, 65536) || shmring_pool_frame_verify(p, &f) != 0)
+			ts->errors++;
+		for (int k = 0; ts->policy == SHMRING_POOL_DROP_OLDEST && k < 4; k++)
+			ts->errors += shmring_pool_frame_verify(p, &f) != 0;
+		last = f.seq;
+		ts->last = f.seq;
+		ts->frames++;
+		if (shmring_pool_release(p, &f) != 0)
+			ts->errors++;
+		if (ts->churn && (tu_rand(&rng) & 15) == 0) {
+			shmring_pool_close(p);
+			if (shmring_pool_subscribe(ts->name, &so, &p) != 0) {
+				ts->errors++;
+				return NULL;
+			}
+			last = UINT64_MAX;
+		}
+	}
+	struct shmring_pool_sub_stats st;
+	shmring_pool_sub_stats(p, &st);
+	ts->drops = st.drops;
+	ts->stalls = st.stalls;
+	shmring_pool_close(p);
+	return NULL;
+}
+
+Test(pool, threads_producer_and_subscribers, .timeout = 300)
+{
+	struct named_pool n;
+	pool_name(&n, "pool-thr");
+	/* 16 buffers, 4 subscribers holding 1: block queue depth 12 */
+	struct shmring_pool *p = make_pool(n.name, 65536, 16, 4, 1, SHMRING_POOL_F_CHECKSUM);
+	const uint64_t frames = tu_scaled(20000, 500);
+	pthread_barrier_t ready;
+	pthread_barrier_init(&ready, NULL, 4);
+	struct thr_sub ts[3] = {
+		{ .name = n.name, .policy = SHMRING_POOL_BLOCK, .ready = &ready },
+		{ .name = n.name, .policy = SHMRING_POOL_DROP_OLDEST, .ready = &ready },
+		{ .name = n.name, .policy = SHMRING_POOL_BLOCK, .churn = 1, .ready = &ready },
+	};
+	pthread_t th[3];
+	for (int i = 0; i < 3; i++)
+		cr_assert_eq(pthread_create(&th[i], NULL, thr_sub_main, &ts[i]), 0);
+	pthread_barrier_wait(&ready);
+	for (uint64_t i = 0; i < frames; i++) {
+		int rc = publish_one(p, i, 65536);
+		cr_assert_geq(rc, 2, "frame %llu: %s (%s)", (unsigned long long)i, shmring_strerror(rc),
+			      shmring_last_error_detail());
+	}
+	struct shmring_pool_stats ps;
+	shmring_pool_stats(p, &ps);
+	cr_assert_eq(ps.nobuf_stalls, 0);
+	struct shmring_pool *keep = sub_open(n.name, SHMRING_POOL_DROP_OLDEST); /* to count after */
+	shmring_pool_close(p);
+	for (int i = 0; i < 3; i++) {
+		cr_assert_eq(pthread_join(th[i], NULL), 0);
+		cr_assert_eq(ts[i].errors, 0, "subscriber thread %d", i);
+	}
+	pthread_barrier_destroy(&ready);
+	cr_assert_eq(ts[0].frames, frames, "the block subscriber saw every frame");
+	cr_assert_eq(ts[1].frames + ts[1].drops, frames);
+	cr_assert_eq(ts[1].stalls, 0, "the producer never waited for the drop-oldest one");
+	cr_assert_gt(ts[2].frames, 0);
+	cr_assert_eq(shmring_pool_free_count(keep), 16);
+	shmring_pool_close(keep);
+	shmring_seg_unlink(n.name);
+}
