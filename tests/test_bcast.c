@@ -1,0 +1,1018 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Broadcast channel (shmring/bcast.h): framing, laps, latest-record reads, read-only
+ * mappings, dead writers, corruption, and stress across processes and threads.
+ *
+ * Records written by the stress tests carry their own number and an XXH3 of their
+ * payload: [u64 record number][u64 xxh3(payload)][payload], so any torn or misplaced
+ * record a reader accepts is caught.
+ */
+#include <criterion/criterion.h>
+
+#include "shmring/bcast.h"
+#include "testutil.h"
+
+#include "bcast_threads.c" /* record helpers and the threaded stress (standalone for TSan) */
+
+#include <errno.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+static double now_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static void *shared_alloc(size_t len)
+{
+	void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	cr_assert_neq(p, MAP_FAILED);
+	return p;
+}
+
+static struct shmring_bcast *make_writer(char *name, size_t nlen, const char *tag, uint32_t slots,
+					 uint64_t slot_size)
+{
+	struct shmring_bcast_opts o = { .slots = slots, .slot_size = slot_size };
+	struct shmring_bcast *w = NULL;
+	tu_name(name, nlen, tag);
+	int rc = shmring_bcast_create(name, &o, SHMRING_ROLE_PRODUCER, &w);
+	cr_assert_eq(rc, 0, "create: %s (%s)", shmring_strerror(rc), shmring_last_error_detail());
+	return w;
+}
+
+static struct shmring_bcast *open_reader(const char *name, unsigned flags)
+{
+	struct shmring_bcast *r = NULL;
+	int rc = shmring_bcast_open(name, SHMRING_ROLE_READER, flags, &r);
+	cr_assert_eq(rc, 0, "open reader: %s (%s)", shmring_strerror(rc), shmring_last_error_detail());
+	return r;
+}
+
+/* ------------------------------------------------------------------------------------ */
+
+Test(bcast, geometry_and_arguments)
+{
+	char name[96];
+	struct shmring_bcast *w = make_writer(name, sizeof(name), "bc-geo", 16, 1000);
+	const struct shmring_seg *seg = shmring_bcast_seg(w);
+	cr_assert_eq(seg->kind, SHMRING_KIND_BCAST);
+	cr_assert_eq(seg->geo[SHMRING_BCAST_GEO_SLOTS], 16);
+	cr_assert_eq(seg->geo[SHMRING_BCAST_GEO_SLOT_SIZE], 1000);
+	cr_assert_eq(seg->geo[SHMRING_BCAST_GEO_STRIDE], 1152); /* 64 + 1000 -> 1064 -> x128 */
+	cr_assert_eq(seg->geo[SHMRING_BCAST_GEO_RPAGE], 4096);
+	cr_assert_eq(seg->geo[SHMRING_BCAST_GEO_PAYLOAD], 64);
+	for (int i = 5; i < 8; i++)
+		cr_assert_eq(seg->geo[i], 0);
+	cr_assert_eq(seg->ctrl_size, SHMRING_BCAST_CTRL_SIZE);
+	cr_assert_geq(seg->data_size, 16 * 1152);
+	cr_assert_eq(shmring_bcast_stride(3110400), 3110528);
+
+	/* one live writer only */
+	struct shmring_bcast *w2 = NULL;
+	cr_assert_eq(shmring_bcast_open(name, SHMRING_ROLE_PRODUCER, 0, &w2), -EBUSY);
+	/* bad arguments */
+	struct shmring_bcast *x = NULL;
+	struct shmring_bcast_opts bad = { .slots = 3, .slot_size = 64 };
+	cr_assert_eq(shmring_bcast_create(NULL, &bad, SHMRING_ROLE_PRODUCER, &x), -EINVAL);
+	bad.slots = 1;
+	cr_assert_eq(shmring_bcast_create(NULL, &bad, SHMRING_ROLE_PRODUCER, &x), -EINVAL);
+	bad = (struct shmring_bcast_opts){ .slots = 4, .slot_size = 0 };
+	cr_assert_eq(shmring_bcast_create(NULL, &bad, SHMRING_ROLE_PRODUCER, &x), -EINVAL);
+	bad.slot_size = SHMRING_BCAST_MAX_SLOT_SIZE + 1;
+	cr_assert_eq(shmring_bcast_create(NULL, &bad, SHMRING_ROLE_PRODUCER, &x), -EINVAL);
+	cr_assert_eq(shmring_bcast_open(name, SHMRING_ROLE_CONSUMER, 0, &x), -EINVAL);
+	cr_assert_eq(shmring_bcast_open(name, SHMRING_ROLE_READER,
+					SHMRING_BCAST_START_OLDEST | SHMRING_BCAST_START_NEWEST, &x),
+		     -EINVAL);
+	cr_assert_eq(shmring_bcast_open(name, SHMRING_ROLE_READER, 1u << 20, &x), -EINVAL);
+
+	/* role checks on the fast path */
+	struct shmring_bcast *r = open_reader(name, 0);
+	void *buf = NULL;
+	char tmp[8];
+	cr_assert_eq(shmring_bcast_reserve(r, 8, &buf), -EBADF);
+	cr_assert_eq(shmring_bcast_publish(r, tmp, 8), -EBADF);
+	cr_assert_eq(shmring_bcast_read(w, tmp, sizeof(tmp), NULL), -EBADF);
+	cr_assert_eq(shmring_bcast_reserve(w, 1001, &buf), -EMSGSIZE);
+	cr_assert_eq(shmring_bcast_commit(w), -EINVAL);
+	cr_assert_eq(shmring_bcast_release(r), -EINVAL);
+	shmring_bcast_close(r);
+	shmring_bcast_close(w);
+	cr_assert_eq(shmring_seg_unlink(name), 0);
+}
+
+Test(bcast, roundtrip_eof_and_sizes)
+{
+	char name[96];
+	struct shmring_bcast *w = make_writer(name, sizeof(name), "bc-rt", 8, 100);
+	struct shmring_bcast *r = open_reader(name, 0);
+	uint8_t out[128], in[100];
+	struct shmring_bcast_rec rec = { 0 };
+	cr_assert_eq(shmring_bcast_read(r, out, sizeof(out), &rec), -EAGAIN);
+	cr_assert_eq(shmring_bcast_read_latest(r, out, sizeof(out), &rec), -EAGAIN);
+	/* every length 0..100, including ones that are not multiples of 8 */
+	for (uint64_t n = 0; n <= 100; n++) {
+		tu_fill(in, n, n);
+		cr_assert_eq(shmring_bcast_publish(w, in, n), 0);
+		memset(out, 0xaa, sizeof(out));
+		int len = shmring_bcast_read(r, out, sizeof(out), &rec);
+		cr_assert_eq(len, (int)n);
+		cr_assert_eq(rec.seq, n);
+		cr_assert_eq(rec.missed, 0);
+		cr_assert_eq(rec.len, n);
+		cr_assert(tu_check(out, n, n), "payload of record %llu", (unsigned long long)n);
+		cr_assert_eq(out[n], 0xaa, "copy-out wrote past the record");
+		cr_assert_eq(shmring_bcast_read(r, out, sizeof(out), &rec), -EAGAIN);
+	}
+	/* a record larger than the caller's buffer stays next */
+	tu_fill(in, 100, 7);
+	cr_assert_eq(shmring_bcast_publish(w, in, 100), 0);
+	cr_assert_eq(shmring_bcast_read(r, out, 50, &rec), -EMSGSIZE);
+	cr_assert_eq(rec.len, 100);
+	cr_assert_eq(shmring_bcast_read(r, out, sizeof(out), &rec), 100);
+	cr_assert(tu_check(out, 100, 7));
+	/* abort: nothing published, the record number is reused */
+	void *buf = NULL;
+	cr_assert_eq(shmring_bcast_reserve(w, 10, &buf), 0);
+	shmring_bcast_abort(w);
+	cr_assert_eq(shmring_bcast_read(r, out, sizeof(out), &rec), -EAGAIN);
+	cr_assert_eq(shmring_bcast_publish(w, "abcdefgh", 8), 0);
+	cr_assert_eq(shmring_bcast_read(r, out, sizeof(out), &rec), 8);
+	cr_assert_eq(rec.seq, 102);
+	cr_assert_eq(memcmp(out, "abcdefgh", 8), 0);
+	cr_assert_eq(shmring_bcast_published(r), 103);
+	/* writer statistics in the header */
+	struct shmring_hdr *h = shmring_seg_hdr(shmring_bcast_seg(w));
+	cr_assert_eq(shmring_load_relaxed(&h->stats.msgs), 103);
+	cr_assert_eq(shmring_load_relaxed(&h->stats.bytes), 101 * 50 + 100 + 8);
+	/* end of stream */
+	cr_assert_eq(shmring_bcast_publish(w, "last", 4), 0);
+	shmring_bcast_close(w);
+	cr_assert_eq(shmring_bcast_read_wait(r, out, sizeof(out), &rec, LONG_MS), 4);
+	cr_assert_eq(shmring_bcast_read(r, out, sizeof(out), &rec), -EPIPE);
+	cr_assert_eq(shmring_bcast_read_wait(r, out, sizeof(out), &rec, LONG_MS), -EPIPE);
+	cr_assert_eq(shmring_bcast_wait(r, LONG_MS), -EPIPE);
+	/* read_latest still returns the newest record after EOF */
+	cr_assert_eq(shmring_bcast_read_latest(r, out, sizeof(out), &rec), 4);
+	cr_assert_eq(rec.seq, 103);
+	shmring_bcast_close(r);
+	cr_assert_eq(shmring_seg_unlink(name), 0);
+}
+
+Test(bcast, start_positions_and_seek)
+{
+	char name[96];
+	struct shmring_bcast *w = make_writer(name, sizeof(name), "bc-seek", 4, 16);
+	for (uint64_t i = 0; i < 10; i++)
+		cr_assert_eq(shmring_bcast_publish(w, &i, 8), 0);
+	uint64_t v;
+	struct shmring_bcast_rec rec = { 0 };
+	struct shmring_bcast *rn = open_reader(name, 0);
+	struct shmring_bcast *ro = open_reader(name, SHMRING_BCAST_START_OLDEST);
+	struct shmring_bcast *rl = open_reader(name, SHMRING_BCAST_START_NEWEST);
+	cr_assert_eq(shmring_bcast_read(rn, &v, 8, &rec), -EAGAIN);
+	/* oldest that the next record will not overwrite: 10 + 1 - 4 = 7 */
+	cr_assert_eq(shmring_bcast_read(ro, &v, 8, &rec), 8);
+	cr_assert_eq(v, 7);
+	cr_assert_eq(shmring_bcast_read(rl, &v, 8, &rec), 8);
+	cr_assert_eq(v, 9);
+	cr_assert_eq(shmring_bcast_seek(rn, SHMRING_BCAST_SEEK_OLDEST), 0);
+	cr_assert_eq(shmring_bcast_read(rn, &v, 8, &rec), 8);
+	cr_assert_eq(v, 7);
+	cr_assert_eq(shmring_bcast_seek(rn, SHMRING_BCAST_SEEK_NEWEST), 0);
+	cr_assert_eq(shmring_bcast_read(rn, &v, 8, &rec), 8);
+	cr_assert_eq(v, 9);
+	cr_assert_eq(rec.missed, 1); /* 8 was passed over */
+	struct shmring_bcast_stats st;
+	cr_assert_eq(shmring_bcast_stats(rn, &st), 0);
+	cr_assert_eq(st.skipped, 1);
+	cr_assert_eq(st.laps, 0);
+	cr_assert_eq(st.readers, 3);
+	cr_assert_eq(shmring_bcast_seek(rn, 7), -EINVAL);
+	cr_assert_eq(shmring_bcast_seek(w, SHMRING_BCAST_SEEK_NEXT), -EBADF);
+	shmring_bcast_close(rn);
+	shmring_bcast_close(ro);
+	shmring_bcast_close(rl);
+	shmring_bcast_close(w);
+	cr_assert_eq(shmring_seg_unlink(name), 0);
+}
+
+/* ---- laps, deterministic: the writer is idle while the reader looks ---- */
+
+struct lap_args {
+	const char *name;
+	unsigned flags;
+	uint32_t slots;
+	uint64_t first_burst; /* records written before the reader reads */
+	uint64_t second_burst;
+	struct tu_gate ready, written, caught_up;
+};
+
+static int lap_child(void *arg)
+{
+	struct lap_args *a = arg;
+	struct shmring_bcast *r;
+	if (shmring_bcast_open(a->name, SHMRING_ROLE_READER, a->flags, &r) != 0)
+		return 10;
+	tu_gate_open(&a->ready);
+	tu_gate_wait(&a->written);
+	uint64_t v, k = a->first_burst;
+	struct shmring_bcast_rec rec = { 0 };
+	/* the reader is at 0 and the writer wrote k > slots records: lapped */
+	uint64_t expect = (a->flags & SHMRING_BCAST_LAP_NEWEST) ? k - 1 : k + 1 - a->slots;
+	if (shmring_bcast_read(r, &v, 8, &rec) != 8)
+		return 11;
+	if (v != expect || rec.seq != expect || rec.missed != expect)
+		return 12;
+	for (uint64_t i = expect + 1; i < k; i++) {
+		if (shmring_bcast_read(r, &v, 8, &rec) != 8 || v != i || rec.missed != 0)
+			return 13;
+	}
+	if (shmring_bcast_read(r, &v, 8, &rec) != -EAGAIN)
+		return 14;
+	struct shmring_bcast_stats st;
+	shmring_bcast_stats(r, &st);
+	if (st.laps != expect || st.lap_events != 1 || st.all_readers_laps != expect)
+		return 15;
+	tu_gate_open(&a->caught_up);
+	/* recovered: everything after, in order, then end of stream */
+	for (uint64_t i = k; i < k + a->second_burst; i++) {
+		if (shmring_bcast_read_wait(r, &v, 8, &rec, LONG_MS) != 8 || v != i || rec.missed != 0)
+			return 16;
+	}
+	if (shmring_bcast_read_wait(r, &v, 8, &rec, LONG_MS) != -EPIPE)
+		return 17;
+	shmring_bcast_close(r);
+	return 0;
+}
+
+static void lap_test(unsigned flags)
+{
+	char name[96];
+	struct lap_args a = { .name = name, .flags = flags, .slots = 8,
+			      .first_burst = 3 * 8 + 5, .second_burst = 7 };
+	struct shmring_bcast *w = make_writer(name, sizeof(name), "bc-lap", a.slots, 8);
+	tu_gate_init(&a.ready);
+	tu_gate_init(&a.written);
+	tu_gate_init(&a.caught_up);
+	pid_t pid = tu_fork(lap_child, &a);
+	tu_gate_wait(&a.ready);
+	for (uint64_t i = 0; i < a.first_burst; i++)
+		cr_assert_eq(shmring_bcast_publish(w, &i, 8), 0);
+	tu_gate_open(&a.written);
+	tu_gate_wait(&a.caught_up);
+	for (uint64_t i = a.first_burst; i < a.first_burst + a.second_burst; i++)
+		cr_assert_eq(shmring_bcast_publish(w, &i, 8), 0);
+	shmring_bcast_close(w);
+	cr_assert_eq(tu_wait(pid), 0, "reader child failed (see the return codes in lap_child)");
+	tu_gate_close(&a.ready);
+	tu_gate_close(&a.written);
+	tu_gate_close(&a.caught_up);
+	cr_assert_eq(shmring_seg_unlink(name), 0);
+}
+
+Test(bcast, slow_reader_lapped_resumes_at_oldest)
+{
+	lap_test(0);
+}
+
+Test(bcast, slow_reader_lapped_jumps_to_newest)
+{
+	lap_test(SHMRING_BCAST_LAP_NEWEST);
+}
+
+/* Zero-copy: a peeked record overwritten before release is refused. */
+Test(bcast, zero_copy_validate_detects_overwrite)
+{
+	char name[96];
+	struct shmring_bcast *w = make_writer(name, sizeof(name), "bc-zc", 4, 64);
+	struct shmring_bcast *r = open_reader(name, 0);
+	uint64_t v = 0;
+	cr_assert_eq(shmring_bcast_publish(w, &v, 8), 0);
+	struct shmring_bcast_rec rec = { 0 };
+	cr_assert_eq(shmring_bcast_peek(r, &rec), 0);
+	cr_assert_eq(rec.seq, 0);
+	cr_assert_eq(rec.len, 8);
+	cr_assert_eq(shmring_bcast_validate(r), 0);
+	cr_assert_eq(shmring_bcast_release(r), 0);
+
+	v = 1;
+	cr_assert_eq(shmring_bcast_publish(w, &v, 8), 0);
+	cr_assert_eq(shmring_bcast_peek(r, &rec), 0);
+	cr_assert_eq(rec.seq, 1);
+	/* the writer merely starting record 5 (slot of record 1) invalidates the peek */
+	for (v = 2; v < 5; v++)
+		cr_assert_eq(shmring_bcast_publish(w, &v, 8), 0);
+	cr_assert_eq(shmring_bcast_validate(r), 0);
+	void *buf = NULL;
+	cr_assert_eq(shmring_bcast_reserve(w, 8, &buf), 0);
+	cr_assert_eq(shmring_bcast_validate(r), -ESTALE);
+	cr_assert_eq(shmring_bcast_release(r), -ESTALE);
+	memcpy(buf, &v, 8);
+	cr_assert_eq(shmring_bcast_commit(w), 0);
+	/* release saw record 5 in progress: the oldest record it cannot touch is
+	 * 5 + 1 - 4 = 2, so only record 1 was missed */
+	cr_assert_eq(shmring_bcast_peek(r, &rec), 0);
+	cr_assert_eq(rec.seq, 2);
+	cr_assert_eq(rec.missed, 1);
+	memcpy(&v, rec.data, 8);
+	cr_assert_eq(shmring_bcast_release(r), 0);
+	cr_assert_eq(v, 2);
+	struct shmring_bcast_stats st;
+	shmring_bcast_stats(r, &st);
+	cr_assert_eq(st.laps, 1);
+	cr_assert_eq(st.torn, 1);
+	cr_assert_eq(st.records, 2);
+	shmring_bcast_close(r);
+	shmring_bcast_close(w);
+	cr_assert_eq(shmring_seg_unlink(name), 0);
+}
+
+/* ---- a 1080p NV12 frame per slot ---- */
+
+#define FRAME_1080P 3110400u
+
+Test(bcast, frames_1080p_nv12, .timeout = 60)
+{
+	char name[96];
+	struct shmring_bcast *w = make_writer(name, sizeof(name), "bc-1080p", 4, FRAME_1080P);
+	struct shmring_bcast *r = open_reader(name, 0);
+	uint8_t *frame = malloc(FRAME_1080P);
+	cr_assert_not_null(frame);
+	struct shmring_bcast_rec rec = { 0 };
+	/* in step: every frame arrives whole */
+	for (uint64_t f = 0; f < 3; f++) {
+		void *buf = NULL;
+		cr_assert_eq(shmring_bcast_reserve(w, FRAME_1080P, &buf), 0);
+		tu_fill(buf, FRAME_1080P, 1000 + f); /* zero-copy: filled in place */
+		cr_assert_eq(shmring_bcast_commit(w), 0);
+		cr_assert_eq(shmring_bcast_read(r, frame, FRAME_1080P, &rec), (int)FRAME_1080P);
+		cr_assert_eq(rec.seq, f);
+		cr_assert(tu_check(frame, FRAME_1080P, 1000 + f));
+	}
+	/* eight frames with nobody reading: the reader was lapped and gets 3 + 8 + 1 - 4 */
+	for (uint64_t f = 3; f < 11; f++) {
+		tu_fill(frame, FRAME_1080P, 1000 + f);
+		cr_assert_eq(shmring_bcast_publish(w, frame, FRAME_1080P), 0);
+	}
+	for (uint64_t f = 8; f < 11; f++) {
+		cr_assert_eq(shmring_bcast_peek(r, &rec), 0);
+		cr_assert_eq(rec.seq, f);
+		cr_assert_eq(rec.missed, f == 8 ? 5 : 0);
+		cr_assert(tu_check(rec.data, FRAME_1080P, 1000 + f));
+		cr_assert_eq(shmring_bcast_release(r), 0);
+	}
+	cr_assert_eq(shmring_bcast_read_latest(r, frame, FRAME_1080P, &rec), (int)FRAME_1080P);
+	cr_assert_eq(rec.seq, 10);
+	cr_assert(tu_check(frame, FRAME_1080P, 1010));
+	free(frame);
+	shmring_bcast_close(r);
+	shmring_bcast_close(w);
+	cr_assert_eq(shmring_seg_unlink(name), 0);
+}
+
+/* ---- read-only mappings ---- */
+
+struct ro_args {
+	const char *name;
+	int what; /* 0: write into a peeked slot, 1: write the writer's line, 2: reader page */
+};
+
+static int ro_child(void *arg)
+{
+	struct ro_args *a = arg;
+	/* a sanitizer's SIGSEGV handler would turn the fault into an exit code */
+	struct sigaction sa;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = SIG_DFL;
+	sigaction(SIGSEGV, &sa, NULL);
+	struct shmring_bcast *r;
+	if (shmring_bcast_open(a->name, SHMRING_ROLE_READER, SHMRING_BCAST_START_NEWEST, &r) != 0)
+		return 10;
+	struct shmring_bcast_rec rec = { 0 };
+	if (shmring_bcast_peek(r, &rec) != 0)
+		return 11;
+	switch (a->what) {
+	case 0:
+		*(volatile uint8_t *)(uintptr_t)rec.data = 1; /* must fault */
+		break;
+	case 1:
+		*(volatile uint64_t *)(uintptr_t)&r->ctrl->pub = 0; /* must fault */
+		break;
+	default:
+		/* the reader page is the one writable place */
+		atomic_fetch_add(&r->rpage->reader_opens, 0);
+		shmring_bcast_close(r);
+		return 0;
+	}
+	return 20; /* survived a write it should not have been able to make */
+}
+
+Test(bcast, reader_mapping_is_read_only)
+{
+	char name[96];
+	struct shmring_bcast *w = make_writer(name, sizeof(name), "bc-ro", 4, 64);
+	cr_assert_eq(shmring_bcast_publish(w, "payload!", 8), 0);
+	struct ro_args a = { .name = name };
+	for (a.what = 0; a.what < 3; a.what++) {
+		int st = tu_wait(tu_fork(ro_child, &a));
+		if (a.what < 2)
+			cr_assert_eq(st, -SIGSEGV, "case %d: child status %d, expected death by SIGSEGV",
+				     a.what, st);
+		else
+			cr_assert_eq(st, 0, "reader page not writable (status %d)", st);
+	}
+	/* the data is unchanged */
+	struct shmring_bcast *r = open_reader(name, SHMRING_BCAST_START_NEWEST);
+	char out[8];
+	cr_assert_eq(shmring_bcast_read(r, out, 8, NULL), 8);
+	cr_assert_eq(memcmp(out, "payload!", 8), 0);
+	cr_assert_eq(shmring_bcast_published(r), 1);
+	shmring_bcast_close(r);
+	shmring_bcast_close(w);
+	cr_assert_eq(shmring_seg_unlink(name), 0);
+}
+
+/* ---- waiting and waking ---- */
+
+struct sleeper_args {
+	struct shmring_bcast *r;
+	int rc;
+	uint64_t v;
+};
+
+static void *sleeper(void *arg)
+{
+	struct sleeper_args *s = arg;
+	s->rc = shmring_bcast_read_wait(s->r, &s->v, 8, NULL, LONG_MS);
+	return NULL;
+}
+
+Test(bcast, wake_only_when_a_reader_sleeps)
+{
+	char name[96];
+	struct shmring_bcast *w = make_writer(name, sizeof(name), "bc-wake", 8, 8);
+	struct shmring_bcast *r = open_reader(name, 0);
+	struct shmring_hdr *h = shmring_seg_hdr(shmring_bcast_seg(w));
+	/* nobody sleeps: no syscall however much is published */
+	for (uint64_t i = 0; i < 1000; i++)
+		cr_assert_eq(shmring_bcast_publish(w, &i, 8), 0);
+	cr_assert_eq(shmring_load_relaxed(&h->stats.wake_syscalls), 0);
+
+	/* a timed-out wait counts in the reader page: the header is read-only for readers */
+	cr_assert_eq(shmring_bcast_seek(r, SHMRING_BCAST_SEEK_NEXT), 0);
+	shmring_bcast_set_spin(r, 0);
+	cr_assert_eq(shmring_bcast_read_wait(r, NULL, 0, NULL, 30), -ETIMEDOUT);
+	cr_assert_geq(shmring_load_relaxed(&r->rpage->stats.timeouts), 1);
+	cr_assert_geq(shmring_load_relaxed(&r->rpage->stats.sleeps), 1);
+	cr_assert_eq(shmring_load_relaxed(&h->stats.timeouts), 0);
+
+	/* a sleeping reader is woken by the next publish */
+	struct sleeper_args s = { .r = r };
+	pthread_t t;
+	cr_assert_eq(pthread_create(&t, NULL, sleeper, &s), 0);
+	while (shmring_load_acquire(&w->rpage->q.waiters) == 0) /* announced: S1 */
+		sched_yield();
+	uint64_t v = 4242;
+	cr_assert_eq(shmring_bcast_publish(w, &v, 8), 0);
+	pthread_join(t, NULL);
+	cr_assert_eq(s.rc, 8);
+	cr_assert_eq(s.v, 4242);
+	cr_assert_geq(shmring_load_relaxed(&h->stats.wake_syscalls), 1);
+	cr_assert_eq(shmring_load_relaxed(&w->rpage->q.waiters), 0);
+	shmring_bcast_close(r);
+	shmring_bcast_close(w);
+	cr_assert_eq(shmring_seg_unlink(name), 0);
+}
+
+/* ---- writer death and replacement ---- */
+
+struct die_args {
+	const char *name;
+	uint64_t first, count;
+	struct tu_gate opened;
+};
+
+static int dying_writer(void *arg)
+{
+	struct die_args *a = arg;
+	struct shmring_bcast *w;
+	if (shmring_bcast_open(a->name, SHMRING_ROLE_PRODUCER, 0, &w) != 0)
+		return 10;
+	tu_gate_open(&a->opened); /* the stream is open again: readers may wait */
+	uint64_t rng = 1;
+	uint8_t buf[256];
+	for (uint64_t i = a->first; i < a->first + a->count; i++) {
+		size_t len = rand_len(&rng, sizeof(buf));
+		rec_make(buf, i, len, &rng);
+		if (shmring_bcast_publish(w, buf, len) != 0)
+			return 11;
+	}
+	/* die in the middle of the next record: its slot is left odd, half written */
+	void *p = NULL;
+	if (shmring_bcast_reserve(w, 200, &p) != 0)
+		return 12;
+	memset(p, 0xee, 100);
+	raise(SIGKILL);
+	return 13;
+}
+
+Test(bcast, dead_writer_gives_epipe_and_is_replaced, .timeout = 60)
+{
+	char name[96];
+	pool_init();
+	struct shmring_bcast *w = make_writer(name, sizeof(name), "bc-die", 8, 256);
+	struct shmring_bcast *r = open_reader(name, 0);
+	shmring_bcast_close(w); /* the creator steps down; the child writes */
+	uint8_t buf[256];
+	struct shmring_bcast_rec rec = { 0 };
+	cr_assert_eq(shmring_bcast_read(r, buf, sizeof(buf), &rec), -EPIPE); /* closed, empty */
+
+	struct die_args a = { .name = name, .first = 0, .count = 5 };
+	tu_gate_init(&a.opened);
+	pid_t pid = tu_fork(dying_writer, &a);
+	tu_gate_wait(&a.opened);
+	for (uint64_t i = 0; i < 5; i++) {
+		int len = shmring_bcast_read_wait(r, buf, sizeof(buf), &rec, LONG_MS);
+		cr_assert_gt(len, 0, "record %llu: %s", (unsigned long long)i, shmring_strerror(len));
+		cr_assert_eq(rec.seq, i);
+		cr_assert(rec_ok(buf, (size_t)len, i));
+	}
+	cr_assert_eq(tu_wait(pid), -SIGKILL);
+	/* the writer is dead and everything complete was read: end of stream */
+	cr_assert_eq(shmring_bcast_read_wait(r, buf, sizeof(buf), &rec, LONG_MS), -EPIPE);
+	cr_assert_eq(shmring_bcast_writer_alive(r), 0);
+
+	/* a replacement rewrites the half-written record 5 under the same number */
+	struct shmring_bcast *w2;
+	cr_assert_eq(shmring_bcast_open(name, SHMRING_ROLE_PRODUCER, 0, &w2), 0);
+	cr_assert_eq(shmring_bcast_writer_alive(r), 1);
+	cr_assert_eq(shmring_bcast_published(w2), 5);
+	uint64_t rng = 99;
+	for (uint64_t i = 5; i < 9; i++) {
+		size_t len = rand_len(&rng, sizeof(buf));
+		uint8_t tmp[256];
+		rec_make(tmp, i, len, &rng);
+		cr_assert_eq(shmring_bcast_publish(w2, tmp, len), 0);
+	}
+	shmring_bcast_close(w2);
+	for (uint64_t i = 5; i < 9; i++) {
+		int len = shmring_bcast_read_wait(r, buf, sizeof(buf), &rec, LONG_MS);
+		cr_assert_gt(len, 0);
+		cr_assert_eq(rec.seq, i);
+		cr_assert_eq(rec.missed, 0);
+		cr_assert(rec_ok(buf, (size_t)len, i));
+	}
+	cr_assert_eq(shmring_bcast_read_wait(r, buf, sizeof(buf), &rec, LONG_MS), -EPIPE);
+	tu_gate_close(&a.opened);
+	shmring_bcast_close(r);
+	cr_assert_eq(shmring_seg_unlink(name), 0);
+}
+
+/* ---- never trust shared memory ---- */
+
+Test(bcast, corrupt_shared_values_give_eproto)
+{
+	char name[96];
+	struct shmring_bcast *w = make_writer(name, sizeof(name), "bc-bad", 4, 64);
+	struct shmring_seg *seg; /* a second, writable view to play the hostile peer */
+	cr_assert_eq(shmring_seg_open(name, SHMRING_KIND_BCAST, SHMRING_O_NOREGISTRY, &seg), 0);
+	struct shmring_bcast_ctrl *c = shmring_seg_ctrl(seg);
+	uint8_t *data = shmring_seg_data(seg);
+	uint64_t stride = seg->geo[SHMRING_BCAST_GEO_STRIDE];
+	struct shmring_bcast_slot *s0 = (void *)data;
+	struct shmring_bcast_slot *s1 = (void *)(data + stride);
+	uint8_t out[64];
+
+	/* a length beyond the slot */
+	cr_assert_eq(shmring_bcast_publish(w, out, 8), 0);
+	struct shmring_bcast *r = open_reader(name, SHMRING_BCAST_START_OLDEST);
+	shmring_store_relaxed(&s0->len, 65);
+	cr_assert_eq(shmring_bcast_read(r, out, sizeof(out), NULL), -EPROTO);
+	cr_assert_eq(shmring_bcast_read(r, out, sizeof(out), NULL), -EPROTO, "sticky");
+	shmring_bcast_close(r);
+	shmring_store_relaxed(&s0->len, 8);
+
+	/* a sequence word naming a record of another slot, once pub says record 1 exists
+	 * (readers look at a slot only after that) */
+	r = open_reader(name, 0); /* at record 1, slot 1 */
+	shmring_store_relaxed(&c->w.pub, 2);
+	shmring_store_relaxed(&s1->seq, 2 * 0 + 1); /* "record 0 being written", in slot 1 */
+	cr_assert_eq(shmring_bcast_read(r, out, sizeof(out), NULL), -EPROTO);
+	shmring_bcast_close(r);
+	/* a "lap" to a record of another slot */
+	shmring_store_relaxed(&c->w.pub, 1);
+	r = open_reader(name, 0); /* at record 1 again */
+	shmring_store_relaxed(&c->w.pub, 2);
+	shmring_store_relaxed(&s1->seq, 2 * 6 + 2);
+	cr_assert_eq(shmring_bcast_read(r, out, sizeof(out), NULL), -EPROTO);
+	shmring_bcast_close(r);
+	shmring_store_relaxed(&s1->seq, 0);
+	shmring_store_relaxed(&c->w.pub, 1);
+
+	/* an absurd published count */
+	r = open_reader(name, 0);
+	shmring_store_relaxed(&c->w.pub, UINT64_MAX);
+	cr_assert_eq(shmring_bcast_read_latest(r, out, sizeof(out), NULL), -EPROTO);
+	struct shmring_bcast *r2;
+	cr_assert_eq(shmring_bcast_open(name, SHMRING_ROLE_READER, 0, &r2), -EPROTO);
+	/* pub says 3 records exist but slot 2 never held record 2 */
+	shmring_store_relaxed(&c->w.pub, 3);
+	cr_assert_eq(shmring_bcast_open(name, SHMRING_ROLE_READER, SHMRING_BCAST_START_NEWEST, &r2), 0);
+	cr_assert_eq(shmring_bcast_read_latest(r2, out, sizeof(out), NULL), -EPROTO);
+	shmring_bcast_close(r2);
+	shmring_bcast_close(r);
+	/* a replacement writer refuses slots that contradict pub */
+	shmring_bcast_close(w);
+	cr_assert_eq(shmring_bcast_open(name, SHMRING_ROLE_PRODUCER, 0, &w), -EPROTO);
+	shmring_store_relaxed(&c->w.pub, 1);
+	cr_assert_eq(shmring_bcast_open(name, SHMRING_ROLE_PRODUCER, 0, &w), 0);
+	shmring_bcast_close(w);
+	shmring_seg_close(seg);
+	cr_assert_eq(shmring_seg_unlink(name), 0);
+
+	/* impossible geometry, checksummed correctly by a "creator" */
+	struct shmring_seg_params p = { .kind = SHMRING_KIND_BCAST, .ctrl_size = 8192,
+					.data_size = 4096 };
+	p.geo[0] = 3; /* not a power of two */
+	p.geo[1] = 64;
+	p.geo[2] = shmring_bcast_stride(64);
+	p.geo[3] = 4096;
+	p.geo[4] = 64;
+	tu_name(name, sizeof(name), "bc-geo-bad");
+	cr_assert_eq(shmring_seg_create(name, &p, &seg), 0);
+	cr_assert_eq(shmring_bcast_open(name, SHMRING_ROLE_READER, 0, &r), -EPROTO);
+	shmring_seg_close(seg);
+	cr_assert_eq(shmring_seg_unlink(name), 0);
+	p.geo[0] = 64; /* 64 slots do not fit in 4096 bytes */
+	cr_assert_eq(shmring_seg_create(name, &p, &seg), 0);
+	cr_assert_eq(shmring_bcast_open(name, SHMRING_ROLE_READER, 0, &r), -EPROTO);
+	shmring_seg_close(seg);
+	cr_assert_eq(shmring_seg_unlink(name), 0);
+}
+
+Test(bcast, anonymous_memfd_channel)
+{
+	struct shmring_bcast_opts o = { .slots = 4, .slot_size = 32 };
+	struct shmring_bcast *w, *r;
+	cr_assert_eq(shmring_bcast_create(NULL, &o, SHMRING_ROLE_PRODUCER, &w), 0);
+	cr_assert_eq(shmring_bcast_open_fd(shmring_bcast_fd(w), SHMRING_ROLE_READER, 0, &r), 0);
+	cr_assert_eq(shmring_bcast_seg(r)->writable, 0);
+	cr_assert_not_null(r->rpage, "reader page mapped through /proc/self/fd");
+	cr_assert_eq(shmring_bcast_publish(w, "memfd", 5), 0);
+	char out[32];
+	cr_assert_eq(shmring_bcast_read_wait(r, out, sizeof(out), NULL, LONG_MS), 5);
+	cr_assert_eq(memcmp(out, "memfd", 5), 0);
+	shmring_bcast_close(r);
+	shmring_bcast_close(w);
+}
+
+/* ---- stress across processes ---- */
+
+enum { MODE_COPY, MODE_PEEK, MODE_SLOW };
+
+struct rres {
+	uint64_t count, missed_sum, first, last, bad, order, gaps_wrong, laps, lap_events, torn;
+	int rc;
+	_Atomic uint64_t progress; /* next record wanted (keep-up test flow control) */
+	uint8_t pad[64];
+};
+
+struct stress {
+	char name[96];
+	uint32_t slots;
+	uint64_t slot_size, n;
+	int nreaders;
+	int throttle; /* the test's writer never runs more than a ring ahead of any reader */
+	struct rres *res;
+	struct tu_gate ready[NREADERS];
+};
+
+static int reader_proc(struct stress *s, int id, int mode)
+{
+	struct rres *res = &s->res[id];
+	struct shmring_bcast *r;
+	if (shmring_bcast_open(s->name, SHMRING_ROLE_READER, 0, &r) != 0)
+		return 10;
+	tu_gate_open(&s->ready[id]);
+	uint8_t *buf = malloc(s->slot_size);
+	uint64_t next = 0; /* the record after the last one accepted */
+	struct shmring_bcast_rec rec = { 0 };
+	for (;;) {
+		int rc;
+		const uint8_t *p;
+		size_t len;
+		if (mode == MODE_PEEK) {
+			rc = shmring_bcast_peek_wait(r, &rec, LONG_MS);
+			if (rc < 0)
+				break;
+			p = rec.data;
+			len = rec.len;
+		} else {
+			rc = shmring_bcast_read_wait(r, buf, s->slot_size, &rec, LONG_MS);
+			if (rc < 0)
+				break;
+			p = buf;
+			len = (size_t)rc;
+		}
+		int ok = rec_ok(p, len, rec.seq);
+		if (mode == MODE_SLOW) /* a reader with real work to do per record */
+			for (int k = 0; k < 6; k++)
+				ok &= XXH3_64bits(p, len) == XXH3_64bits(buf, len);
+		if (mode == MODE_PEEK && shmring_bcast_release(r) != 0)
+			continue; /* overwritten while we used it: discard, as the contract says */
+		if (!ok)
+			res->bad++;
+		if (res->count == 0)
+			res->first = rec.seq;
+		if (rec.seq < next)
+			res->order++;
+		else if (rec.seq - next != rec.missed)
+			res->gaps_wrong++;
+		res->missed_sum += rec.missed;
+		res->count++;
+		res->last = rec.seq;
+		next = rec.seq + 1;
+		/* pairs with the writer's acquire load in min_progress() */
+		shmring_store_release(&res->progress, next);
+	}
+	struct shmring_bcast_stats st;
+	shmring_bcast_stats(r, &st);
+	res->laps = st.laps;
+	res->lap_events = st.lap_events;
+	res->torn = st.torn;
+	free(buf);
+	/* -EPIPE: end of stream after everything, the only good way out */
+	int rc = shmring_bcast_read(r, NULL, 0, NULL);
+	shmring_bcast_close(r);
+	return rc == -EPIPE ? 0 : 11;
+}
+
+static struct stress *g_stress;
+static int reader_main(void *arg)
+{
+	int id = (int)(intptr_t)arg;
+	int mode = id == 1 ? MODE_PEEK : id == 3 ? MODE_SLOW : MODE_COPY;
+	if (g_stress->throttle && mode == MODE_SLOW)
+		mode = MODE_COPY;
+	return reader_proc(g_stress, id, mode);
+}
+
+static uint64_t min_progress(struct stress *s)
+{
+	uint64_t m = UINT64_MAX;
+	for (int i = 0; i < s->nreaders; i++) {
+		/* pairs with the reader's release store after it finished with a record */
+		uint64_t p = shmring_load_acquire(&s->res[i].progress);
+		if (p < m)
+			m = p;
+	}
+	return m;
+}
+
+/* Returns the writer's rate in records per second. */
+static double run_stress(struct stress *s)
+{
+	pool_init();
+	s->res = shared_alloc(sizeof(struct rres) * NREADERS);
+	struct shmring_bcast *w = make_writer(s->name, sizeof(s->name), "bc-stress", s->slots,
+					      s->slot_size);
+	pid_t pids[NREADERS];
+	g_stress = s;
+	for (int i = 0; i < s->nreaders; i++) {
+		tu_gate_init(&s->ready[i]);
+		pids[i] = tu_fork(reader_main, (void *)(intptr_t)i);
+		cr_assert_gt(pids[i], 0);
+	}
+	for (int i = 0; i < s->nreaders; i++)
+		tu_gate_wait(&s->ready[i]);
+	uint64_t rng = 12345;
+	double t0 = now_s();
+	for (uint64_t i = 0; i < s->n; i++) {
+		size_t len = rand_len(&rng, s->slot_size);
+		if (s->throttle)
+			while (i - min_progress(s) >= s->slots)
+				sched_yield();
+		void *buf = NULL;
+		cr_assert_eq(shmring_bcast_reserve(w, len, &buf), 0);
+		rec_make(buf, i, len, &rng); /* zero-copy: built in the slot */
+		cr_assert_eq(shmring_bcast_commit(w), 0);
+	}
+	double dt = now_s() - t0;
+	struct shmring_hdr *hdr = shmring_seg_hdr(shmring_bcast_seg(w));
+	fprintf(stderr, "  writer: %llu wake syscalls for %llu records; readers slept %llu times\n",
+		(unsigned long long)shmring_load_relaxed(&hdr->stats.wake_syscalls),
+		(unsigned long long)s->n, (unsigned long long)shmring_load_relaxed(&w->rpage->stats.sleeps));
+	shmring_bcast_close(w);
+	for (int i = 0; i < s->nreaders; i++) {
+		struct rres *q = &s->res[i];
+		int st = tu_wait(pids[i]);
+		cr_assert_eq(st, 0, "reader %d exited with %d", i, st);
+		cr_assert_eq(q->bad, 0, "reader %d accepted %llu records with a bad checksum", i,
+			     (unsigned long long)q->bad);
+		cr_assert_eq(q->order, 0, "reader %d went backwards", i);
+		cr_assert_eq(q->gaps_wrong, 0, "reader %d: a gap differed from rec.missed", i);
+		/* started at 0 and read to the end: accepted + missed = all */
+		cr_assert_eq(q->count + q->missed_sum, s->n, "reader %d: %llu + %llu != %llu", i,
+			     (unsigned long long)q->count, (unsigned long long)q->missed_sum,
+			     (unsigned long long)s->n);
+		cr_assert_eq(q->last, s->n - 1);
+		/* lapped counts equal the gaps observed (peek also discards stale records,
+		 * which the handle counts as laps too, and they are part of the gaps) */
+		cr_assert_eq(q->laps, q->missed_sum, "reader %d: laps %llu, gaps %llu", i,
+			     (unsigned long long)q->laps, (unsigned long long)q->missed_sum);
+		if (s->throttle)
+			cr_assert_eq(q->missed_sum, 0, "reader %d kept up but missed records", i);
+		fprintf(stderr, "  reader %d (%s): %llu records, %llu missed in %llu laps, %llu torn copies\n",
+			i, i == 1 ? "peek" : (i == 3 && !s->throttle) ? "slow" : "copy",
+			(unsigned long long)q->count, (unsigned long long)q->missed_sum,
+			(unsigned long long)q->lap_events, (unsigned long long)q->torn);
+		tu_gate_close(&s->ready[i]);
+	}
+	cr_assert_eq(shmring_seg_unlink(s->name), 0);
+	munmap(s->res, sizeof(struct rres) * NREADERS);
+	return (double)s->n / dt;
+}
+
+Test(bcast, stress_1_writer_4_reader_processes, .timeout = 300)
+{
+	struct stress s = { .slots = 1024, .slot_size = 1024, .nreaders = NREADERS,
+			    .n = tu_scaled(2000000, 20000) };
+	double rate = run_stress(&s);
+	fprintf(stderr, "bcast: writer %.2f M records/s with %d reader processes (%llu records, 16..1024 B)\n",
+		rate / 1e6, NREADERS, (unsigned long long)s.n);
+}
+
+Test(bcast, readers_that_keep_up_get_every_record, .timeout = 300)
+{
+	struct stress s = { .slots = 64, .slot_size = 512, .nreaders = NREADERS, .throttle = 1,
+			    .n = tu_scaled(200000, 5000) };
+	run_stress(&s);
+}
+
+/* The writer's rate alone and with readers attached that do not read (a monitor that
+ * samples now and then): attachment itself must cost the writer nothing, since it never
+ * reads what readers write except the sleeper count, and no reader sleeps here. Compare
+ * with the figure the stress test prints for readers that read everything. Measured and
+ * printed, not asserted (no timing thresholds in tests). */
+struct idle_args {
+	const char *name;
+	struct tu_gate ready, done;
+};
+
+static int idle_reader(void *arg)
+{
+	struct idle_args *a = arg;
+	struct shmring_bcast *r;
+	if (shmring_bcast_open(a->name, SHMRING_ROLE_READER, 0, &r) != 0)
+		return 10;
+	tu_gate_open(&a->ready);
+	tu_gate_wait(&a->done);
+	uint8_t buf[1024];
+	int len = shmring_bcast_read_latest(r, buf, sizeof(buf), NULL); /* samples once */
+	shmring_bcast_close(r);
+	return len >= (int)REC_HDR ? 0 : 11;
+}
+
+static double timed_writer(struct shmring_bcast *w, uint64_t n)
+{
+	uint64_t rng = 12345;
+	double t0 = now_s();
+	for (uint64_t i = 0; i < n; i++) {
+		size_t len = rand_len(&rng, 1024);
+		void *buf = NULL;
+		cr_assert_eq(shmring_bcast_reserve(w, len, &buf), 0);
+		rec_make(buf, i, len, &rng);
+		cr_assert_eq(shmring_bcast_commit(w), 0);
+	}
+	return (double)n / (now_s() - t0);
+}
+
+Test(bcast, writer_rate_alone_and_with_idle_readers, .timeout = 300)
+{
+	char name[96];
+	pool_init();
+	uint64_t n = tu_scaled(2000000, 20000);
+	struct shmring_bcast *w = make_writer(name, sizeof(name), "bc-rate", 1024, 1024);
+	double alone = timed_writer(w, n);
+	struct idle_args a = { .name = name };
+	tu_gate_init(&a.ready);
+	tu_gate_init(&a.done);
+	pid_t pids[NREADERS];
+	for (int i = 0; i < NREADERS; i++)
+		pids[i] = tu_fork(idle_reader, &a);
+	for (int i = 0; i < NREADERS; i++)
+		tu_gate_wait(&a.ready);
+	double idle = timed_writer(w, n);
+	struct shmring_hdr *hdr = shmring_seg_hdr(shmring_bcast_seg(w));
+	cr_assert_eq(shmring_load_relaxed(&hdr->stats.wake_syscalls), 0);
+	for (int i = 0; i < NREADERS; i++)
+		tu_gate_open(&a.done);
+	for (int i = 0; i < NREADERS; i++)
+		cr_assert_eq(tu_wait(pids[i]), 0);
+	shmring_bcast_close(w);
+	tu_gate_close(&a.ready);
+	tu_gate_close(&a.done);
+	cr_assert_eq(shmring_seg_unlink(name), 0);
+	fprintf(stderr, "bcast: writer %.2f M records/s alone, %.2f M records/s with %d idle readers attached"
+		" (%llu records, 16..1024 B)\n", alone / 1e6, idle / 1e6, NREADERS, (unsigned long long)n);
+}
+
+/* ---- read_latest against a writer at full speed ---- */
+
+struct latest_args {
+	const char *name;
+	uint64_t slot_size;
+	_Atomic int stop;
+	struct tu_gate opened;
+};
+
+static int fast_writer(void *arg)
+{
+	struct latest_args *a = arg;
+	struct shmring_bcast *w;
+	if (shmring_bcast_open(a->name, SHMRING_ROLE_PRODUCER, 0, &w) != 0)
+		return 10;
+	tu_gate_open(&a->opened);
+	uint64_t rng = 777;
+	/* pairs with the parent's release store of stop */
+	for (uint64_t i = 0; !shmring_load_acquire(&a->stop); i++) {
+		size_t len = rand_len(&rng, a->slot_size);
+		void *buf = NULL;
+		if (shmring_bcast_reserve(w, len, &buf) != 0)
+			return 11;
+		rec_make(buf, i, len, &rng);
+		if (shmring_bcast_commit(w) != 0)
+			return 12;
+	}
+	shmring_bcast_close(w);
+	return 0;
+}
+
+Test(bcast, read_latest_always_complete_under_full_speed_writer, .timeout = 120)
+{
+	char name[96];
+	pool_init();
+	struct latest_args *a = shared_alloc(sizeof(*a));
+	a->name = name;
+	a->slot_size = 65536;
+	/* few slots and large records: the newest record is overwritten often */
+	struct shmring_bcast *w = make_writer(name, sizeof(name), "bc-latest", 4, a->slot_size);
+	struct shmring_bcast *r = open_reader(name, 0);
+	shmring_bcast_close(w);
+	tu_gate_init(&a->opened);
+	pid_t pid = tu_fork(fast_writer, a);
+	tu_gate_wait(&a->opened);
+	uint8_t *buf = malloc(a->slot_size);
+	cr_assert_eq(shmring_bcast_wait(r, LONG_MS), 1);
+	uint64_t reads = tu_scaled(100000, 2000), last = 0, distinct = 0, again = 0;
+	for (uint64_t i = 0; i < reads; i++) {
+		struct shmring_bcast_rec rec = { 0 };
+		int len = shmring_bcast_read_latest(r, buf, a->slot_size, &rec);
+		if (len == -EAGAIN) { /* 64 copies in a row lost to the writer: try again */
+			again++;
+			continue;
+		}
+		cr_assert_geq(len, (int)REC_HDR, "read_latest: %s", shmring_strerror(len));
+		cr_assert(rec_ok(buf, (size_t)len, rec.seq), "record %llu torn or corrupt",
+			  (unsigned long long)rec.seq);
+		cr_assert_geq(rec.seq, last, "went backwards");
+		distinct += rec.seq != last;
+		last = rec.seq;
+	}
+	shmring_store_release(&a->stop, 1); /* pairs with the writer's acquire load */
+	cr_assert_eq(tu_wait(pid), 0);
+	struct shmring_bcast_stats st;
+	shmring_bcast_stats(r, &st);
+	fprintf(stderr, "bcast: read_latest %llu reads, %llu distinct records, %llu torn copies retried,"
+		" %llu starved calls, writer at %llu records\n",
+		(unsigned long long)reads, (unsigned long long)distinct, (unsigned long long)st.torn,
+		(unsigned long long)again, (unsigned long long)shmring_bcast_published(r));
+	free(buf);
+	tu_gate_close(&a->opened);
+	shmring_bcast_close(r);
+	munmap(a, sizeof(*a));
+	cr_assert_eq(shmring_seg_unlink(name), 0);
+}
+
+/* ---- the stress test with threads (copy paths only, see bcast.h): the `threads` suite
+ * runs it under TSan through crlite (Criterion cannot start under TSan); the readers
+ * share the writer's mapping so that TSan can relate their accesses ---- */
+
+Test(bcast, threads_stress_1_writer_4_readers, .timeout = 300)
+{
+	char err[200] = "";
+	int rc = bcast_threads_run(tu_scaled(300000, 5000), err, sizeof(err));
+	cr_assert_eq(rc, 0, "%s", err);
+}
