@@ -1,0 +1,177 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * segtool: makes segments with known contents for the shmdump and shmcat tests.
+ *
+ *   segtool KIND NAME CAPACITY RECORDS LEN CONSUME MODE
+ *
+ * Creates the SPSC ring NAME (CAPACITY bytes) as its producer, commits RECORDS records
+ * of LEN bytes (byte i of record k is (k * 31 + i) & 0xff), attaches as the consumer in
+ * the same process and releases the first CONSUME records. Then, by MODE:
+ *   hold     print "ready", wait for EOF on stdin, close both ends, exit 0
+ *   detach   leave the segment behind with nobody attached (stale), exit 0
+ *   producer as hold, but the consumer detaches first (only the producer is live)
+ * KIND spsc does all of the above. mpmc (CAPACITY cells of LEN bytes), pool (CAPACITY
+ * buffers of LEN bytes, one subscriber, checksums on) and bcast (CAPACITY slots of LEN
+ * bytes) publish RECORDS messages, consume CONSUME of them (not bcast), and then hold
+ * or detach.
+ */
+#include "shmring/bcast.h"
+#include "shmring/mpmc.h"
+#include "shmring/pool.h"
+#include "shmring/spsc.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static int die(const char *what, int rc)
+{
+	fprintf(stderr, "segtool: %s: %s (%s)\n", what, shmring_strerror(rc),
+		shmring_last_error_detail());
+	return 1;
+}
+
+static void pattern(void *buf, size_t len, unsigned k)
+{
+	for (size_t i = 0; i < len; i++)
+		((unsigned char *)buf)[i] = (unsigned char)((k * 31 + i) & 0xff);
+}
+
+static void hold(void)
+{
+	char b[64];
+	printf("ready\n");
+	fflush(stdout);
+	while (read(STDIN_FILENO, b, sizeof(b)) > 0)
+		;
+}
+
+static int other_kind(const char *kind, const char *name, uint64_t cap, unsigned nrec,
+		      size_t len, unsigned consume, const char *mode)
+{
+	unsigned char *buf = calloc(1, len ? len : 1);
+	int rc, det = strcmp(mode, "detach") == 0;
+	if (strcmp(kind, "mpmc") == 0) {
+		struct shmring_mpmc *p, *c;
+		struct shmring_mpmc_opts o = { .capacity = (uint32_t)cap, .slot_size = (uint32_t)len };
+		if ((rc = shmring_mpmc_create(name, &o, SHMRING_ROLE_PRODUCER, &p)))
+			return die("mpmc create", rc);
+		if ((rc = shmring_mpmc_open(name, SHMRING_ROLE_CONSUMER, &c)))
+			return die("mpmc open", rc);
+		for (unsigned k = 0; k < nrec; k++) {
+			pattern(buf, len, k);
+			if ((rc = shmring_mpmc_enqueue(p, buf, len, 0)))
+				return die("mpmc enqueue", rc);
+		}
+		for (unsigned k = 0; k < consume; k++)
+			if ((rc = shmring_mpmc_dequeue(c, buf, len, 0)) < 0)
+				return die("mpmc dequeue", rc);
+		if (!det)
+			hold();
+		shmring_mpmc_close(c);
+		shmring_mpmc_close(p);
+	} else if (strcmp(kind, "pool") == 0) {
+		struct shmring_pool *p, *s;
+		struct shmring_pool_opts o = { .buf_size = len, .nbufs = (uint32_t)cap, .max_subs = 1,
+					       .flags = SHMRING_POOL_F_CHECKSUM };
+		if ((rc = shmring_pool_create(name, &o, NULL, &p)))
+			return die("pool create", rc);
+		if ((rc = shmring_pool_subscribe(name, NULL, &s)))
+			return die("pool subscribe", rc);
+		for (unsigned k = 0; k < nrec; k++) {
+			struct shmring_pool_frame f = { 0 };
+			if ((rc = shmring_pool_loan(p, &f)))
+				return die("pool loan", rc);
+			f.len = len;
+			pattern(f.data, len, k);
+			if ((rc = shmring_pool_publish(p, &f)) < 0)
+				return die("pool publish", rc);
+		}
+		for (unsigned k = 0; k < consume; k++) {
+			struct shmring_pool_frame f = { 0 };
+			if ((rc = shmring_pool_take(s, &f)))
+				return die("pool take", rc);
+			shmring_pool_release(s, &f);
+		}
+		if (!det)
+			hold();
+		shmring_pool_close(s);
+		shmring_pool_close(p);
+	} else if (strcmp(kind, "bcast") == 0) {
+		struct shmring_bcast *w;
+		struct shmring_bcast_opts o = { .slots = (uint32_t)cap, .slot_size = len };
+		if ((rc = shmring_bcast_create(name, &o, SHMRING_ROLE_PRODUCER, &w)))
+			return die("bcast create", rc);
+		for (unsigned k = 0; k < nrec; k++) {
+			pattern(buf, len, k);
+			if ((rc = shmring_bcast_publish(w, buf, len)))
+				return die("bcast publish", rc);
+		}
+		if (!det)
+			hold();
+		shmring_bcast_close(w);
+	} else {
+		return 2;
+	}
+	free(buf);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	if (argc != 8) {
+		fprintf(stderr, "usage: segtool spsc|mpmc|pool|bcast NAME CAPACITY RECORDS LEN CONSUME "
+			"hold|detach|producer\n");
+		return 2;
+	}
+	if (strcmp(argv[1], "spsc") != 0)
+		return other_kind(argv[1], argv[2], strtoull(argv[3], NULL, 0),
+				  (unsigned)strtoul(argv[4], NULL, 0), strtoul(argv[5], NULL, 0),
+				  (unsigned)strtoul(argv[6], NULL, 0), argv[7]);
+	const char *name = argv[2];
+	uint64_t cap = strtoull(argv[3], NULL, 0);
+	unsigned nrec = (unsigned)strtoul(argv[4], NULL, 0);
+	size_t len = strtoul(argv[5], NULL, 0);
+	unsigned consume = (unsigned)strtoul(argv[6], NULL, 0);
+	const char *mode = argv[7];
+
+	struct shmring_spsc_opts o = { .capacity = cap };
+	struct shmring_spsc *p, *c;
+	int rc = shmring_spsc_create(name, &o, SHMRING_ROLE_PRODUCER, &p);
+	if (rc)
+		return die("create", rc);
+	for (unsigned k = 0; k < nrec; k++) {
+		void *buf;
+		rc = shmring_spsc_reserve(p, len, &buf);
+		if (rc)
+			return die("reserve", rc);
+		pattern(buf, len, k);
+		rc = shmring_spsc_commit(p);
+		if (rc < 0)
+			return die("commit", rc);
+	}
+	rc = shmring_spsc_open(name, SHMRING_ROLE_CONSUMER, &c);
+	if (rc)
+		return die("open consumer", rc);
+	for (unsigned k = 0; k < consume; k++) {
+		struct shmring_rec rec;
+		rc = shmring_spsc_peek(c, &rec);
+		if (rc)
+			return die("peek", rc);
+		shmring_spsc_release(c);
+	}
+	if (strcmp(mode, "detach") == 0) {
+		shmring_spsc_detach(c);
+		shmring_spsc_detach(p);
+		return 0;
+	}
+	if (strcmp(mode, "producer") == 0)
+		shmring_spsc_detach(c);
+	hold();
+	if (strcmp(mode, "producer") != 0)
+		shmring_spsc_close(c);
+	shmring_spsc_close(p);
+	return 0;
+}

@@ -1,0 +1,697 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
+"""Tests of shmdump and shmcat as an operator runs them: real processes, real segments.
+
+Usage: tooltests.py TEST   (meson runs one TEST per test() entry; exit 77 = skipped)
+
+Environment (set by tests/tools/meson.build): SHMDUMP, SHMCAT, SEGTOOL (programs),
+GOLDEN (directory of expected outputs), SHMRING_TEST_SCALE (float, default 1).
+SHMRING_UPDATE_GOLDEN=1 rewrites the golden files instead of comparing.
+
+No sleeps to let another process catch up: every wait is on a pipe, a process exit or
+the ring itself. Segment names hold this process's pid and are removed at the end.
+"""
+import hashlib
+import json
+import os
+import re
+import shutil
+import signal
+import struct
+import subprocess
+import sys
+import tempfile
+
+SKIP = 77
+SHMDUMP = os.environ.get("SHMDUMP", "shmdump")
+SHMCAT = os.environ.get("SHMCAT", "shmcat")
+SEGTOOL = os.environ.get("SEGTOOL", "segtool")
+GOLDEN = os.environ.get("GOLDEN", os.path.join(os.path.dirname(__file__), "golden"))
+SCALE = float(os.environ.get("SHMRING_TEST_SCALE", "1") or 1)
+UPDATE = os.environ.get("SHMRING_UPDATE_GOLDEN") == "1"
+
+_counter = [0]
+_made = []
+_procs = []
+
+
+def name(tag):
+    _counter[0] += 1
+    n = "shmring-tooltest-%s-%d-%d" % (tag, os.getpid(), _counter[0])
+    _made.append(n)
+    return n
+
+
+def cleanup():
+    for p in _procs:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    for n in _made:
+        try:
+            os.unlink("/dev/shm/" + n)
+        except FileNotFoundError:
+            pass
+
+
+class Fail(Exception):
+    pass
+
+
+def check(cond, msg):
+    if not cond:
+        raise Fail(msg)
+
+
+def run(args, **kw):
+    kw.setdefault("stdout", subprocess.PIPE)
+    kw.setdefault("stderr", subprocess.PIPE)
+    kw.setdefault("timeout", 120)
+    return subprocess.run(args, **kw)
+
+
+def txt(b):
+    return b.decode("utf-8", "replace")
+
+
+def one_line_error(r, what):
+    """A failure the issue wants: non-zero exit, not a crash, one line on stderr."""
+    err = txt(r.stderr)
+    check(r.returncode > 0, "%s: exit %d (want >0, not a signal)\n%s" % (what, r.returncode, err))
+    lines = err.splitlines()
+    check(len(lines) == 1, "%s: want one line on stderr, got %r" % (what, err))
+    return lines[0]
+
+
+# ---------------------------------------------------------------------------------
+# segments with known contents
+
+def segtool(nm, cap=65536, records=5, length=100, consume=2, mode="hold", kind="spsc"):
+    """Start segtool; for hold/producer modes, return the process once it said ready."""
+    args = [SEGTOOL, kind, nm, str(cap), str(records), str(length), str(consume), mode]
+    if mode == "detach":
+        r = run(args)
+        check(r.returncode == 0, "segtool failed: %s" % txt(r.stderr))
+        return None
+    p = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    _procs.append(p)
+    line = p.stdout.readline()
+    check(line == b"ready\n", "segtool did not start: %r" % line)
+    return p
+
+
+def release(p):
+    p.stdin.close()
+    check(p.wait(timeout=60) == 0, "segtool exit %d" % p.returncode)
+
+
+def normalise_text(out, nm):
+    """Replace what changes from run to run: name, times, pids, the checksum over them."""
+    out = out.replace(nm, "NAME")
+    out = re.sub(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z", "TIME", out)
+    out = re.sub(r"created_ns \d+", "created_ns NS", out)
+    out = re.sub(r"(?m)^(checksum +)0x[0-9a-f]{16}", r"\g<1>0xCHECKSUM", out)
+    out = re.sub(r"(?m)^(creator_pid +)\d+", r"\g<1>PID", out)
+    # the wait backend is a build option (-Dwait_backend=sem sets SHMRING_SEG_F_SEMWAIT)
+    out = re.sub(r"(?m)^(flags +)0x([0-9a-f]{8})( semwait)?$",
+                 lambda m: "%s0x%08x" % (m.group(1), int(m.group(2), 16) & ~2), out)
+    # participant rows: slot role state PID ...
+    out = re.sub(r"(?m)^(  \d+ +[a-z]+ +[a-z]+ +)\d+ ", lambda m: m.group(1) + "PID".ljust(
+        len(m.group(0)) - len(m.group(1)) - 1) + " ", out)
+    return out
+
+
+def normalise_json(obj, nm, pids):
+    """Replace what changes from run to run, in place, and return obj."""
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            if k in ("created_ns", "joined_ns", "start_time") and isinstance(v, int):
+                obj[k] = "NS"
+            elif k in ("checksum", "checksum_computed"):
+                obj[k] = "CHECKSUM"
+            elif k in ("pid", "creator_pid") and v in pids:
+                obj[k] = "PID"
+            elif k == "flags" and isinstance(v, int):
+                obj[k] = v & ~2  # SHMRING_SEG_F_SEMWAIT: the wait backend, a build option
+            else:
+                obj[k] = normalise_json(v, nm, pids)
+    elif isinstance(obj, list):
+        return [normalise_json(v, nm, pids) for v in obj]
+    elif isinstance(obj, str):
+        return obj.replace(nm, "NAME")
+    return obj
+
+
+def golden(fname, actual):
+    path = os.path.join(GOLDEN, fname)
+    if UPDATE:
+        with open(path, "w") as f:
+            f.write(actual)
+        return
+    with open(path) as f:
+        want = f.read()
+    if want != actual:
+        import difflib
+        diff = "".join(difflib.unified_diff(want.splitlines(True), actual.splitlines(True),
+                                            "golden/" + fname, "actual"))
+        raise Fail("output differs from golden/%s:\n%s" % (fname, diff))
+
+
+# ---------------------------------------------------------------------------------
+# shmdump
+
+def t_dump_show_golden():
+    nm = name("show")
+    p = segtool(nm)
+    try:
+        r = run([SHMDUMP, "show", nm, "--records", "2"])
+        check(r.returncode == 0, "show exit %d: %s" % (r.returncode, txt(r.stderr)))
+        golden("show_spsc.txt", normalise_text(txt(r.stdout), nm))
+        # the same through a path rather than a name
+        r2 = run([SHMDUMP, "show", "/dev/shm/" + nm])
+        check(r2.returncode == 0, "show PATH exit %d" % r2.returncode)
+        check(txt(r2.stdout).splitlines()[2:8] == txt(r.stdout).splitlines()[2:8],
+              "show by path differs from show by name")
+    finally:
+        release(p)
+
+
+def t_dump_json_golden():
+    nm = name("json")
+    p = segtool(nm)
+    try:
+        out = {}
+        for key, args in (("show", ["show", nm, "--json", "--records", "2"]),
+                          ("check", ["check", nm, "--json"]),
+                          ("list", ["list", nm, "--json"])):
+            r = run([SHMDUMP] + args)
+            check(r.returncode == 0, "%s exit %d: %s" % (key, r.returncode, txt(r.stderr)))
+            try:
+                out[key] = json.loads(r.stdout)
+            except ValueError as e:
+                raise Fail("%s --json is not JSON (%s):\n%s" % (key, e, txt(r.stdout)))
+        check(isinstance(out["list"], list) and len(out["list"]) == 1,
+              "list --json with a pattern: want one element, got %r" % out["list"])
+        check(out["show"]["consistent"] is True and out["check"]["consistent"] is True,
+              "fresh segment not consistent")
+        norm = normalise_json(out, nm, [p.pid])
+        golden("show_spsc.json", json.dumps(norm, indent=2, sort_keys=True) + "\n")
+    finally:
+        release(p)
+
+
+def t_dump_list_liveness():
+    nm = name("list")
+    p = segtool(nm, mode="producer")
+    r = run([SHMDUMP, "list", nm])
+    check(r.returncode == 0, "list exit %d" % r.returncode)
+    rows = [l.split() for l in txt(r.stdout).splitlines()[1:]]
+    check(len(rows) == 1 and rows[0][0] == nm, "list row missing: %r" % txt(r.stdout))
+    row = rows[0]
+    # NAME KIND SIZE(2 words) CAPACITY(2 words) FILL PRODUCERS CONSUMERS STATE
+    check(row[1] == "spsc" and row[-3] == "1/0" and row[-2] == "0/0" and row[-1] == "ok",
+          "live producer, consumer left: %r" % row)
+    p.kill()
+    p.wait()
+    r = run([SHMDUMP, "list", nm, "--json"])
+    e = json.loads(r.stdout)[0]
+    check(e["state"] == "stale" and e["producers"] == {"live": 0, "dead": 1},
+          "after SIGKILL: want stale with a dead producer, got %r" % e)
+    # the plain listing skips files that are not segments, silently
+    junk = "/dev/shm/" + name("junk")
+    with open(junk, "wb") as f:
+        f.write(b"not a segment" * 1000)
+    r = run([SHMDUMP])
+    check(r.returncode == 0 and junk[9:] not in txt(r.stdout) and not r.stderr,
+          "plain shmdump must list quietly without the junk file")
+    check(nm in txt(r.stdout), "plain shmdump must list the segment")
+
+
+def t_dump_other_kinds():
+    """MPMC, pool and broadcast segments: decoded, consistent, records walked."""
+    want = {"mpmc": ("slots", 16, 3), "pool": ("frames", 4, 2), "bcast": ("slots", 4, 3)}
+    procs = []
+    try:
+        for kind, (unit, cap, pending) in sorted(want.items()):
+            nm = name(kind)
+            p = segtool(nm, cap=cap, records=3, length=3000, consume=1 if kind == "pool" else 0,
+                        kind=kind)
+            procs.append(p)
+            r = run([SHMDUMP, "show", nm, "--json", "--records", "10"])
+            check(r.returncode == 0, "%s show exit %d: %s" % (kind, r.returncode, txt(r.stderr)))
+            j = json.loads(r.stdout)
+            ring = j["ring"]
+            check(j["consistent"] and j["header"]["kind"] == kind and ring["decoded"],
+                  "%s: %r" % (kind, j))
+            check(ring["unit"] == unit and ring["capacity"] == cap,
+                  "%s: unit %r capacity %r" % (kind, ring["unit"], ring["capacity"]))
+            check(len(j["records"]) == pending, "%s: %d records, want %d" %
+                  (kind, len(j["records"]), pending))
+            rec = j["records"][0]
+            # the pattern of the first pending record: byte i of record k = k*31+i
+            k = 1 if kind == "pool" else 0
+            check(rec["head_hex"][:4] == "%02x%02x" % ((k * 31) & 255, (k * 31 + 1) & 255),
+                  "%s: first record %r" % (kind, rec))
+            if kind == "pool":
+                check(all(x["checksum_ok"] is True for x in j["records"]),
+                      "pool frames carry checksums that verify: %r" % j["records"])
+            r = run([SHMDUMP, "show", nm, "--records", "1"])
+            check(r.returncode == 0 and ("%-16s capacity %d %s" % (kind, cap, unit)) in txt(r.stdout),
+                  "%s text show:\n%s" % (kind, txt(r.stdout)))
+            r = run([SHMDUMP, "check", nm])
+            check(r.returncode == 0, "%s check exit %d: %s" % (kind, r.returncode, txt(r.stdout)))
+    finally:
+        for p in procs:
+            release(p)
+
+
+# Every field of the immutable header, set to an impossible value in turn.
+def header_corruptions(size):
+    c = [
+        ("magic", 0, "<Q", 0x1122334455667788),
+        ("layout_version", 8, "<I", 99),
+        ("kind", 12, "<I", 77),
+        ("flags", 16, "<I", 0x0000ff00),
+        ("hdr_size", 20, "<I", 8192),
+        ("total_size", 24, "<Q", size + 4096),
+        ("created_ns", 32, "<Q", 0),
+        ("creator_pid", 40, "<i", -5),
+        ("max_parts", 44, "<I", 49),
+        ("parts_off", 48, "<Q", 2048),
+        ("ctrl_off", 56, "<Q", 4097),
+        ("ctrl_size", 64, "<Q", 1 << 50),
+        ("data_off", 72, "<Q", 12345),
+        ("data_size", 80, "<Q", 1 << 50),
+        ("geo[0]", 88, "<Q", 3000),
+        ("geo[1]", 96, "<Q", 0),
+        ("geo[2]", 104, "<Q", 3),
+    ]
+    c += [("geo[%d]" % i, 88 + 8 * i, "<Q", 1) for i in range(3, 8)]
+    c += [("name", 152, "64s", b"A" * 64)]
+    c += [("reserved[%d]" % i, 216 + 8 * i, "<Q", 1) for i in range(4)]
+    c += [("checksum", 248, "<Q", 0x0123456789abcdef)]
+    # the mutable parts: participant table and the SPSC control region (ctrl at 4096)
+    c += [("parts[0].state", 1024, "<I", 9),
+          ("parts[1].role", 1024 + 64 + 4, "<I", 42),
+          ("spsc.head", 4096 + 128, "<Q", 5),
+          ("spsc.prod_closed", 4096 + 256, "<I", 7),
+          # records of 100 bytes take 112; two consumed: the first pending is at 224
+          ("spsc.record", 8192 + 224, "<Q", 0xdead)]
+    return c
+
+
+def t_dump_check_corrupt():
+    nm = name("check")
+    segtool(nm, mode="detach")
+    tmp = tempfile.mkdtemp(prefix="shmdump-test-")
+    try:
+        orig = os.path.join(tmp, "orig.seg")
+        shutil.copyfile("/dev/shm/" + nm, orig)
+        size = os.path.getsize(orig)
+        r = run([SHMDUMP, "check", orig])
+        check(r.returncode == 0, "pristine copy: exit %d\n%s" % (r.returncode, txt(r.stdout)))
+        data = open(orig, "rb").read()
+        failures = []
+        for field, off, fmt, val in header_corruptions(size):
+            b = bytearray(data)
+            struct.pack_into(fmt, b, off, val)
+            path = os.path.join(tmp, "bad.seg")
+            with open(path, "wb") as f:
+                f.write(b)
+            r = run([SHMDUMP, "check", path])
+            lines = txt(r.stdout).splitlines()
+            named = any(l.startswith(field + " = ") for l in lines)
+            if r.returncode != 1 or not named:
+                failures.append("%s: exit %d, output %r" % (field, r.returncode, lines))
+            rj = run([SHMDUMP, "check", path, "--json"])
+            try:
+                j = json.loads(rj.stdout)
+                if rj.returncode != 1 or j["consistent"] or \
+                        field not in [pr["field"] for pr in j["problems"]]:
+                    failures.append("%s --json: exit %d, %r" % (field, rj.returncode, j))
+            except ValueError:
+                failures.append("%s --json: not JSON: %r" % (field, rj.stdout))
+        check(not failures, "corruptions not reported as wanted:\n" + "\n".join(failures))
+    finally:
+        shutil.rmtree(tmp)
+
+
+def t_dump_bad_input():
+    tmp = tempfile.mkdtemp(prefix="shmdump-test-")
+    try:
+        nm = name("bad")
+        segtool(nm, mode="detach")
+        seg = open("/dev/shm/" + nm, "rb").read()
+        files = {
+            "empty": b"",
+            "tiny": b"x",
+            "truncated-100": seg[:100],
+            "truncated-4000": seg[:4000],
+            "header-only": seg[:4096],
+            "garbage": bytes((i * 7919 + 13) & 0xff for i in range(8192)),
+            "zeros": bytes(8192),
+            "wrong-version": seg[:8] + struct.pack("<I", 2) + seg[12:],
+        }
+        for label, content in files.items():
+            path = os.path.join(tmp, label)
+            with open(path, "wb") as f:
+                f.write(content)
+            for cmd in (["show"], ["show", "--json"], ["watch", "--count", "1"]):
+                r = run([SHMDUMP] + cmd + [path])
+                line = one_line_error(r, "%s %s" % (" ".join(cmd), label))
+                check(path in line, "%s: the line should name the file: %r" % (label, line))
+            r = run([SHMDUMP, "check", path])
+            check(r.returncode == 1, "check %s: exit %d" % (label, r.returncode))
+            check(len(txt(r.stdout).splitlines()) >= 1, "check %s: no problem line" % label)
+        os.unlink("/dev/shm/" + nm)
+        for args in (["show", "shmring-no-such-segment-%d" % os.getpid()],
+                     ["check", "/nonexistent/dir/file"],
+                     ["show", tmp],            # a directory
+                     ["show", "/dev/null"]):   # not a regular file
+            one_line_error(run([SHMDUMP] + args), " ".join(args))
+        for args in (["frobnicate"], ["show"], ["check"], ["show", "a", "b"],
+                     ["show", "x", "--records", "-1"], ["list", "--bogus"],
+                     ["clean", "--json"], ["watch", "x", "--interval", "abc"],
+                     ["list", "--records", "3"]):
+            r = run([SHMDUMP] + args)
+            check(r.returncode == 2, "usage error %r: exit %d" % (args, r.returncode))
+            one_line_error(r, " ".join(args))
+    finally:
+        shutil.rmtree(tmp)
+
+
+def t_dump_clean():
+    live = name("clean-live")
+    dead = name("clean-dead")
+    stale = name("clean-stale")
+    pat = "shmring-tooltest-clean-*-%d-*" % os.getpid()
+    p_live = segtool(live)
+    p_dead = segtool(dead)
+    segtool(stale, mode="detach")  # everyone left cleanly: stale too
+    p_dead.send_signal(signal.SIGKILL)
+    p_dead.wait()
+    try:
+        r = run([SHMDUMP, "clean", pat, "--dry-run"])
+        check(r.returncode == 0, "clean --dry-run exit %d: %s" % (r.returncode, txt(r.stderr)))
+        out = txt(r.stdout)
+        check("would remove " + dead in out and "would remove " + stale in out and live not in out,
+              "dry run output: %r" % out)
+        check(os.path.exists("/dev/shm/" + dead), "dry run removed a segment")
+        r = run([SHMDUMP, "clean", pat])
+        check(r.returncode == 0, "clean exit %d: %s" % (r.returncode, txt(r.stderr)))
+        out = txt(r.stdout)
+        check("removed " + dead in out and "removed " + stale in out, "clean output: %r" % out)
+        check(not os.path.exists("/dev/shm/" + dead), "dead creator's segment still there")
+        check(not os.path.exists("/dev/shm/" + stale), "stale segment still there")
+        check(os.path.exists("/dev/shm/" + live), "clean removed a live segment")
+    finally:
+        release(p_live)
+
+
+def t_dump_watch():
+    nm = name("watch")
+    p = segtool(nm)
+    try:
+        r = run([SHMDUMP, "watch", nm, "--interval", "0.05", "--count", "3"])
+        lines = txt(r.stdout).splitlines()
+        check(r.returncode == 0 and len(lines) == 4, "watch --count 3: %r" % lines)
+        check(lines[0].split()[:4] == ["TIME", "MSGS/S", "BYTES/S", "FILL"], "header %r" % lines[0])
+        check(lines[2].split()[1] == "0" and lines[2].split()[-1] == "ok",
+              "idle ring: 0 msgs/s, state ok: %r" % lines[2])
+        # until interrupted
+        w = subprocess.Popen([SHMDUMP, "watch", nm, "--interval", "0.05"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        _procs.append(w)
+        w.stdout.readline()
+        w.stdout.readline()  # a first sample: it is running
+        w.send_signal(signal.SIGINT)
+        rc = w.wait(timeout=30)
+        check(rc == 0, "watch after SIGINT: exit %d" % rc)
+    finally:
+        release(p)
+
+
+def t_dump_mutations():
+    """Random damage to a segment copy: check answers 0 or 1, never crashes."""
+    import random
+    nm = name("mut")
+    segtool(nm, records=40, length=300, consume=7, mode="detach")
+    data = open("/dev/shm/" + nm, "rb").read()
+    rng = random.Random(1234)
+    tmp = tempfile.mkdtemp(prefix="shmdump-test-")
+    try:
+        path = os.path.join(tmp, "m.seg")
+        for i in range(max(20, int(200 * SCALE))):
+            b = bytearray(data)
+            for _ in range(rng.randint(1, 8)):
+                # mostly the header page and ring control, sometimes anywhere
+                off = rng.randrange(0, 8192 + 1024) if rng.random() < 0.8 else rng.randrange(len(b))
+                b[off] = rng.randrange(256)
+            if rng.random() < 0.1:
+                b = b[:rng.randrange(len(b))]
+            with open(path, "wb") as f:
+                f.write(b)
+            for cmd in (["check"], ["show", "--records", "50"]):
+                r = run([SHMDUMP] + cmd + [path])
+                check(r.returncode in (0, 1), "mutation %d %s: exit %d\n%s" %
+                      (i, cmd[0], r.returncode, txt(r.stderr)))
+    finally:
+        shutil.rmtree(tmp)
+
+
+# ---------------------------------------------------------------------------------
+# shmcat
+
+def cat_pipeline(nm, infile, outfile, writer_args=(), reader_args=()):
+    with open(outfile, "wb") as out:
+        rd = subprocess.Popen([SHMCAT, "-r", nm, "--wait", "30"] + list(reader_args),
+                              stdout=out, stderr=subprocess.PIPE)
+        _procs.append(rd)
+        with open(infile, "rb") as inp:
+            wr = run([SHMCAT, "-w", nm, "--create"] + list(writer_args), stdin=inp, timeout=300)
+        rerr = rd.communicate(timeout=300)[1]
+    check(wr.returncode == 0, "writer exit %d: %s" % (wr.returncode, txt(wr.stderr)))
+    check(rd.returncode == 0, "reader exit %d: %s" % (rd.returncode, txt(rerr)))
+
+
+def sha(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for blk in iter(lambda: f.read(1 << 20), b""):
+            h.update(blk)
+    return h.hexdigest()
+
+
+def t_cat_roundtrip_random():
+    size = max(1 << 20, int((100 << 20) * SCALE))
+    tmp = tempfile.mkdtemp(prefix="shmcat-test-")
+    try:
+        src = os.path.join(tmp, "in")
+        with open(src, "wb") as f:
+            left = size
+            while left:
+                n = min(left, 8 << 20)
+                f.write(os.urandom(n))
+                left -= n
+        # odd sizes: records that never line up with the ring or the 64 KiB default
+        f = open(src, "ab")
+        f.write(os.urandom(12345))
+        f.close()
+        dst = os.path.join(tmp, "out")
+        nm = name("rt")
+        cat_pipeline(nm, src, dst, ["--unlink"])
+        check(os.path.getsize(dst) == os.path.getsize(src), "size differs")
+        check(sha(src) == sha(dst), "content differs")
+        check(not os.path.exists("/dev/shm/" + nm), "--unlink left the segment behind")
+        # small ring, odd small records: many wrap-arounds and padding records
+        small = os.path.join(tmp, "small")
+        with open(small, "wb") as f:
+            f.write(os.urandom(max(1 << 20, int((8 << 20) * SCALE)) + 777))
+        nm = name("rt-small")
+        cat_pipeline(nm, small, dst, ["--size", "64K", "--record-size", "1000"], ["--unlink"])
+        check(sha(small) == sha(dst), "content differs (small ring)")
+    finally:
+        shutil.rmtree(tmp)
+
+
+def t_cat_roundtrip_empty():
+    tmp = tempfile.mkdtemp(prefix="shmcat-test-")
+    try:
+        src = os.path.join(tmp, "in")
+        open(src, "wb").close()
+        dst = os.path.join(tmp, "out")
+        nm = name("empty")
+        cat_pipeline(nm, src, dst, ["--unlink"])
+        check(os.path.getsize(dst) == 0, "empty input gave %d bytes" % os.path.getsize(dst))
+        # and a reader that comes after the writer has already closed
+        wr = run([SHMCAT, "-w", nm, "--create"], stdin=subprocess.DEVNULL)
+        check(wr.returncode == 0, "writer exit %d" % wr.returncode)
+        rd = run([SHMCAT, "-r", nm, "--unlink"])
+        check(rd.returncode == 0 and rd.stdout == b"", "late reader: exit %d, %d bytes" %
+              (rd.returncode, len(rd.stdout)))
+    finally:
+        shutil.rmtree(tmp)
+
+
+def read_exactly(f, n):
+    got = b""
+    while len(got) < n:
+        b = f.read(n - len(got))
+        check(b, "reader stopped after %d of %d bytes" % (len(got), n))
+        got += b
+    return got
+
+
+def t_cat_producer_died():
+    nm = name("died")
+    wr = subprocess.Popen([SHMCAT, "-w", nm, "--create", "--record-size", "4096"],
+                          stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+    _procs.append(wr)
+    rd = subprocess.Popen([SHMCAT, "-r", nm, "--wait", "30"], stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE)
+    _procs.append(rd)
+    payload = os.urandom(300000)
+    wr.stdin.write(payload)
+    wr.stdin.flush()
+    # everything written so far has been committed once the reader has it all
+    got = read_exactly(rd.stdout, len(payload))
+    wr.send_signal(signal.SIGKILL)
+    wr.wait()
+    rest, err = rd.communicate(timeout=60)
+    check(got + rest == payload, "reader output differs from what was committed")
+    check(rd.returncode == 3, "reader exit %d (want 3)" % rd.returncode)
+    line = one_line_error(subprocess.CompletedProcess(rd.args, rd.returncode, rest, err),
+                          "reader after producer death")
+    check("producer died" in line, "want 'producer died': %r" % line)
+    wr.stdin.close()
+
+
+def t_cat_corrupt():
+    nm = name("corrupt")
+    segtool(nm, records=3, length=100, consume=0, mode="detach")
+    path = "/dev/shm/" + nm
+    with open(path, "r+b") as f:  # the first record's header: impossible flags
+        f.seek(8192)
+        f.write(struct.pack("<Q", (0xabcd << 48) | 100))
+    r = run([SHMCAT, "-r", nm], timeout=60)
+    line = one_line_error(r, "reader of a corrupt ring")
+    check("corrupt" in line, "want 'corrupt': %r" % line)
+    with open(path, "r+b") as f:  # and a header that fails its checksum
+        f.seek(248)
+        f.write(struct.pack("<Q", 1))
+    for args in (["-r", nm], ["-w", nm]):
+        r = run([SHMCAT] + args, stdin=subprocess.DEVNULL, timeout=60)
+        line = one_line_error(r, "shmcat %s on a bad header" % args[0])
+        check("corrupt" in line, "want 'corrupt': %r" % line)
+
+
+def t_cat_reader_gone():
+    nm = name("gone")
+    # the reader's stdout closes early (like `| head`): the writer must stop, not hang
+    rd = subprocess.Popen("'%s' -r '%s' --wait 30 | head -c 1000 > /dev/null" % (SHMCAT, nm),
+                          shell=True)
+    _procs.append(rd)
+    wr = subprocess.Popen([SHMCAT, "-w", nm, "--create", "--size", "64K"],
+                          stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+    _procs.append(wr)
+    try:
+        while True:
+            wr.stdin.write(os.urandom(65536))
+            wr.stdin.flush()
+    except BrokenPipeError:
+        pass  # the writer exited: what we want
+    err = wr.communicate(timeout=60)[1]
+    check(wr.returncode not in (0, None) and wr.returncode > 0,
+          "writer exit %r" % wr.returncode)
+    check("reader" in txt(err) and len(txt(err).splitlines()) == 1, "writer said %r" % txt(err))
+    rd.wait(timeout=60)
+
+
+def t_cat_bad_usage():
+    missing = name("missing")
+    r = run([SHMCAT, "-r", missing, "--wait", "0.2"])
+    line = one_line_error(r, "reader of a missing ring")
+    check(missing in line, "name the ring: %r" % line)
+    r = run([SHMCAT, "-w", missing], stdin=subprocess.DEVNULL)
+    one_line_error(r, "writer to a missing ring without --create")
+    for args in ([], ["-w", "a", "-r", "b"], ["-r", "x", "--create"], ["-w", "x", "--wait", "1"],
+                 ["-w", "x", "--create", "--size", "lots"], ["-w", "x", "--size", "1M"],
+                 ["-r"], ["-w", "x", "extra"], ["--bogus"],
+                 ["-w", "x", "--create", "--record-size", "0"]):
+        r = run([SHMCAT] + args, stdin=subprocess.DEVNULL)
+        check(r.returncode == 2, "usage %r: exit %d" % (args, r.returncode))
+        one_line_error(r, "usage %r" % args)
+    # a record size the ring cannot take: one line, exit 1, nothing left behind
+    r = run([SHMCAT, "-w", missing, "--create", "--size", "4K", "--record-size", "1M"],
+            stdin=subprocess.DEVNULL)
+    one_line_error(r, "record size too large for the ring")
+    check(not os.path.exists("/dev/shm/" + missing), "failed create left a segment")
+
+
+# ---------------------------------------------------------------------------------
+# ffmpeg -> shmcat -w -> ring -> shmcat -r -> ffmpeg, frame MD5s on both sides
+
+def t_ffmpeg_framemd5():
+    ffmpeg = shutil.which("ffmpeg")
+    if not ffmpeg:
+        print("SKIP: ffmpeg not found in PATH; install ffmpeg to run the video pipeline test")
+        return SKIP
+    frames = max(10, int(300 * SCALE))
+    nm = name("ffmpeg")
+    tmp = tempfile.mkdtemp(prefix="shmcat-ffmpeg-")
+    try:
+        md5_in = os.path.join(tmp, "producer.framemd5")
+        md5_out = os.path.join(tmp, "consumer.framemd5")
+        # one source, two outputs: raw frames into the ring and their MD5s
+        src = ("'%s' -nostdin -v error -f lavfi -i testsrc2=size=1280x720:rate=30 "
+               "-frames:v %d -pix_fmt nv12 -f rawvideo pipe:1 "
+               "-frames:v %d -pix_fmt nv12 -f framemd5 '%s' "
+               "| '%s' -w '%s' --create --size 16M"
+               % (ffmpeg, frames, frames, md5_in, SHMCAT, nm))
+        dst = ("'%s' -r '%s' --wait 60 --unlink | '%s' -nostdin -v error -f rawvideo "
+               "-pix_fmt nv12 -s 1280x720 -r 30 -i pipe:0 -f framemd5 '%s'"
+               % (SHMCAT, nm, ffmpeg, md5_out))
+        opts = dict(shell=True, executable="/bin/bash", stderr=subprocess.PIPE)
+        c = subprocess.Popen("set -o pipefail; " + dst, **opts)
+        _procs.append(c)
+        pr = subprocess.run("set -o pipefail; " + src, timeout=600, **opts)
+        cerr = c.communicate(timeout=600)[1]
+        check(pr.returncode == 0, "producer pipeline exit %d: %s" % (pr.returncode, txt(pr.stderr)))
+        check(c.returncode == 0, "consumer pipeline exit %d: %s" % (c.returncode, txt(cerr)))
+
+        def md5s(path):
+            rows = [l for l in open(path).read().splitlines() if l and not l.startswith("#")]
+            return [l.split(",")[-1].strip() for l in rows], rows
+        a, ra = md5s(md5_in)
+        b, rb = md5s(md5_out)
+        check(len(a) == frames, "producer side: %d frames, want %d" % (len(a), frames))
+        check(a == b, "frame MD5s differ:\n%s\n---\n%s" % ("\n".join(ra[:5]), "\n".join(rb[:5])))
+        sizes = set(l.split(",")[-2].strip() for l in rb)
+        check(sizes == {"1382400"}, "frame sizes %r, want 1280*720*1.5" % sizes)
+        print("%d frames of 1280x720 NV12 crossed the ring, per-frame MD5s identical" % frames)
+    finally:
+        shutil.rmtree(tmp)
+
+
+TESTS = {k[2:]: v for k, v in globals().items() if k.startswith("t_")}
+
+
+def main():
+    if len(sys.argv) != 2 or sys.argv[1] not in TESTS:
+        print("usage: tooltests.py TEST\ntests: " + " ".join(sorted(TESTS)), file=sys.stderr)
+        return 2
+    try:
+        rc = TESTS[sys.argv[1]]()
+    except Fail as e:
+        print("FAIL %s: %s" % (sys.argv[1], e))
+        return 1
+    finally:
+        cleanup()
+    if rc == SKIP:
+        return SKIP
+    print("PASS %s" % sys.argv[1])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,177 @@
+/* SPDX-License-Identifier: MIT */
+#include "segview.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+const char *seg_state_name(enum seg_state s)
+{
+	switch (s) {
+	case SEG_OK: return "ok";
+	case SEG_STALE: return "stale";
+	default: return "corrupt";
+	}
+}
+
+/* Liveness without the library's handle (a segment it refuses to open): the same OFD
+ * lock test, on the byte layout.h assigns to the slot. */
+static int raw_alive(int fd, uint32_t slot)
+{
+	struct flock fl = {
+		.l_type = F_WRLCK,
+		.l_whence = SEEK_SET,
+		.l_start = SHMRING_PARTS_OFF + (off_t)SHMRING_PART_SIZE * slot,
+		.l_len = 1,
+	};
+	if (fcntl(fd, F_OFD_GETLK, &fl) != 0)
+		return -1;
+	return fl.l_type != F_UNLCK;
+}
+
+static void liveness(struct seg_view *v)
+{
+	struct shmring_dump_info *i = &v->info;
+
+	v->prod_live = v->prod_dead = v->cons_live = v->cons_dead = v->live = v->dead = 0;
+	if (!v->seg && v->decode_rc == 0 && i->nproblems == 0 && v->len) {
+		/* the library's own view, when it accepts the segment */
+		if (shmring_seg_open_path(v->path, 0, SHMRING_O_RDONLY | SHMRING_O_NOREGISTRY,
+					  &v->seg) != 0)
+			v->seg = NULL;
+	}
+	for (uint32_t k = 0; k < i->nparts; k++) {
+		struct shmring_dump_part *p = &i->parts[k];
+		int a = -1;
+		if (v->seg && p->slot < v->seg->max_parts)
+			a = shmring_part_alive(v->seg, p->slot);
+		if (a < 0 && v->len >= SHMRING_HDR_SIZE)
+			a = raw_alive(v->fd, p->slot);
+		p->alive = a < 0 ? -1 : a;
+		if (p->state != SHMRING_PART_ACTIVE || p->alive < 0)
+			continue;
+		int prod = p->role == SHMRING_ROLE_PRODUCER;
+		int cons = p->role == SHMRING_ROLE_CONSUMER || p->role == SHMRING_ROLE_SUBSCRIBER ||
+			   p->role == SHMRING_ROLE_READER;
+		if (p->alive) {
+			v->live++;
+			v->prod_live += prod;
+			v->cons_live += cons;
+		} else {
+			v->dead++;
+			v->prod_dead += prod;
+			v->cons_dead += cons;
+		}
+	}
+	if (v->decode_rc != 0 || i->nproblems != 0)
+		v->state = SEG_CORRUPT;
+	else
+		v->state = v->live ? SEG_OK : SEG_STALE;
+}
+
+void seg_view_refresh(struct seg_view *v)
+{
+	v->decode_rc = shmring_dump_decode_buf(v->map, v->len, &v->info);
+	liveness(v);
+}
+
+static int open_file(struct seg_view *v, char *why, size_t wl)
+{
+	struct stat st;
+	v->fd = open(v->path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+	if (v->fd < 0) {
+		int err = errno;
+		snprintf(why, wl, "%s", err == ENOENT ? "no such segment or file" : strerror(err));
+		return -err;
+	}
+	if (fstat(v->fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+		snprintf(why, wl, "not a regular file, so not a segment");
+		close(v->fd);
+		v->fd = -1;
+		return -EPROTO;
+	}
+	v->len = (size_t)st.st_size;
+	if (v->len) {
+		void *m = mmap(NULL, v->len, PROT_READ, MAP_SHARED, v->fd, 0);
+		if (m == MAP_FAILED) {
+			int err = errno;
+			snprintf(why, wl, "cannot map it: %s", strerror(err));
+			close(v->fd);
+			v->fd = -1;
+			return -err;
+		}
+		v->map = m;
+	}
+	seg_view_refresh(v);
+	return 0;
+}
+
+int seg_view_open_devshm(struct seg_view *v, const char *name, char *why, size_t wl)
+{
+	memset(v, 0, sizeof(*v));
+	v->fd = -1;
+	snprintf(v->name, sizeof(v->name), "%s", name);
+	if (!*name || strchr(name, '/') ||
+	    snprintf(v->path, sizeof(v->path), "/dev/shm/%s", name) >= (int)sizeof(v->path)) {
+		snprintf(why, wl, "not a valid segment name");
+		return -EINVAL;
+	}
+	v->in_devshm = 1;
+	return open_file(v, why, wl);
+}
+
+int seg_view_open(struct seg_view *v, const char *arg, char *why, size_t wl)
+{
+	char p[PATH_MAX];
+	struct stat st;
+
+	if (!arg || !*arg) {
+		snprintf(why, wl, "empty segment name");
+		return -EINVAL;
+	}
+	/* a plain name is a segment in /dev/shm, unless only a file of that name exists */
+	if (!strchr(arg, '/') && strlen(arg) <= SHMRING_NAME_MAX &&
+	    shmring_seg_path(arg, p, sizeof(p)) == 0 &&
+	    (stat(p, &st) == 0 || stat(arg, &st) != 0))
+		return seg_view_open_devshm(v, arg, why, wl);
+	memset(v, 0, sizeof(*v));
+	v->fd = -1;
+	snprintf(v->name, sizeof(v->name), "%s", arg);
+	if (snprintf(v->path, sizeof(v->path), "%s", arg) >= (int)sizeof(v->path)) {
+		snprintf(why, wl, "path too long");
+		return -ENAMETOOLONG;
+	}
+	return open_file(v, why, wl);
+}
+
+void seg_view_close(struct seg_view *v)
+{
+	if (v->seg)
+		shmring_seg_close(v->seg);
+	if (v->map)
+		munmap((void *)v->map, v->len);
+	if (v->fd >= 0)
+		close(v->fd);
+	v->seg = NULL;
+	v->map = NULL;
+	v->fd = -1;
+}
+
+int seg_file_is_ours(int dirfd, const char *name)
+{
+	uint64_t magic = 0;
+	int fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+	if (fd < 0)
+		return 0;
+	struct stat st;
+	int ours = fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
+		   pread(fd, &magic, sizeof(magic), 0) == (ssize_t)sizeof(magic) &&
+		   magic == SHMRING_MAGIC;
+	close(fd);
+	return ours;
+}

@@ -1,0 +1,339 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * shmcat: a shmring SPSC ring where a pipe stood.
+ *
+ *   shmcat -w NAME [--create] [--size BYTES] [--record-size BYTES] [--unlink]
+ *       stdin -> records (one read(2) of at most --record-size bytes each); at EOF the
+ *       ring is closed, which the reader sees as end of stream.
+ *   shmcat -r NAME [--wait SECONDS] [--unlink]
+ *       records -> stdout until the writer closes (exit 0). If the writer dies without
+ *       closing, everything it committed is written out, then exit 3.
+ *
+ * Bytes are copied, never interpreted: a round trip is exact whatever the input.
+ */
+#include "shmring/spsc.h"
+#include "toolutil.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/uio.h>
+#include <time.h>
+#include <unistd.h>
+
+#define EXIT_FAIL 1
+#define EXIT_USAGE 2
+#define EXIT_PEER_DIED 3
+#define DEFAULT_SIZE (UINT64_C(16) << 20)
+#define DEFAULT_RECORD (UINT64_C(64) << 10)
+#define POLL_NS 10000000L /* waiting for a segment or a reader: 10 ms between looks */
+#define READ_BATCH 64     /* records written to stdout with one writev */
+
+struct opts {
+	int writer, reader, create, unlink, record_size_given;
+	uint64_t size, record_size;
+	double wait_s;
+	const char *name;
+};
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: shmcat -w NAME [--create] [--size BYTES] [--record-size BYTES] [--unlink]\n"
+		"       shmcat -r NAME [--wait SECONDS] [--unlink]\n"
+		"-w copies stdin into the SPSC ring NAME and closes it at EOF; -r copies the\n"
+		"ring to stdout until the writer closes it. Sizes take K, M, G suffixes.\n"
+		"Exit: 0 ok, 1 error, 2 usage, 3 the peer died. See shmcat(1).\n");
+}
+
+static int usage_error(const char *fmt, const char *arg)
+{
+	char m[256];
+	snprintf(m, sizeof(m), fmt, arg);
+	tool_msg("%s (try 'shmcat --help')", m);
+	return EXIT_USAGE;
+}
+
+static void nap(void)
+{
+	struct timespec ts = { 0, POLL_NS };
+	nanosleep(&ts, NULL);
+}
+
+/* One line for a library error, with the library's detail when it has one. */
+static int fail(const char *name, const char *what, int err)
+{
+	const char *d = shmring_last_error_detail();
+	if (err == -EPROTO || err == -EBADMSG)
+		tool_msg("%s: corrupt segment: %s", name, *d ? d : shmring_strerror(err));
+	else if (*d)
+		tool_msg("%s: %s: %s (%s)", name, what, shmring_strerror(err), d);
+	else
+		tool_msg("%s: %s: %s", name, what, shmring_strerror(err));
+	return EXIT_FAIL;
+}
+
+static const struct shmring_spsc_ctrl *ctrl_of(const struct shmring_spsc *r)
+{
+	return shmring_seg_ctrl(shmring_spsc_seg(r));
+}
+
+/* Has a consumer ever attached to this ring? (Slot state, read from the table.) */
+static int consumer_seen(const struct shmring_seg *seg)
+{
+	const struct shmring_hdr *h = shmring_seg_hdr(seg);
+	/* a hint for unlinking, not synchronisation: relaxed */
+	return shmring_load_relaxed(&h->parts[SHMRING_SPSC_SLOT_CONSUMER].state) !=
+	       SHMRING_PART_FREE;
+}
+
+/* ---- writer ---- */
+
+static int run_writer(const struct opts *o)
+{
+	struct shmring_spsc *r;
+	int rc;
+
+	if (o->create) {
+		/* without --record-size, a small ring takes the largest records it can */
+		struct shmring_spsc_opts so = {
+			.capacity = o->size,
+			.max_record = o->record_size_given ? (uint32_t)o->record_size : 0,
+		};
+		rc = shmring_spsc_create(o->name, &so, SHMRING_ROLE_PRODUCER, &r);
+		if (rc == -EINVAL)
+			return fail(o->name, "cannot create the ring with that --size and --record-size", rc);
+	} else {
+		rc = shmring_spsc_open(o->name, SHMRING_ROLE_PRODUCER, &r);
+	}
+	if (rc)
+		return fail(o->name, o->create ? "cannot create the ring" : "cannot open the ring", rc);
+
+	struct shmring_seg *seg = shmring_spsc_seg(r);
+	/* kept past close(): the name is removed once a reader has attached */
+	struct shmring_seg *watch = NULL;
+	if (o->unlink && shmring_seg_open(o->name, SHMRING_KIND_SPSC,
+					  SHMRING_O_RDONLY | SHMRING_O_NOREGISTRY, &watch) != 0)
+		watch = NULL;
+	int unlinked = 0;
+
+	uint64_t rs = o->record_size;
+	uint64_t ring_max = seg->geo[SHMRING_SPSC_GEO_MAX_RECORD];
+	if (rs > ring_max)
+		rs = ring_max; /* an existing ring may take smaller records than asked */
+	char *buf = malloc(rs ? rs : 1);
+	if (!buf) {
+		shmring_spsc_detach(r);
+		tool_msg("out of memory");
+		return EXIT_FAIL;
+	}
+
+	int status = 0;
+	for (;;) {
+		ssize_t n = tool_read_some(STDIN_FILENO, buf, rs);
+		if (n < 0) {
+			tool_msg("%s: reading stdin: %s", o->name, strerror((int)-n));
+			status = EXIT_FAIL;
+			break;
+		}
+		if (n == 0)
+			break;
+		rc = shmring_spsc_send(r, buf, (size_t)n, SHMRING_FOREVER);
+		if (rc == -EPIPE) {
+			/* pairs with the consumer's release store in shmring_spsc_close() */
+			int closed = shmring_load_acquire(&ctrl_of(r)->cons_closed) != 0;
+			tool_msg("%s: the reader %s", o->name,
+				 closed ? "closed the ring" : "died without closing the ring");
+			status = closed ? EXIT_FAIL : EXIT_PEER_DIED;
+			break;
+		}
+		if (rc) {
+			status = fail(o->name, "writing to the ring", rc);
+			break;
+		}
+		if (watch && !unlinked && consumer_seen(watch)) {
+			shmring_seg_unlink(o->name);
+			unlinked = 1;
+		}
+	}
+	free(buf);
+	if (status == 0)
+		shmring_spsc_close(r); /* end of stream for the reader */
+	else
+		shmring_spsc_detach(r);
+	if (watch) {
+		/* like a FIFO's writer, wait for the reader to come before the name goes */
+		while (status == 0 && !unlinked && !consumer_seen(watch))
+			nap();
+		if (!unlinked)
+			shmring_seg_unlink(o->name);
+		shmring_seg_close(watch);
+	}
+	return status;
+}
+
+/* ---- reader ---- */
+
+static int open_reader(const struct opts *o, struct shmring_spsc **r)
+{
+	double deadline = tool_now() + o->wait_s;
+	for (;;) {
+		int rc = shmring_spsc_open(o->name, SHMRING_ROLE_CONSUMER, r);
+		/* -ENOENT: not there yet; -EAGAIN: being created right now */
+		if (rc == 0 || (rc != -ENOENT && rc != -EAGAIN) || tool_now() >= deadline)
+			return rc;
+		nap();
+	}
+}
+
+/* Write the records peeked so far; 0, or a negative errno from write(2). */
+static int flush_out(struct iovec *iov, int n)
+{
+	int i = 0;
+	while (i < n) {
+		ssize_t w = writev(STDOUT_FILENO, iov + i, n - i);
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		/* a short write: skip what went out and go on with the rest */
+		while (i < n && (size_t)w >= iov[i].iov_len) {
+			w -= (ssize_t)iov[i].iov_len;
+			i++;
+		}
+		if (i < n) {
+			iov[i].iov_base = (char *)iov[i].iov_base + w;
+			iov[i].iov_len -= (size_t)w;
+		}
+	}
+	return 0;
+}
+
+static int run_reader(const struct opts *o)
+{
+	struct shmring_spsc *r;
+	int rc = open_reader(o, &r);
+	if (rc == -ENOENT)
+		return fail(o->name, o->wait_s > 0 ? "no such ring (waited for it)" : "no such ring", rc);
+	if (rc)
+		return fail(o->name, "cannot open the ring", rc);
+	if (o->unlink)
+		shmring_seg_unlink(o->name);
+
+	struct iovec iov[READ_BATCH];
+	uint64_t total = 0;
+	int status = 0;
+	for (;;) {
+		struct shmring_rec rec;
+		int n = 0;
+		rc = shmring_spsc_peek_wait(r, &rec, SHMRING_FOREVER);
+		/* take what else is already there without waiting: one writev for all */
+		while (rc == 0) {
+			iov[n].iov_base = (void *)rec.data;
+			iov[n].iov_len = rec.len;
+			total += rec.len;
+			if (++n == READ_BATCH)
+				break;
+			rc = shmring_spsc_peek(r, &rec);
+		}
+		if (n) {
+			int w = flush_out(iov, n);
+			if (w == -EPIPE) {
+				/* like cat: close our end (the writer gets -EPIPE), then die of SIGPIPE */
+				shmring_spsc_close(r);
+				signal(SIGPIPE, SIG_DFL);
+				raise(SIGPIPE);
+				return EXIT_FAIL;
+			}
+			if (w < 0) {
+				tool_msg("%s: writing stdout: %s", o->name, strerror(-w));
+				shmring_spsc_close(r);
+				return EXIT_FAIL;
+			}
+			shmring_spsc_release(r);
+		}
+		if (rc == 0 || rc == -EAGAIN)
+			continue;
+		if (rc == -EPIPE) {
+			/* pairs with the producer's release store in shmring_spsc_close() */
+			if (!shmring_load_acquire(&ctrl_of(r)->prod_closed)) {
+				tool_msg("%s: the producer died without closing the stream "
+					 "(%llu bytes received, all it committed)",
+					 o->name, (unsigned long long)total);
+				status = EXIT_PEER_DIED;
+			}
+			break;
+		}
+		shmring_spsc_detach(r);
+		return fail(o->name, "reading the ring", rc);
+	}
+	shmring_spsc_close(r);
+	return status;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option lopts[] = {
+		{ "write", required_argument, NULL, 'w' },
+		{ "read", required_argument, NULL, 'r' },
+		{ "create", no_argument, NULL, 'c' },
+		{ "size", required_argument, NULL, 's' },
+		{ "record-size", required_argument, NULL, 'R' },
+		{ "unlink", no_argument, NULL, 'u' },
+		{ "wait", required_argument, NULL, 'W' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct opts o = { .size = DEFAULT_SIZE, .record_size = DEFAULT_RECORD };
+	int c, have_size = 0, have_rs = 0, have_wait = 0;
+
+	tool_name = "shmcat";
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, ":w:r:h", lopts, NULL)) != -1) {
+		switch (c) {
+		case 'w': o.writer = 1; o.name = optarg; break;
+		case 'r': o.reader = 1; o.name = optarg; break;
+		case 'c': o.create = 1; break;
+		case 'u': o.unlink = 1; break;
+		case 's':
+			if (tool_parse_size(optarg, &o.size) || o.size == 0)
+				return usage_error("--size needs a byte count (e.g. 16M), not '%s'", optarg);
+			have_size = 1;
+			break;
+		case 'R':
+			if (tool_parse_size(optarg, &o.record_size) || o.record_size == 0 ||
+			    o.record_size > UINT32_MAX - 4096)
+				return usage_error("--record-size needs a byte count (e.g. 64K), not '%s'", optarg);
+			have_rs = o.record_size_given = 1;
+			break;
+		case 'W':
+			if (tool_parse_seconds(optarg, &o.wait_s))
+				return usage_error("--wait needs a number of seconds, not '%s'", optarg);
+			have_wait = 1;
+			break;
+		case 'h': usage(stdout); return 0;
+		case ':': return usage_error("option '%s' needs a value", argv[optind - 1]);
+		default: return usage_error("unknown option '%s'", argv[optind - 1]);
+		}
+	}
+	if (optind < argc)
+		return usage_error("unexpected argument '%s'", argv[optind]);
+	if (o.writer == o.reader)
+		return usage_error("%s", "give exactly one of -w NAME and -r NAME");
+	if (!o.name[0])
+		return usage_error("%s", "empty ring name");
+	if (o.reader && (o.create || have_size || have_rs))
+		return usage_error("%s", "--create, --size and --record-size are for -w");
+	if (o.writer && have_wait)
+		return usage_error("%s", "--wait is for -r");
+	if (have_size && !o.create)
+		return usage_error("%s", "--size needs --create");
+
+	/* a reader whose stdout goes away handles EPIPE itself (see run_reader) */
+	signal(SIGPIPE, SIG_IGN);
+	return o.writer ? run_writer(&o) : run_reader(&o);
+}

@@ -1,0 +1,449 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * shmdump: inspect shmring segments. Maps them read-only and never writes, except
+ * `clean`, which unlinks stale segments. The decoding and checking is the library's
+ * (shmring/dump.h); this file only finds segments, adds liveness and prints.
+ */
+#include "dumpfmt.h"
+#include "segview.h"
+#include "toolutil.h"
+
+#include <dirent.h>
+#include <fnmatch.h>
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define EXIT_PROBLEM 1
+#define EXIT_USAGE 2
+#define SHM_DIR "/dev/shm"
+
+static volatile sig_atomic_t interrupted;
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: shmdump [list] [PATTERN...] [--json]\n"
+		"       shmdump show NAME|PATH [--records N] [--json]\n"
+		"       shmdump watch NAME|PATH [--interval SECONDS] [--count N]\n"
+		"       shmdump check NAME|PATH [--json]\n"
+		"       shmdump clean [PATTERN...] [--dry-run]\n"
+		"NAME is a segment in " SHM_DIR "; PATH (anything with a '/') is any file that\n"
+		"holds a segment. PATTERNs (shell globs) limit list and clean to matching names.\n"
+		"Exit: 0 ok, 1 a problem was found, 2 usage error.\n"
+		"See shmdump(1).\n");
+}
+
+static int usage_error(const char *fmt, const char *arg)
+{
+	char m[256];
+	snprintf(m, sizeof(m), fmt, arg);
+	tool_msg("%s (try 'shmdump --help')", m);
+	return EXIT_USAGE;
+}
+
+static void on_sigint(int sig)
+{
+	(void)sig;
+	interrupted = 1;
+}
+
+/* A mapped file shrunk under us: the one thing a read-only mapping cannot bound. */
+static void on_sigbus(int sig)
+{
+	static const char m[] = "shmdump: the segment file shrank while it was being read\n";
+	(void)sig;
+	ssize_t n = write(STDERR_FILENO, m, sizeof(m) - 1);
+	(void)n;
+	_exit(EXIT_PROBLEM);
+}
+
+static int open_or_say(struct seg_view *v, const char *arg)
+{
+	char why[256];
+	int rc = seg_view_open(v, arg, why, sizeof(why));
+	if (rc < 0)
+		tool_msg("%s: %s", arg, why);
+	return rc;
+}
+
+/* The one line that says why a file is not a segment or not a consistent one. */
+static void say_problem(const struct seg_view *v)
+{
+	const struct shmring_dump_info *i = &v->info;
+	const struct shmring_dump_problem *p = &i->problems[0];
+	if (v->decode_rc != 0)
+		tool_msg("%s: not a shmring segment: %s: %s", v->name, p->field, p->msg);
+	else
+		tool_msg("%s: corrupt segment: %u problem%s (first: %s: %s)", v->name, i->nproblems,
+			 i->nproblems == 1 ? "" : "s", p->field, p->msg);
+}
+
+/* ---- list and clean: the segments in /dev/shm that are ours ---- */
+
+static int cmp_names(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static int wanted(const char *name, char **pat, int npat)
+{
+	if (npat == 0)
+		return 1;
+	for (int i = 0; i < npat; i++)
+		if (fnmatch(pat[i], name, FNM_PERIOD) == 0)
+			return 1;
+	return 0;
+}
+
+/* Names of our segments in /dev/shm that match one of the patterns (all if none),
+ * sorted; a NULL-terminated array, or NULL. */
+static char **our_segments(char **pat, int npat, size_t *count)
+{
+	DIR *d = opendir(SHM_DIR);
+	char **names = NULL;
+	size_t n = 0, cap = 0;
+
+	*count = 0;
+	if (!d) {
+		tool_msg("%s: %s", SHM_DIR, strerror(errno));
+		return NULL;
+	}
+	struct dirent *e;
+	while ((e = readdir(d)) != NULL) {
+		if (e->d_name[0] == '.' || !wanted(e->d_name, pat, npat) ||
+		    !seg_file_is_ours(dirfd(d), e->d_name))
+			continue;
+		if (n + 1 >= cap) {
+			size_t nc = cap ? cap * 2 : 16;
+			char **nn = realloc(names, nc * sizeof(*nn));
+			if (!nn)
+				break;
+			names = nn;
+			cap = nc;
+		}
+		names[n] = strdup(e->d_name);
+		if (names[n])
+			n++;
+	}
+	closedir(d);
+	if (names) {
+		qsort(names, n, sizeof(*names), cmp_names);
+		names[n] = NULL;
+	}
+	*count = n;
+	return names;
+}
+
+static void free_names(char **names)
+{
+	for (size_t i = 0; names && names[i]; i++)
+		free(names[i]);
+	free(names);
+}
+
+static int cmd_list(char **pat, int npat, int json)
+{
+	size_t n;
+	char **names = our_segments(pat, npat, &n);
+	struct seg_view *v = malloc(sizeof(*v));
+	struct jw w;
+	char why[256];
+
+	if (!v) {
+		free_names(names);
+		tool_msg("out of memory");
+		return EXIT_PROBLEM;
+	}
+	if (json) {
+		jw_init(&w, stdout);
+		jw_arr(&w, NULL);
+	} else {
+		fmt_list_head(stdout);
+	}
+	for (size_t k = 0; k < n; k++) {
+		/* gone since the directory was read: not an error */
+		if (seg_view_open_devshm(v, names[k], why, sizeof(why)) != 0)
+			continue;
+		if (json)
+			fmt_list_json(&w, v);
+		else
+			fmt_list_row(stdout, v);
+		seg_view_close(v);
+	}
+	if (json) {
+		jw_arr_end(&w);
+		jw_end(&w);
+	}
+	free(v);
+	free_names(names);
+	return 0;
+}
+
+static int cmd_clean(char **pat, int npat, int dry_run)
+{
+	size_t n;
+	char **names = our_segments(pat, npat, &n);
+	struct seg_view *v = malloc(sizeof(*v));
+	char why[256];
+	int rc = 0;
+
+	if (!v) {
+		free_names(names);
+		tool_msg("out of memory");
+		return EXIT_PROBLEM;
+	}
+	for (size_t k = 0; k < n; k++) {
+		if (seg_view_open_devshm(v, names[k], why, sizeof(why)) != 0)
+			continue;
+		if (v->state == SEG_CORRUPT) {
+			printf("kept %s: corrupt, not removed (see 'shmdump check %s')\n", names[k],
+			       names[k]);
+		} else if (v->state == SEG_STALE) {
+			/* look again right before removing: someone may have just attached */
+			seg_view_refresh(v);
+			if (v->state != SEG_STALE) {
+				printf("kept %s: a participant attached meanwhile\n", names[k]);
+			} else if (dry_run) {
+				printf("would remove %s (stale: %u dead participant%s)\n", names[k],
+				       v->dead, v->dead == 1 ? "" : "s");
+			} else {
+				int e = shmring_seg_unlink(names[k]);
+				if (e == 0 || e == -ENOENT) {
+					printf("removed %s (stale: %u dead participant%s)\n", names[k],
+					       v->dead, v->dead == 1 ? "" : "s");
+				} else {
+					tool_msg("%s: cannot remove: %s", names[k], shmring_strerror(e));
+					rc = EXIT_PROBLEM;
+				}
+			}
+		}
+		seg_view_close(v);
+	}
+	free(v);
+	free_names(names);
+	return rc;
+}
+
+/* ---- show, check, watch: one segment ---- */
+
+static int cmd_show(const char *arg, int json, unsigned records)
+{
+	struct seg_view *v = malloc(sizeof(*v));
+	if (!v) {
+		tool_msg("out of memory");
+		return EXIT_PROBLEM;
+	}
+	int rc = open_or_say(v, arg) < 0 ? EXIT_PROBLEM : 0;
+	if (rc == 0) {
+		if (v->decode_rc != 0) {
+			say_problem(v);
+			rc = EXIT_PROBLEM;
+		} else {
+			if (json)
+				fmt_show_json(stdout, v, records);
+			else
+				fmt_show_text(stdout, v, records);
+			if (v->info.nproblems) {
+				fflush(stdout);
+				say_problem(v);
+				rc = EXIT_PROBLEM;
+			}
+		}
+		seg_view_close(v);
+	}
+	free(v);
+	return rc;
+}
+
+static int cmd_check(const char *arg, int json)
+{
+	struct seg_view *v = malloc(sizeof(*v));
+	if (!v) {
+		tool_msg("out of memory");
+		return EXIT_PROBLEM;
+	}
+	int rc = open_or_say(v, arg) < 0 ? EXIT_PROBLEM : 0;
+	if (rc == 0) {
+		if (json)
+			fmt_check_json(stdout, v);
+		else
+			fmt_check_text(stdout, v);
+		rc = (v->decode_rc == 0 && v->info.nproblems == 0) ? 0 : EXIT_PROBLEM;
+		seg_view_close(v);
+	}
+	free(v);
+	return rc;
+}
+
+static void sleep_s(double s)
+{
+	struct timespec ts = { (time_t)s, (long)((s - (double)(time_t)s) * 1e9) };
+	/* EINTR (SIGINT) ends the sleep early, which is what watch wants */
+	nanosleep(&ts, NULL);
+}
+
+static int cmd_watch(const char *arg, double interval, long count)
+{
+	struct seg_view *v = malloc(sizeof(*v));
+	char t[32], b[32];
+	if (!v) {
+		tool_msg("out of memory");
+		return EXIT_PROBLEM;
+	}
+	if (open_or_say(v, arg) < 0) {
+		free(v);
+		return EXIT_PROBLEM;
+	}
+	if (v->decode_rc != 0 || v->info.nproblems) {
+		say_problem(v); /* rates from a corrupt segment would mean nothing */
+		seg_view_close(v);
+		free(v);
+		return EXIT_PROBLEM;
+	}
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	printf("%-8s %12s %12s %7s %10s %10s %-9s %-9s %s\n", "TIME", "MSGS/S", "BYTES/S", "FILL",
+	       "WAKES/S", "SLEEPS/S", "PRODUCERS", "CONSUMERS", "STATE");
+	struct shmring_dump_stats prev = v->info.stats;
+	double tprev = tool_now();
+	for (long k = 0; !interrupted && (count <= 0 || k < count); k++) {
+		if (k > 0) {
+			sleep_s(interval);
+			if (interrupted)
+				break;
+			seg_view_refresh(v);
+		}
+		double now = tool_now(), dt = now - tprev;
+		const struct shmring_dump_stats *s = &v->info.stats;
+		time_t wall = time(NULL);
+		struct tm tm;
+		localtime_r(&wall, &tm);
+		strftime(t, sizeof(t), "%H:%M:%S", &tm);
+		double pct = fmt_fill_pct(&v->info);
+		char fill[16], pr[24], co[24];
+		if (pct < 0)
+			snprintf(fill, sizeof(fill), "-");
+		else
+			snprintf(fill, sizeof(fill), "%.1f%%", pct);
+		snprintf(pr, sizeof(pr), "%u/%u", v->prod_live, v->prod_dead);
+		snprintf(co, sizeof(co), "%u/%u", v->cons_live, v->cons_dead);
+		if (k == 0 || dt <= 0) {
+			printf("%-8s %12s %12s %7s %10s %10s %-9s %-9s %s\n", t, "-", "-", fill, "-",
+			       "-", pr, co, seg_state_name(v->state));
+		} else {
+			/* counters are reset if the segment is replaced: no negative rates */
+			double msgs = s->msgs >= prev.msgs ? (double)(s->msgs - prev.msgs) / dt : 0;
+			double bytes = s->bytes >= prev.bytes ? (double)(s->bytes - prev.bytes) / dt : 0;
+			double wakes = s->wake_syscalls >= prev.wake_syscalls
+					       ? (double)(s->wake_syscalls - prev.wake_syscalls) / dt : 0;
+			double sleeps = s->sleeps >= prev.sleeps ? (double)(s->sleeps - prev.sleeps) / dt : 0;
+			char hb[24];
+			snprintf(b, sizeof(b), "%s/s", tool_human((uint64_t)bytes, hb, sizeof(hb)));
+			printf("%-8s %12.0f %12s %7s %10.0f %10.0f %-9s %-9s %s\n", t, msgs, b, fill,
+			       wakes, sleeps, pr, co, seg_state_name(v->state));
+		}
+		prev = *s;
+		tprev = now;
+	}
+	seg_view_close(v);
+	free(v);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "json", no_argument, NULL, 'j' },
+		{ "records", required_argument, NULL, 'r' },
+		{ "dry-run", no_argument, NULL, 'n' },
+		{ "interval", required_argument, NULL, 'i' },
+		{ "count", required_argument, NULL, 'c' },
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
+		{ NULL, 0, NULL, 0 },
+	};
+	int json = 0, dry_run = 0, c;
+	unsigned records = 0;
+	double interval = 1.0;
+	long count = 0;
+	char *end;
+
+	tool_name = "shmdump";
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, ":hV", opts, NULL)) != -1) {
+		switch (c) {
+		case 'j': json = 1; break;
+		case 'n': dry_run = 1; break;
+		case 'r': {
+			errno = 0;
+			unsigned long n = strtoul(optarg, &end, 10);
+			if (errno || *end || end == optarg || optarg[0] == '-' || n > 100000)
+				return usage_error("--records needs a count from 0 to 100000, not '%s'", optarg);
+			records = (unsigned)n;
+			break;
+		}
+		case 'i':
+			if (tool_parse_seconds(optarg, &interval) || interval < 0.01)
+				return usage_error("--interval needs seconds >= 0.01, not '%s'", optarg);
+			break;
+		case 'c':
+			errno = 0;
+			count = strtol(optarg, &end, 10);
+			if (errno || *end || end == optarg || count < 1)
+				return usage_error("--count needs a positive number, not '%s'", optarg);
+			break;
+		case 'h': usage(stdout); return 0;
+		case 'V': printf("shmdump (shmring) layout version %u\n", SHMRING_LAYOUT_VERSION); return 0;
+		case ':': return usage_error("option '%s' needs a value", argv[optind - 1]);
+		default: return usage_error("unknown option '%s'", argv[optind - 1]);
+		}
+	}
+
+	const char *cmd = optind < argc ? argv[optind++] : "list";
+	int many = strcmp(cmd, "list") == 0 || strcmp(cmd, "clean") == 0;
+	const char *target = optind < argc ? argv[optind] : NULL;
+	if (!many && target)
+		optind++;
+	if (!many && optind < argc)
+		return usage_error("unexpected argument '%s'", argv[optind]);
+
+	struct sigaction sa;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_sigbus;
+	sigaction(SIGBUS, &sa, NULL);
+
+	int one = strcmp(cmd, "show") == 0 || strcmp(cmd, "check") == 0 || strcmp(cmd, "watch") == 0;
+	if (one && !target)
+		return usage_error("'%s' needs a segment name or path", cmd);
+	if (!one && !many)
+		return usage_error("unknown command '%s'", cmd);
+	if (records && strcmp(cmd, "show") != 0)
+		return usage_error("--records is for show, not %s", cmd);
+	if (dry_run && strcmp(cmd, "clean") != 0)
+		return usage_error("--dry-run is for clean, not %s", cmd);
+	if (json && (strcmp(cmd, "watch") == 0 || strcmp(cmd, "clean") == 0))
+		return usage_error("--json is for list, show and check, not %s", cmd);
+	if ((count || interval != 1.0) && strcmp(cmd, "watch") != 0)
+		return usage_error("--interval and --count are for watch, not %s", cmd);
+
+	if (strcmp(cmd, "list") == 0)
+		return cmd_list(argv + optind, argc - optind, json);
+	if (strcmp(cmd, "show") == 0)
+		return cmd_show(target, json, records);
+	if (strcmp(cmd, "check") == 0)
+		return cmd_check(target, json);
+	if (strcmp(cmd, "clean") == 0)
+		return cmd_clean(argv + optind, argc - optind, dry_run);
+	if (strcmp(cmd, "watch") == 0) {
+		sa.sa_handler = on_sigint;
+		sigaction(SIGINT, &sa, NULL);
+		sigaction(SIGTERM, &sa, NULL);
+		return cmd_watch(target, interval, count);
+	}
+	return usage_error("unknown command '%s'", cmd);
+}
