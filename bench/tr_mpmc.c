@@ -1,0 +1,356 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * shmring MPMC ring (fixed-size slots, work distribution): `mpmc`. A round trip uses two
+ * rings with one producer and one consumer each; streaming runs 1, 2 or 4 producer
+ * processes (pinned to cpu_a) and as many consumer processes (cpu_b). Waiting is a
+ * bounded spin (--spin-us) on the non-blocking calls, then the library's blocking call.
+ *
+ * zero-copy: enqueue_start / stamps in place / enqueue_finish, dequeue_start / stamps /
+ * dequeue_finish. copy: shmring_mpmc_enqueue() / shmring_mpmc_dequeue(); with batching,
+ * the zero-copy calls with a memcpy of each message.
+ *
+ * Stamps carry the producer's index in their top byte; consumers check that each
+ * producer's messages arrive in order (per-producer FIFO, mpmc.h). After the timed
+ * part the parent (producer 0) waits for the other producers, then sends STOPs until
+ * every consumer has seen one.
+ */
+#include "bench_shm.h"
+
+#include <errno.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define MAX_BATCH 64u
+#define PROD_SHIFT 56
+
+struct mpmc_state {
+	int fd_ab, fd_ba;
+	struct shmring_mpmc *tx, *rx;
+	struct bench_wstats w0;
+	int have_w0;
+};
+
+static struct mpmc_state *st(struct bench_ctx *c)
+{
+	return c->priv;
+}
+
+static uint32_t cells_for(const struct bench_spec *s)
+{
+	if (s->test == BENCH_RTT)
+		return 64;
+	return s->size > 4096 ? 256 : 1024;
+}
+
+static int mpmc_setup(struct bench_ctx *c)
+{
+	struct mpmc_state *s = calloc(1, sizeof *s);
+	if (!s)
+		return bench_fail(c, -ENOMEM, "no memory");
+	c->priv = s;
+	s->fd_ab = s->fd_ba = -1;
+	struct shmring_mpmc_opts o = {.capacity = cells_for(c->spec),
+				      .slot_size = (uint32_t)c->spec->size};
+	int rc = shmring_mpmc_create(NULL, &o, SHMRING_ROLE_PRODUCER, &s->tx);
+	if (rc < 0)
+		return bench_fail(c, rc, "mpmc_create: %s (%s)", shmring_strerror(rc),
+				  shmring_last_error_detail());
+	s->fd_ab = dup(shmring_mpmc_fd(s->tx));
+	if (c->spec->test == BENCH_RTT) {
+		rc = shmring_mpmc_create(NULL, &o, SHMRING_ROLE_CONSUMER, &s->rx);
+		if (rc < 0)
+			return bench_fail(c, rc, "mpmc_create: %s (%s)", shmring_strerror(rc),
+					  shmring_last_error_detail());
+		s->fd_ba = dup(shmring_mpmc_fd(s->rx));
+	}
+	return 0;
+}
+
+static int mpmc_attach(struct bench_ctx *c)
+{
+	struct mpmc_state *s = st(c);
+	int rc = 0;
+	if (c->index != 0 || c->side == 1) {
+		s->tx = s->rx = NULL; /* the inherited handles are the parent's */
+		if (c->side == 0) {
+			rc = shmring_mpmc_open_fd(s->fd_ab, SHMRING_ROLE_PRODUCER, &s->tx);
+		} else {
+			rc = shmring_mpmc_open_fd(s->fd_ab, SHMRING_ROLE_CONSUMER, &s->rx);
+			if (rc == 0 && s->fd_ba >= 0)
+				rc = shmring_mpmc_open_fd(s->fd_ba, SHMRING_ROLE_PRODUCER, &s->tx);
+		}
+		if (rc < 0)
+			return bench_fail(c, rc, "mpmc_open_fd: %s (%s)", shmring_strerror(rc),
+					  shmring_last_error_detail());
+	}
+	if (s->fd_ab >= 0)
+		close(s->fd_ab);
+	if (s->fd_ba >= 0)
+		close(s->fd_ba);
+	s->fd_ab = s->fd_ba = -1;
+	if (s->tx)
+		bench_prefault(shmring_mpmc_seg(s->tx), 1);
+	if (s->rx)
+		bench_prefault(shmring_mpmc_seg(s->rx), 1);
+	return 0;
+}
+
+static void snap(struct mpmc_state *s, struct bench_wstats *w)
+{
+	memset(w, 0, sizeof *w);
+	if (s->tx)
+		bench_wstats_add(w, shmring_mpmc_seg(s->tx));
+	if (s->rx)
+		bench_wstats_add(w, shmring_mpmc_seg(s->rx));
+}
+
+/* Send n messages stamped first, first + 1, ... (n <= MAX_BATCH); returns how many
+ * went (>= 1) or an error. */
+static inline int put_msgs(struct bench_ctx *c, struct mpmc_state *s, const uint8_t *src,
+			   uint64_t first, unsigned n)
+{
+	size_t size = c->spec->size;
+	int rc;
+	if (c->spec->mode == BENCH_COPY && n == 1) {
+		BENCH_SPIN_THEN_WAIT(c, rc, shmring_mpmc_enqueue(s->tx, src, size, 0),
+				     shmring_mpmc_enqueue(s->tx, src, size, BENCH_WAIT_MS));
+		return rc < 0 ? rc : 1;
+	}
+	void *bufs[MAX_BATCH];
+	BENCH_SPIN_THEN_WAIT(c, rc, shmring_mpmc_enqueue_start(s->tx, n, 1, bufs, 0),
+			     shmring_mpmc_enqueue_start(s->tx, n, 1, bufs, BENCH_WAIT_MS));
+	if (rc < 0)
+		return rc;
+	unsigned k = (unsigned)rc;
+	for (unsigned i = 0; i < k; i++) {
+		if (c->spec->mode == BENCH_COPY) {
+			bench_stamp(c->buf, size, first + i);
+			bench_copy(bufs[i], c->buf, size);
+		} else {
+			bench_stamp_shared(bufs[i], size, first + i);
+		}
+	}
+	rc = shmring_mpmc_enqueue_finish(s->tx, k, NULL);
+	return rc < 0 ? rc : (int)k;
+}
+
+/* Receive up to n messages; their stamps in seq[]. Returns how many (>= 1) or an error. */
+static inline int take_msgs(struct bench_ctx *c, struct mpmc_state *s, uint64_t *seq, unsigned n)
+{
+	size_t size = c->spec->size;
+	int rc;
+	if (c->spec->mode == BENCH_COPY && n == 1) {
+		BENCH_SPIN_THEN_WAIT(c, rc, shmring_mpmc_dequeue(s->rx, c->rbuf, size, 0),
+				     shmring_mpmc_dequeue(s->rx, c->rbuf, size, BENCH_WAIT_MS));
+		if (rc < 0)
+			return rc;
+		if ((size_t)rc != size)
+			return -EPROTO;
+		seq[0] = bench_unstamp(c->rbuf, size);
+		return 1;
+	}
+	struct shmring_mpmc_msg msgs[MAX_BATCH];
+	BENCH_SPIN_THEN_WAIT(c, rc, shmring_mpmc_dequeue_start(s->rx, n, 1, msgs, 0),
+			     shmring_mpmc_dequeue_start(s->rx, n, 1, msgs, BENCH_WAIT_MS));
+	if (rc < 0)
+		return rc;
+	unsigned k = (unsigned)rc;
+	for (unsigned i = 0; i < k; i++) {
+		if (msgs[i].len != size) {
+			shmring_mpmc_dequeue_finish(s->rx);
+			return -EPROTO;
+		}
+		if (c->spec->mode == BENCH_COPY) {
+			bench_copy(c->rbuf, msgs[i].data, size);
+			seq[i] = bench_unstamp(c->rbuf, size);
+		} else {
+			seq[i] = bench_unstamp_shared(msgs[i].data, size);
+		}
+	}
+	rc = shmring_mpmc_dequeue_finish(s->rx);
+	return rc < 0 ? rc : (int)k;
+}
+
+static int mpmc_rtt(struct bench_ctx *c)
+{
+	struct mpmc_state *s = st(c);
+	size_t size = c->spec->size;
+	uint64_t seq;
+	int rc;
+	if (c->side == 1) {
+		for (;;) {
+			if ((rc = take_msgs(c, s, &seq, 1)) < 0)
+				return bench_fail(c, rc, "receive: %s", shmring_strerror(rc));
+			if (seq == BENCH_STOP)
+				return 0;
+			if ((rc = put_msgs(c, s, c->rbuf, seq, 1)) < 0)
+				return bench_fail(c, rc, "send: %s", shmring_strerror(rc));
+		}
+	}
+	struct bench_loop L;
+	bench_rtt_begin(c, &L);
+	for (;;) {
+		if (c->spec->mode == BENCH_COPY)
+			bench_stamp(c->buf, size, L.seq);
+		if ((rc = put_msgs(c, s, c->buf, L.seq, 1)) < 0)
+			return bench_fail(c, rc, "send: %s", shmring_strerror(rc));
+		if ((rc = take_msgs(c, s, &seq, 1)) < 0)
+			return bench_fail(c, rc, "receive: %s", shmring_strerror(rc));
+		if (seq != L.seq)
+			return bench_fail(c, -EPROTO, "reply %llu, want %llu", (unsigned long long)seq,
+					  (unsigned long long)L.seq);
+		int was_timed = L.timed;
+		if (bench_rtt_next(c, &L))
+			break;
+		if (!was_timed && L.timed)
+			snap(s, &s->w0), s->have_w0 = 1;
+	}
+	bench_stamp(c->buf, size, BENCH_STOP);
+	rc = put_msgs(c, s, c->buf, BENCH_STOP, 1);
+	return rc < 0 ? bench_fail(c, rc, "send: %s", shmring_strerror(rc)) : 0;
+}
+
+/* Producer 0, after the timed part: once every producer is done, STOPs until each
+ * consumer has had one (a consumer that takes a batch may swallow two). */
+static int send_stops(struct bench_ctx *c, struct mpmc_state *s)
+{
+	unsigned np = c->spec->nprod, nc = c->spec->ncons;
+	while (atomic_load(&c->sh->p_done) < np) {
+		if (bench_abort)
+			return bench_fail(c, -ETIMEDOUT, "producers did not finish");
+		sched_yield();
+	}
+	unsigned sent = 0;
+	for (;;) {
+		unsigned stopped = atomic_load(&c->sh->c_stopped);
+		if (stopped >= nc)
+			return 0;
+		if (bench_abort)
+			return bench_fail(c, -ETIMEDOUT, "consumers did not stop");
+		/* every STOP sent so far was taken, and someone is still running */
+		if (sent < nc || shmring_mpmc_count(s->tx) == 0) {
+			bench_stamp(c->buf, c->spec->size, BENCH_STOP);
+			int rc = put_msgs(c, s, c->buf, BENCH_STOP, 1);
+			if (rc < 0)
+				return bench_fail(c, rc, "send STOP: %s", shmring_strerror(rc));
+			sent++;
+		} else {
+			sched_yield();
+		}
+	}
+}
+
+static int mpmc_produce(struct bench_ctx *c, struct mpmc_state *s)
+{
+	unsigned batch = c->spec->batch > MAX_BATCH ? MAX_BATCH : c->spec->batch;
+	uint64_t tag = (uint64_t)c->index << PROD_SHIFT;
+	struct bench_loop L;
+	bench_stream_begin(c, &L);
+	for (;;) {
+		if (c->spec->mode == BENCH_COPY && batch == 1)
+			bench_stamp(c->buf, c->spec->size, tag | L.seq);
+		int rc = put_msgs(c, s, c->buf, tag | L.seq, batch);
+		if (rc < 0)
+			return bench_fail(c, rc, "send: %s", shmring_strerror(rc));
+		int was_timed = L.timed;
+		if (bench_stream_sent(c, &L, (unsigned)rc))
+			break;
+		if (!was_timed && L.timed && c->index == 0)
+			snap(s, &s->w0), s->have_w0 = 1;
+	}
+	bench_stream_end(c, &L);
+	return c->index == 0 ? send_stops(c, s) : 0;
+}
+
+/* Each producer's messages in order; the gaps are other consumers' share. */
+static int mpmc_consume(struct bench_ctx *c, struct mpmc_state *s)
+{
+	unsigned batch = c->spec->batch > MAX_BATCH ? MAX_BATCH : c->spec->batch;
+	uint64_t next[BENCH_MAX_PROCS] = {0};
+	uint64_t seq[MAX_BATCH];
+	struct bench_rx rx = {0};
+	for (;;) {
+		int rc = take_msgs(c, s, seq, batch);
+		if (rc < 0)
+			return bench_fail(c, rc, "receive: %s", shmring_strerror(rc));
+		for (int i = 0; i < rc; i++) {
+			if (seq[i] == BENCH_STOP)
+				return bench_rx_stop(c, &rx) > 0 ? 0 : -EIO;
+			unsigned p = (unsigned)(seq[i] >> PROD_SHIFT);
+			uint64_t n = seq[i] & ((UINT64_C(1) << PROD_SHIFT) - 1);
+			if (p >= BENCH_MAX_PROCS || n < next[p]) {
+				rx.bad++;
+			} else {
+				rx.lost += n - next[p];
+				next[p] = n + 1;
+			}
+			rx.count++;
+		}
+	}
+}
+
+static int mpmc_stream(struct bench_ctx *c)
+{
+	return c->side == 0 ? mpmc_produce(c, st(c)) : mpmc_consume(c, st(c));
+}
+
+static void mpmc_detach(struct bench_ctx *c)
+{
+	struct mpmc_state *s = st(c);
+	if (c->side == 0 && c->index == 0)
+		return; /* the parent keeps them for finish() */
+	if (s->tx)
+		shmring_mpmc_close(s->tx);
+	if (s->rx)
+		shmring_mpmc_close(s->rx);
+	s->tx = s->rx = NULL;
+}
+
+static void mpmc_finish(struct bench_ctx *c)
+{
+	struct mpmc_state *s = st(c);
+	uint64_t n = c->spec->test == BENCH_RTT ? c->nsamples : 0;
+	if (c->spec->test == BENCH_STREAM)
+		for (unsigned i = 0; i < c->spec->nprod; i++)
+			n += atomic_load(&c->sh->p_msgs[i]);
+	if (!s->have_w0 || n == 0)
+		return;
+	struct bench_wstats w1;
+	snap(s, &w1);
+	c->wake_per_msg = (double)(w1.wakes - s->w0.wakes) / (double)n;
+	c->sleeps_per_msg = (double)(w1.sleeps - s->w0.sleeps) / (double)n;
+}
+
+static void mpmc_teardown(struct bench_ctx *c)
+{
+	struct mpmc_state *s = st(c);
+	if (!s)
+		return;
+	if (s->fd_ab >= 0)
+		close(s->fd_ab);
+	if (s->fd_ba >= 0)
+		close(s->fd_ba);
+	if (s->tx)
+		shmring_mpmc_close(s->tx);
+	if (s->rx)
+		shmring_mpmc_close(s->rx);
+	free(s);
+	c->priv = NULL;
+}
+
+const struct bench_transport bench_tr_mpmc = {
+	.name = "mpmc",
+	.caps = BENCH_CAP_RTT | BENCH_CAP_STREAM | BENCH_CAP_ZC | BENCH_CAP_COPY | BENCH_CAP_BATCH |
+		BENCH_CAP_SIZES | BENCH_CAP_SHMRING | BENCH_CAP_MULTI,
+	.max_size = 65536,
+	.setup = mpmc_setup,
+	.attach = mpmc_attach,
+	.rtt = mpmc_rtt,
+	.stream = mpmc_stream,
+	.detach = mpmc_detach,
+	.finish = mpmc_finish,
+	.teardown = mpmc_teardown,
+};
