@@ -108,6 +108,8 @@ struct shmring_spsc {
 	uint64_t p_head;         /* cached consumer position */
 	uint64_t p_msgs, p_bytes;
 	uint64_t p_last;         /* position of the last pending record */
+	uint64_t p_last_h;       /* header value of the last pending record */
+	uint64_t p_pbytes;       /* payload bytes pending (never re-read from the ring) */
 	uint32_t p_npend;        /* pending entries, padding included */
 	uint32_t p_nrec;         /* pending records */
 	uint32_t p_full_polls;
@@ -216,7 +218,9 @@ SHMRING_INLINE int shmring_spsc_reserve_typed(struct shmring_spsc *r, size_t len
 		shmring_store_relaxed(shmring__spsc_hdr(r, idx), h);
 	r->p_nrec++;
 	r->p_last = pos;
+	r->p_last_h = h;
 	r->p_pend = pos + total;
+	r->p_pbytes += len;
 	r->p_bytes += len;
 	r->p_msgs++;
 	*buf = r->data + idx + SHMRING_SPSC_HDR;
@@ -249,6 +253,7 @@ SHMRING_INLINE int shmring_spsc_commit(struct shmring_spsc *r)
 	r->p_commit = r->p_pend;
 	r->p_npend = 0;
 	r->p_nrec = 0;
+	r->p_pbytes = 0;
 	/* informational for inspectors and replacements; no acquire pairs with it on the
 	 * data path (a replacement producer rescans the headers after it) */
 	shmring_store_relaxed(&r->ctrl->tail, r->p_commit);
@@ -269,18 +274,19 @@ SHMRING_INLINE int shmring_spsc_shrink(struct shmring_spsc *r, size_t len)
 {
 	if (r->p_nrec == 0)
 		return -EINVAL;
-	int first = r->p_last == r->p_commit;
-	_Atomic uint64_t *hp = shmring__spsc_hdr(r, r->p_last & r->mask);
-	/* our own pending header: nobody else reads it before commit */
-	uint64_t h = first ? r->p_first : shmring_load_relaxed(hp);
+	/* the header comes from the handle, not the ring: a hostile peer may have
+	 * rewritten the pending copy, and a length taken from there could move p_pend */
+	uint64_t h = r->p_last_h;
 	uint64_t old = h & 0xffffffffu;
 	if (len > old)
 		return -EINVAL;
 	h = (h & ~(uint64_t)0xffffffffu) | (uint64_t)len;
-	if (first)
+	if (r->p_last == r->p_commit)
 		r->p_first = h;
 	else /* invisible until commit's release store publishes the batch */
-		shmring_store_relaxed(hp, h);
+		shmring_store_relaxed(shmring__spsc_hdr(r, r->p_last & r->mask), h);
+	r->p_last_h = h;
+	r->p_pbytes -= old - len;
 	r->p_bytes -= old - len;
 	r->p_pend = r->p_last + shmring__spsc_total(r, len);
 	return 0;
@@ -289,22 +295,12 @@ SHMRING_INLINE int shmring_spsc_shrink(struct shmring_spsc *r, size_t len)
 /* Drop every pending reservation. Concurrency: producer only. */
 SHMRING_INLINE void shmring_spsc_abort(struct shmring_spsc *r)
 {
-	/* recount what was counted at reserve time */
-	uint64_t p = r->p_commit;
-	while (r->p_npend) {
-		uint64_t idx = p & r->mask;
-		uint64_t h = (p == r->p_commit) ? r->p_first
-						: shmring_load_relaxed(shmring__spsc_hdr(r, idx)); /* our own store */
-		uint64_t len = h & 0xffffffffu;
-		if (h & SHMRING_SPSC_F_PAD) {
-			p += len + SHMRING_SPSC_HDR;
-		} else {
-			r->p_bytes -= len;
-			r->p_msgs--;
-			p += shmring__spsc_total(r, len);
-		}
-		r->p_npend--;
-	}
+	/* undo the counts from the handle's own totals: the pending headers sit in shared
+	 * memory, where a hostile peer could send a walk over them out of the ring */
+	r->p_bytes -= r->p_pbytes;
+	r->p_msgs -= r->p_nrec;
+	r->p_pbytes = 0;
+	r->p_npend = 0;
 	r->p_nrec = 0;
 	r->p_pend = r->p_commit;
 }
