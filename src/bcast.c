@@ -212,8 +212,6 @@ static int attach(struct shmring_seg *seg, uint32_t role, unsigned flags, int cr
 	} else {
 		map_rpage(b);
 		if (b->rpage) {
-			b->wait_seg = *seg;
-			b->wait_seg.base = (uint8_t *)b->rpage; /* wait.h counts into rpage->stats */
 			atomic_fetch_add_explicit(&b->rpage->readers, 1, memory_order_relaxed);
 			atomic_fetch_add_explicit(&b->rpage->reader_opens, 1, memory_order_relaxed);
 		}
@@ -558,7 +556,8 @@ int shmring_bcast_wait(struct shmring_bcast *r, int timeout_ms)
 	if (!r->rpage)
 		return wait_polling(r, timeout_ms);
 	struct shmring_wait_ctx c = {
-		.seg = &r->wait_seg,
+		.seg = r->seg,
+		.stats = &r->rpage->stats, /* readers cannot write the header */
 		.q = &r->rpage->q,
 		.poll = wait_poll,
 		.peer_check = wait_peer,

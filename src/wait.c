@@ -45,6 +45,7 @@ int shmring_waitq_init(struct shmring_seg *seg, struct shmring_waitq *q)
 	(void)seg;
 	shmring_store_relaxed(&q->seq, 0);
 	shmring_store_relaxed(&q->waiters, 0);
+	shmring_store_relaxed(&q->sem_pending, 0);
 #if SHMRING_WAIT_SEM
 	if (sem_init(q_sem(q), 1, 0) != 0)
 		return -errno;
@@ -67,20 +68,33 @@ static void sleep_on(struct shmring_waitq *q, uint32_t v, uint64_t deadline_ns)
 #endif
 }
 
+static struct shmring_stats *stats_of(const struct shmring_wait_ctx *c)
+{
+	return c->stats ? c->stats : &shmring_seg_hdr(c->seg)->stats;
+}
+
 void shmring__wake_slow(struct shmring_seg *seg, struct shmring_waitq *q)
 {
 	struct shmring_hdr *h = shmring_seg_hdr(seg);
-	/* W4: release; pairs with the sleeper's acquire load of seq (S2) */
-	atomic_fetch_add_explicit(&q->seq, 1, memory_order_release);
+	uint32_t s = shmring_load_relaxed(&q->seq);
+	/* W4: one waker per sleep generation clears the flag and wakes; a failed CAS
+	 * means another waker cleared it and wakes. Acquire: pairs with the sleepers'
+	 * seq_cst RMW (S1), so the semaphore branch below sees their `waiters`. */
+	for (;;) {
+		if (!(s & SHMRING_WAIT_PENDING))
+			return;
+		if (atomic_compare_exchange_weak_explicit(&q->seq, &s, s + 1, memory_order_acquire,
+							  memory_order_relaxed))
+			break;
+	}
 #if SHMRING_WAIT_SEM
-	/* post until the value covers the announced sleepers; a surplus post only causes
-	 * a spurious wakeup, which the sleeper's re-check absorbs */
-	int val = 0;
-	uint32_t n = shmring_load_relaxed(&q->waiters); /* a count, not a sync edge */
+	/* one post per announcement made before the flag we cleared (ordered by the CAS
+	 * above), each taken by exactly one waker; a surplus post (its sleeper found the
+	 * condition, timed out or died) only causes one spurious wakeup later */
+	uint32_t n = atomic_exchange_explicit(&q->sem_pending, 0, memory_order_relaxed);
 	if (n > 64)
 		n = 64; /* bound the work whatever shared memory says */
-	sem_getvalue(q_sem(q), &val);
-	for (int i = val < 0 ? 0 : val; i < (int)n; i++) {
+	for (uint32_t i = 0; i < n; i++) {
 		sem_post(q_sem(q));
 		atomic_fetch_add_explicit(&h->stats.wake_syscalls, 1, memory_order_relaxed);
 	}
@@ -101,30 +115,44 @@ int shmring_wait_for(const struct shmring_wait_ctx *c, int timeout_ms)
 		if ((r = c->poll(c->arg)) != 0)
 			return r;
 	}
-	struct shmring_hdr *h = shmring_seg_hdr(c->seg);
+	struct shmring_stats *st = stats_of(c);
 	struct shmring_waitq *q = c->q;
 	uint64_t now = shmring_now_ns();
 	uint64_t deadline = timeout_ms < 0 ? UINT64_MAX : now + (uint64_t)timeout_ms * 1000000u;
 	for (;;) {
-		/* S1: announce; seq_cst so that it is ordered before S3 for the waker's W3 */
-		atomic_fetch_add_explicit(&q->waiters, 1, memory_order_seq_cst);
-		/* S2: pairs with the waker's release increment (W4) */
-		uint32_t v = shmring_load_acquire(&q->seq);
+		atomic_fetch_add_explicit(&q->waiters, 1, memory_order_relaxed); /* for inspectors */
+#if SHMRING_WAIT_SEM
+		/* S0: a post owed to us; the waker that clears the flag raised after this
+		 * takes it (its CAS reads from S1 or later, which this precedes) */
+		atomic_fetch_add_explicit(&q->sem_pending, 1, memory_order_seq_cst);
+#endif
+		/* S1: raise the flag; seq_cst so that W3 after a later W2 sees it (or a waker
+		 * that cleared it after us). The value we sleep on includes the flag. */
+		uint32_t v = atomic_fetch_or_explicit(&q->seq, SHMRING_WAIT_PENDING, memory_order_seq_cst) |
+			     SHMRING_WAIT_PENDING;
 		shmring_fence_seq_cst(); /* S3: pairs with W2 in shmring_wake() */
 		r = c->poll(c->arg);     /* S4 */
 		if (r != 0) {
 			atomic_fetch_sub_explicit(&q->waiters, 1, memory_order_relaxed);
+#if SHMRING_WAIT_SEM
+			/* take back our post if no waker took it yet: no surplus */
+			uint32_t p = shmring_load_relaxed(&q->sem_pending);
+			while (p && !atomic_compare_exchange_weak_explicit(&q->sem_pending, &p, p - 1,
+									   memory_order_relaxed,
+									   memory_order_relaxed))
+				;
+#endif
 			return r;
 		}
 		uint64_t slice = now + (uint64_t)SHMRING_PEER_CHECK_MS * 1000000u;
-		atomic_fetch_add_explicit(&h->stats.sleeps, 1, memory_order_relaxed);
+		atomic_fetch_add_explicit(&st->sleeps, 1, memory_order_relaxed);
 		sleep_on(q, v, slice < deadline ? slice : deadline); /* S5 */
 		atomic_fetch_sub_explicit(&q->waiters, 1, memory_order_relaxed); /* S6 */
 		if ((r = c->poll(c->arg)) != 0)
 			return r;
 		now = shmring_now_ns();
 		if (now >= deadline) {
-			atomic_fetch_add_explicit(&h->stats.timeouts, 1, memory_order_relaxed);
+			atomic_fetch_add_explicit(&st->timeouts, 1, memory_order_relaxed);
 			return -ETIMEDOUT;
 		}
 		if (c->peer_check && (r = c->peer_check(c->arg)) < 0)

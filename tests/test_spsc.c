@@ -3,6 +3,7 @@
  * across real processes. */
 #include <criterion/criterion.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -383,6 +384,57 @@ Test(spsc, ping_pong_1M_sleeping_every_time, .timeout = 900)
 	shmring_spsc_close(in);
 	shmring_seg_unlink(c.ping);
 	shmring_seg_unlink(c.pong);
+}
+
+struct storm_cfg {
+	char name[64];
+	uint64_t n;
+};
+
+static int storm_consumer(void *arg)
+{
+	struct storm_cfg *c = arg;
+	struct shmring_spsc *r;
+	if (shmring_spsc_open(c->name, SHMRING_ROLE_CONSUMER, &r) != 0)
+		return 10;
+	shmring_spsc_set_spin(r, 0);
+	uint64_t v;
+	for (uint64_t i = 0; i < c->n; i++)
+		if (shmring_spsc_recv(r, &v, sizeof(v), SHMRING_FOREVER) != 8 || v != i)
+			return 11;
+	shmring_spsc_close(r);
+	return 0;
+}
+
+/*
+ * One sleep costs one wake syscall, however many records follow before the sleeper
+ * runs again. The consumer goes to sleep, is stopped (SIGSTOP) so it cannot run, and
+ * the producer commits n records one by one: the first commit clears the sleeper's
+ * flag and wakes, the others find the flag clear.
+ */
+Test(spsc, one_wake_syscall_per_sleep_however_many_commits, .timeout = 60)
+{
+	struct storm_cfg c = { .n = 1000 };
+	struct shmring_spsc *p;
+	struct shmring_spsc_opts o = { .capacity = 1 << 16 };
+	tu_name(c.name, sizeof(c.name), "storm");
+	cr_assert_eq(shmring_spsc_create(c.name, &o, SHMRING_ROLE_PRODUCER, &p), 0);
+	struct shmring_hdr *h = shmring_seg_hdr(shmring_spsc_seg(p));
+	pid_t pid = tu_fork(storm_consumer, &c);
+	/* synchronise on the consumer's sleep itself: its counter in the segment */
+	while (shmring_load_relaxed(&h->stats.sleeps) == 0)
+		sched_yield();
+	cr_assert_eq(kill(pid, SIGSTOP), 0);
+	uint64_t w0 = shmring_load_relaxed(&h->stats.wake_syscalls);
+	for (uint64_t i = 0; i < c.n; i++)
+		cr_assert_eq(shmring_spsc_send(p, &i, sizeof(i), 0), 0);
+	uint64_t w1 = shmring_load_relaxed(&h->stats.wake_syscalls);
+	cr_assert_eq(kill(pid, SIGCONT), 0);
+	cr_assert_eq(tu_wait(pid), 0);
+	cr_expect_eq(w1 - w0, 1, "%llu wake syscalls for %llu commits to one sleeper",
+		     (unsigned long long)(w1 - w0), (unsigned long long)c.n);
+	shmring_spsc_close(p);
+	shmring_seg_unlink(c.name);
 }
 
 Test(spsc, timeouts_return_on_time)

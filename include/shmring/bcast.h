@@ -71,14 +71,12 @@
  * wait queue is in the *reader page*, a page of the control region that readers map
  * writable on their own (a second mmap of that one page through a read-write
  * descriptor reopened from /proc/self/fd), while everything else stays read-only. A
- * sleeper announces itself in the queue's waiter count; the writer, after publishing,
- * pays one fence and one load of that count and makes a FUTEX_WAKE only when it is
- * non-zero. A reader that cannot open the file for writing still reads; its waits
- * poll with short sleeps (50 us growing to 2 ms) instead of sleeping on the queue.
- * A reader killed while asleep leaves the waiter count high: the writer then makes one
- * needless FUTEX_WAKE per record (never a lost wakeup) for as long as the segment
- * lives, since readers are not in the participant table and nobody can tell that the
- * count is stale.
+ * sleeper raises the queue's pending flag; the writer, after publishing, pays one
+ * fence and one load of the flag and makes a FUTEX_WAKE only when it is set, once per
+ * sleep (the first wake clears it). A reader that cannot open the file for writing
+ * still reads; its waits poll with short sleeps (50 us growing to 2 ms) instead of
+ * sleeping on the queue. A reader killed while asleep leaves the flag set: the writer
+ * makes one needless wake, then the flag is clear.
  *
  * THE WRITER is participant slot 0 (role SHMRING_ROLE_PRODUCER), so at most one live
  * writer exists: a second gets -EBUSY. shmring_bcast_close() by the writer is end of
@@ -180,16 +178,14 @@ struct shmring_bcast_rpage {
 	_Atomic uint64_t readers;      /* reader handles open now (a crashed one stays) */
 	_Atomic uint64_t reader_opens; /* reader handles ever opened */
 	uint8_t pad0[SHMRING_LINE - 32];
-	/* [256,512): the readers' statistics, laid out like the header's (struct
-	 * shmring_stats at the same offset 256), so wait.h's sleep and timeout counts of
-	 * readers land here. laps: records missed by lapped readers, all together. */
+	/* [256,512): the readers' statistics (wait.h's sleep and timeout counts of
+	 * readers land here: they cannot write the header). laps: records missed by
+	 * lapped readers, all together. */
 	struct shmring_stats stats;
 	uint8_t pad1[SHMRING_PAGE - 512];
 };
 _Static_assert(offsetof(struct shmring_bcast_rpage, lap_events) == 128, "layout");
 _Static_assert(offsetof(struct shmring_bcast_rpage, stats) == 256, "layout");
-_Static_assert(offsetof(struct shmring_bcast_rpage, stats) == offsetof(struct shmring_hdr, stats),
-	       "reader stats mirror the header's, for wait.h's counters");
 _Static_assert(sizeof(struct shmring_bcast_rpage) == SHMRING_PAGE, "reader page");
 
 struct shmring_bcast_ctrl {
@@ -255,7 +251,6 @@ struct shmring_bcast {
 	uint64_t torn_flushed;  /* part of torn already added to the reader page */
 	/* slow path */
 	void *rpage_map;        /* a reader's own writable mapping of the reader page */
-	struct shmring_seg wait_seg; /* wait.h's view: base = the reader page */
 };
 
 /*

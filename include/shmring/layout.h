@@ -86,7 +86,7 @@ struct shmring_stats {
 	_Atomic uint64_t wake_syscalls; /* FUTEX_WAKE / sem_post calls made */
 	_Atomic uint64_t sleeps;        /* times a caller went to sleep */
 	_Atomic uint64_t drops;         /* messages dropped by policy (pool drop-oldest) */
-	_Atomic uint64_t laps;          /* records missed by lapped readers (bcast) */
+	_Atomic uint64_t laps;          /* spare: bcast counts laps on its reader page */
 	_Atomic uint64_t abandoned;     /* in-flight messages lost with a dead participant */
 	_Atomic uint64_t peer_deaths;   /* dead participants detected */
 	_Atomic uint64_t timeouts;      /* blocking calls that returned -ETIMEDOUT */
@@ -150,9 +150,11 @@ _Static_assert(sizeof(struct shmring_hdr) == SHMRING_HDR_SIZE, "header is one pa
  * segment was created for, and attach refuses a mismatch.
  */
 struct shmring_waitq {
-	_Atomic uint32_t seq;     /* futex word: bumped by a waker that saw sleepers */
+	_Atomic uint32_t seq;     /* futex word: bit 0 a sleeper is pending, above it the
+	                           * wake generation (see wait.h for the protocol) */
 	_Atomic uint32_t waiters; /* sleepers announced (see wait.h for the protocol) */
-	uint8_t pad0[56];
+	_Atomic uint32_t sem_pending; /* semaphore backend: announcements not yet posted */
+	uint8_t pad0[52];
 	union {
 		uint8_t sem_bytes[64]; /* sem_t (32 B on glibc) for the semaphore backend */
 		uint64_t sem_align;

@@ -116,8 +116,8 @@
  *
  * WAKEUPS follow wait.h: consumers sleep on ctrl->not_empty, producers on ctrl->not_full;
  * finish calls shmring_wake() (a fence and a load; no syscall when nobody sleeps). A
- * participant killed while asleep leaves its queue's waiter count one too high (see
- * wait.h): wakers then make a needless FUTEX_WAKE each, never miss one.
+ * participant killed while asleep leaves its queue's pending flag set (see wait.h):
+ * the next waker makes one needless wake, then the flag is clear.
  *
  * EOF. shmring_mpmc_dequeue*() returns -EPIPE once the ring is empty, producers have
  * attached at least once and none is alive; enqueue returns -EPIPE once the ring is

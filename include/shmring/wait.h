@@ -7,31 +7,39 @@
  * A wait queue (struct shmring_waitq, one cache line in the segment) holds a futex
  * word `seq` and a count `waiters` of announced sleepers. A condition ("the ring has a
  * record", "the ring has room") is published by a *waker* and awaited by a *sleeper*.
+ * Bit 0 of seq is the "sleeper pending" flag; the bits above count wake generations.
  *
  *   sleeper                                   waker
- *   S1 waiters += 1          (seq_cst RMW)    W1 publish the condition (release store)
- *   S2 v = seq               (acquire)        W2 fence(seq_cst)
- *   S3 fence(seq_cst)                         W3 if (waiters != 0) {        (relaxed)
- *   S4 if (condition) { waiters -= 1; done }  W4     seq += 1               (release)
- *   S5 futex_wait(&seq, v, deadline)          W5     futex_wake(&seq, all) }
+ *   S1 v = (seq |= 1)        (seq_cst RMW)    W1 publish the condition (release store)
+ *      waiters += 1          (relaxed, for    W2 fence(seq_cst)
+ *                             inspectors)     W3 s = seq                   (relaxed)
+ *   S3 fence(seq_cst)                         W4 if (s & 1) and CAS(seq, s, s + 1)
+ *   S4 if (condition) { waiters -= 1; done }        (release; clears the flag)
+ *   S5 futex_wait(&seq, v, deadline)          W5     futex_wake(&seq, all)
  *   S6 waiters -= 1; go to the top
  *
  * Why no wakeup is lost: the two seq_cst fences S3 and W2 are totally ordered.
  *  - If W2 comes first, W1 happens before S4's read, so the sleeper sees the condition
  *    and does not sleep.
- *  - If S3 comes first, S1 precedes W3 in that order, so the waker sees waiters != 0
- *    and bumps seq (W4). Either the sleeper read v before the bump, and FUTEX_WAIT
- *    (which compares seq with v atomically with going to sleep) returns at once or is
- *    woken by W5; or it read the bumped value at S2 (acquire pairs with W4's release),
- *    which makes W1 visible, so S4 sees the condition.
+ *  - If S3 comes first, W3 reads S1's value or a later one (S1 is sequenced before S3,
+ *    W3 after W2). If it reads the flag set, this waker clears it (W4) and wakes (W5),
+ *    or its CAS fails because another waker cleared it first and wakes after. If it
+ *    reads the flag clear, a waker already cleared S1's flag after S1, and that waker
+ *    wakes after its CAS. In every case seq moved past v after S1, so FUTEX_WAIT
+ *    (which compares seq with v atomically with going to sleep) either returns at once
+ *    or sleeps until that FUTEX_WAKE.
  * A sleeper that wakes for any reason (spurious wakeup, EINTR, EAGAIN, timeout slice)
  * re-checks the condition, so extra wakes are harmless.
  *
- * Cost: the waker pays one fence and one load of a line that only sleepers write (it
- * stays shared in the waker's cache) while nobody sleeps: no syscall, no shared write.
- * A sleeper that dies while announced leaves `waiters` high, which costs later wakers a
- * needless FUTEX_WAKE each but never a lost wakeup; kinds reset it when they replace a
- * dead participant.
+ * Cost: while nobody sleeps the waker pays one fence and one load of a line that only
+ * sleepers write: no syscall, no shared write. One sleep costs at most one FUTEX_WAKE
+ * however many messages follow before the sleeper runs again: the first waker clears
+ * the flag, the rest see it clear (the earlier protocol, a count tested by every
+ * waker, made one syscall per message until the sleeper had run). A sleeper that finds
+ * its condition at S4 leaves the flag set (clearing it without a wake could strand
+ * another sleeper of the same generation): the next waker makes one needless wake. A
+ * sleeper that dies leaves the flag set too: one needless wake, then it is clear.
+ * `waiters` is only informative on this backend (shmdump shows it).
  *
  * Spin, then sleep: a waiter first polls its condition for a short, bounded spin
  * (SHMRING_SPIN_DEFAULT polls with a pause between), because a wakeup across CPUs costs
@@ -42,10 +50,20 @@
  * each slice it calls the kind's peer check (one fcntl(F_OFD_GETLK) per peer), so a
  * SIGKILLed peer is noticed within SHMRING_PEER_CHECK_MS plus one spin.
  *
- * Semaphore backend (meson -Dwait_backend=sem): S5 becomes sem_clockwait() on the
- * process-shared semaphore in the queue, and W4-W5 become sem_post() until the
- * semaphore's value reaches the number of announced sleepers. Posts are counted, so
- * the argument above holds unchanged; a surplus post only causes a spurious wakeup.
+ * Semaphore backend (meson -Dwait_backend=sem): the flag works the same way (the
+ * inline waker above is backend-blind, so code built against these headers works with
+ * either library). Before S1 the sleeper adds one to `sem_pending` (seq_cst): a post it
+ * is owed. S5 is sem_clockwait() on the process-shared semaphore in the queue; W5 takes
+ * `sem_pending` to 0 (exchange) and posts that many times. W4's CAS reads from S1 or a
+ * later RMW, so the exchange sees the sleeper's increment unless an earlier waker took
+ * it, and that waker posted for it. Posts are counted, so one made before the sleeper
+ * reaches sem_clockwait is not lost. A sleeper that finds its condition at S4 takes
+ * its increment back if it is still pending; a post left over (its sleeper timed out,
+ * returned or died) causes one spurious wakeup, then it is gone: the count of posts
+ * cannot grow with dead sleepers the way a count of waiters would.
+ * Trust: glibc aborts the process when the futex inside a sem_t it waits on was
+ * corrupted, so a hostile peer can bring down a sleeper of this backend; the futex
+ * backend (default) has no such state and is the one to use with untrusted peers.
  */
 #ifndef SHMRING_WAIT_H
 #define SHMRING_WAIT_H
@@ -53,6 +71,7 @@
 #include "segment.h"
 
 #define SHMRING_SPIN_DEFAULT 256
+#define SHMRING_WAIT_PENDING 1u /* bit 0 of waitq.seq: a sleeper may be asleep */
 #define SHMRING_PEER_CHECK_MS 20
 
 /* poll: >0 ready (returned as is), 0 not yet, <0 error (returned as is).
@@ -64,6 +83,8 @@ struct shmring_wait_ctx {
 	int (*peer_check)(void *arg); /* may be NULL */
 	void *arg;
 	int spin;                     /* polls before sleeping; <0: SHMRING_SPIN_DEFAULT */
+	struct shmring_stats *stats;  /* sleeps/timeouts go here; NULL: the header's (a
+	                               * read-only reader points this at a writable page) */
 };
 
 /* Wait until poll() returns non-zero, timeout_ms elapses (-ETIMEDOUT; 0 = poll once
@@ -71,7 +92,7 @@ struct shmring_wait_ctx {
  * negative errno. Counts sleeps and timeouts in the segment's statistics. */
 SHMRING_API int shmring_wait_for(const struct shmring_wait_ctx *c, int timeout_ms);
 
-/* Slow half of shmring_wake(): bump, FUTEX_WAKE (or sem_post), count the syscall. */
+/* Slow half of shmring_wake(): clear the flag, FUTEX_WAKE (or sem_post), count it. */
 SHMRING_API void shmring__wake_slow(struct shmring_seg *seg, struct shmring_waitq *q);
 
 /* Initialise a wait queue in a segment being created (the semaphore for that backend). */
@@ -88,8 +109,8 @@ SHMRING_API uint32_t shmring_wait_backend_flag(void);
 static inline void shmring_wake(struct shmring_seg *seg, struct shmring_waitq *q)
 {
 	shmring_fence_seq_cst(); /* W2: pairs with S3 in shmring_wait_for() */
-	/* W3: relaxed is enough after the fence; pairs with S1's seq_cst increment */
-	if (shmring_unlikely(shmring_load_relaxed(&q->waiters) != 0))
+	/* W3: relaxed is enough after the fence; reads S1's RMW or a later value */
+	if (shmring_unlikely(shmring_load_relaxed(&q->seq) & SHMRING_WAIT_PENDING))
 		shmring__wake_slow(seg, q);
 }
 
