@@ -10,7 +10,23 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define EMPTY_CHECK_EVERY 1024u
+/* A non-blocking caller that keeps finding the ring empty (or full) asks whether the
+ * peer is alive, but not on every poll: a liveness check is an fcntl, and a spinning
+ * consumer would pay it on its latency path. Every POLLS_PER_CLOCK polls it reads the
+ * clock (vDSO, no syscall), and it checks the peer at most once per
+ * SHMRING_PEER_CHECK_MS, so a death is still seen within that bound. */
+#define POLLS_PER_CLOCK 256u
+
+static int liveness_due(uint32_t *polls, uint64_t *next_ns)
+{
+	if (++*polls % POLLS_PER_CLOCK != 0)
+		return 0;
+	uint64_t now = shmring_now_ns();
+	if (now < *next_ns)
+		return 0;
+	*next_ns = now + (uint64_t)SHMRING_PEER_CHECK_MS * 1000000u;
+	return 1;
+}
 
 static int is_pow2(uint64_t x)
 {
@@ -337,7 +353,7 @@ int shmring__spsc_refresh_head(struct shmring_spsc *r, uint64_t need_end)
 	/* full: is anyone still there to make room? cons_closed is cheap, liveness a syscall */
 	if (shmring_load_acquire(&r->ctrl->cons_closed)) /* pairs with close()'s release */
 		return -EPIPE;
-	if (++r->p_full_polls % EMPTY_CHECK_EVERY == 0 && consumer_gone(r))
+	if (liveness_due(&r->p_full_polls, &r->p_next_check) && consumer_gone(r))
 		return -EPIPE;
 	return -EAGAIN;
 }
@@ -348,7 +364,7 @@ int shmring__spsc_empty(struct shmring_spsc *r, uint64_t idx)
 	/* pairs with the release store in shmring_spsc_close() (producer side) */
 	if (shmring_load_acquire(&r->ctrl->prod_closed))
 		gone = 1;
-	else if (++r->c_empty_polls % EMPTY_CHECK_EVERY == 0)
+	else if (liveness_due(&r->c_empty_polls, &r->c_next_check))
 		gone = producer_gone(r);
 	if (!gone)
 		return -EAGAIN;

@@ -113,11 +113,13 @@ struct shmring_spsc {
 	uint32_t p_npend;        /* pending entries, padding included */
 	uint32_t p_nrec;         /* pending records */
 	uint32_t p_full_polls;
+	uint64_t p_next_check;   /* CLOCK_MONOTONIC ns: next consumer liveness check due */
 	/* consumer */
 	uint64_t c_head;         /* released position */
 	uint64_t c_peek;         /* position after the last peeked record */
 	uint32_t c_npeek;
 	uint32_t c_empty_polls;
+	uint64_t c_next_check;   /* CLOCK_MONOTONIC ns: next producer liveness check due */
 };
 
 /* A record seen by the consumer; data points into the ring until release. */
