@@ -353,6 +353,7 @@ Test(dump, random_bytes_and_random_damage, .timeout = 120)
 struct live_arg {
 	const char *name;
 	unsigned n;
+	struct tu_gate attached; /* the producer holds its role: a consumer may start */
 };
 
 static int live_producer(void *a)
@@ -362,12 +363,18 @@ static int live_producer(void *a)
 	uint64_t rng = 7;
 	if (shmring_spsc_open(la->name, SHMRING_ROLE_PRODUCER, &p))
 		return 10;
+	/* before this the ring's producer is the creator, detached: a consumer started
+	 * then would rightly see end of stream */
+	tu_gate_open(&la->attached);
 	for (unsigned k = 0; k < la->n; k++) {
 		uint8_t buf[600];
 		size_t l = 1 + (size_t)(tu_rand(&rng) % sizeof(buf));
 		tu_fill(buf, l, k);
-		if (shmring_spsc_send(p, buf, l, 10000))
+		int rc = shmring_spsc_send(p, buf, l, 10000);
+		if (rc) {
+			fprintf(stderr, "live producer: send %u: %s\n", k, shmring_strerror(rc));
 			return 11;
+		}
 	}
 	shmring_spsc_close(p);
 	return 0;
@@ -384,8 +391,10 @@ static int live_consumer(void *a)
 		int n = shmring_spsc_recv(c, buf, sizeof(buf), 10000);
 		if (n == -EPIPE)
 			break;
-		if (n < 0)
+		if (n < 0) {
+			fprintf(stderr, "live consumer: recv: %s\n", shmring_strerror(n));
 			return 21;
+		}
 	}
 	shmring_spsc_close(c);
 	return 0;
@@ -406,9 +415,11 @@ Test(dump, live_ring_checks_consistent_while_in_use, .timeout = 120)
 	const uint8_t *m = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_SHARED, fd, 0);
 	cr_assert(m != MAP_FAILED);
 
-	struct live_arg la = { name, (unsigned)tu_scaled(200000, 5000) };
-	pid_t pc = tu_fork(live_consumer, &la);
+	struct live_arg la = { name, (unsigned)tu_scaled(200000, 5000), { { -1, -1 } } };
+	tu_gate_init(&la.attached);
 	pid_t pp = tu_fork(live_producer, &la);
+	tu_gate_wait(&la.attached);
+	pid_t pc = tu_fork(live_consumer, &la);
 	struct shmring_dump_info *i = malloc(sizeof(*i));
 	unsigned checks = 0, bad = 0;
 	/* read it, over and over, until both children have exited */
@@ -436,6 +447,7 @@ Test(dump, live_ring_checks_consistent_while_in_use, .timeout = 120)
 	free(i);
 	munmap((void *)m, (size_t)st.st_size);
 	close(fd);
+	tu_gate_close(&la.attached);
 	shmring_seg_unlink(name);
 }
 

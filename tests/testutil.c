@@ -2,9 +2,11 @@
 #include "testutil.h"
 
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -72,9 +74,16 @@ int tu_check(const void *p, size_t len, uint64_t seed)
 pid_t tu_fork(int (*fn)(void *arg), void *arg)
 {
 	fflush(NULL);
+	pid_t parent = getpid();
 	pid_t pid = fork();
-	if (pid == 0)
+	if (pid == 0) {
+		/* a test that fails or times out must not leave children running (they would
+		 * hold the runner's output pipe open and spin for ever): die with the parent */
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		if (getppid() != parent)
+			_exit(99);
 		_exit(fn(arg) & 0xff);
+	}
 	return pid;
 }
 
