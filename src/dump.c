@@ -868,8 +868,8 @@ static void bcast_check(struct ctx *c)
 	memcpy(&r, rp, 512); /* the counters; the rest of the page is padding */
 	v.pub = shmring_load_relaxed(&w.pub);
 	uint32_t state = shmring_load_relaxed(&w.state);
-	if (v.pub > SHMRING_BCAST_SEQ_MAX)
-		prob(c, "bcast.pub", v.pub, "published count beyond 2^62");
+	if (v.pub >= SHMRING_BCAST_SEQ_MAX)
+		prob(c, "bcast.pub", v.pub, "published count of 2^62 or more");
 	if (state > SHMRING_BCAST_CLOSED)
 		prob(c, "bcast.state", state, "unknown channel state");
 	uint64_t n = v.slots < SCAN_MAX ? v.slots : SCAN_MAX, written = 0;
@@ -884,8 +884,8 @@ static void bcast_check(struct ctx *c)
 		uint64_t rec = (s - 1) / 2;
 		if ((rec & v.mask) != i)
 			why = "names a record of another slot";
-		else if (rec > SHMRING_BCAST_SEQ_MAX)
-			why = "names a record beyond 2^62";
+		else if (rec >= SHMRING_BCAST_SEQ_MAX)
+			why = "names a record at or beyond 2^62";
 		else if (!(s & 1)) {
 			uint64_t len = rd64(c, off + 8);
 			/* the length counts only if the record stayed in place meanwhile */

@@ -94,6 +94,8 @@ static void fill_slot(struct shmring_seg *s, uint32_t slot, uint32_t role)
 	shmring_store_relaxed(&pt->role, role);
 	shmring_store_relaxed(&pt->start_time, shmring__proc_start_time(me));
 	shmring_store_relaxed(&pt->joined_ns, shmring__realtime_ns());
+	for (int i = 0; i < 4; i++) /* a reused slot must not show the last owner's data */
+		shmring_store_relaxed(&pt->kind_data[i], 0);
 	atomic_fetch_add_explicit(&pt->gen, 1, memory_order_relaxed);
 	shmring_store_release(&pt->state, SHMRING_PART_ACTIVE); /* pairs with acquire in shmring_part_get() */
 }

@@ -81,7 +81,7 @@ int shmring_pool_geo_check(const uint64_t geo[SHMRING_GEO_WORDS], uint32_t max_p
 			       (unsigned long long)ms,
 			       max_parts - 1 < SHMRING_POOL_MAX_SUBS ? max_parts - 1 : SHMRING_POOL_MAX_SUBS);
 	if (lc != next_pow2((uint32_t)n))
-		return geo_bad(why, wl, "pool geo[4] log_cap %llu is not the power of two >= nbufs",
+		return geo_bad(why, wl, "pool geo[4] log_cap %llu is not the smallest power of two >= nbufs",
 			       (unsigned long long)lc);
 	uint64_t held = lim & 0xffffffffu, qd = lim >> 32;
 	if (held == 0 || qd == 0 || qd + ms * held > n)

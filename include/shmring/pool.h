@@ -18,11 +18,12 @@
  * every word.
  *
  * FRAME LOG. Publication appends one entry {position, buffer, recipients} to a log of
- * log_cap >= N entries and stores the log tail with release. Each subscriber has its own
- * cursor into the log (the oldest frame queued for it). Every entry between a
- * subscriber's cursor and the tail is addressed to it and its buffer keeps that
- * subscriber's bit, so those buffers are distinct and busy: a queue never exceeds N
- * entries and the log never overwrites an entry someone still has to read. A frame's
+ * log_cap entries (the smallest power of two >= N) and stores the log tail with
+ * release. Each subscriber has its own cursor into the log (the oldest frame queued
+ * for it). Every entry between a subscriber's cursor and the tail is addressed to it
+ * and its buffer keeps that subscriber's bit, so those buffers are distinct and busy:
+ * a queue never exceeds N entries and the log never overwrites an entry someone still
+ * has to read. A frame's
  * sequence number is its log position (48 bits, wrapping).
  *
  * POLICIES. A `block` subscriber (a recorder) never loses a frame: the producer waits
@@ -128,7 +129,7 @@
 #define SHMRING_POOL_GEO_BUF_STRIDE 2 /* buffer spacing in the data region: buf_size
 				       * rounded up to a page; data_size = nbufs * stride */
 #define SHMRING_POOL_GEO_MAX_SUBS 3   /* subscriber records, 1..SHMRING_POOL_MAX_SUBS */
-#define SHMRING_POOL_GEO_LOG_CAP 4    /* log entries, power of two >= nbufs */
+#define SHMRING_POOL_GEO_LOG_CAP 4    /* log entries: the smallest power of two >= nbufs */
 #define SHMRING_POOL_GEO_LIMITS 5     /* max_held (bits 0-31) | queue_depth (bits 32-63) */
 #define SHMRING_POOL_GEO_OFFS 6       /* meta_off (bits 0-31) | subs_off (bits 32-63),
 				       * offsets in the control region */
