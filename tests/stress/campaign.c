@@ -95,6 +95,9 @@ static void sleep_us(unsigned us)
 		;
 }
 
+/* Callers poll a condition (a counter in the ledger, a ring that was empty) against a
+ * deadline; the pause between polls only keeps a 2-core machine free for the workers
+ * they wait on. Nothing relies on its length. */
 void camp_backoff(void)
 {
 	sleep_us(200);
