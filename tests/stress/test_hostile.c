@@ -564,7 +564,9 @@ static void hostile_run(const struct kind *k)
 	tu_name(name, sizeof(name), k->name);
 	cr_assert_eq(k->create(name), 0, "create %s", k->name);
 	struct seen *s = seen_new();
-	uint64_t dur = tu_scaled(1500, 300);
+	/* long enough for the scribbler to hit what each reader must notice, even in the
+	 * scaled-down sanitizer runs */
+	uint64_t dur = tu_scaled(1500, 1000);
 	struct wargs wa = { k, name, now_ms() + dur + 200, s, 0 };
 	struct wargs ra = wa, sa = wa;
 	ra.until = now_ms() + dur;
