@@ -311,20 +311,28 @@ static void targets(const struct bench_result *rs, size_t n)
 	}
 }
 
-static void print_table(const struct bench_result *rs, size_t n)
+/* The distinct sizes test t ran at, in first-seen order (at most max). */
+static size_t sizes_of(const struct bench_result *rs, size_t n, enum bench_test t, size_t *sizes,
+		       size_t max)
 {
-	/* RTT, grouped by size in the order the run made them */
-	size_t sizes[32];
 	size_t ns = 0;
 	for (size_t i = 0; i < n; i++) {
-		if (rs[i].spec.test != BENCH_RTT)
+		if (rs[i].spec.test != t)
 			continue;
 		size_t s = rs[i].spec.size, k;
 		for (k = 0; k < ns && sizes[k] != s; k++)
 			;
-		if (k == ns && ns < 32)
+		if (k == ns && ns < max)
 			sizes[ns++] = s;
 	}
+	return ns;
+}
+
+static void print_table(const struct bench_result *rs, size_t n)
+{
+	/* grouped by size in the order the run made them */
+	size_t sizes[32];
+	size_t ns = sizes_of(rs, n, BENCH_RTT, sizes, 32);
 	for (size_t k = 0; k < ns; k++) {
 		char sz[32];
 		printf("\n== rtt %s: round trip (ns; u = us, m = ms), echo of the same size ==\n",
@@ -336,16 +344,7 @@ static void print_table(const struct bench_result *rs, size_t n)
 			if (rs[i].spec.test == BENCH_RTT && rs[i].spec.size == sizes[k])
 				table_rtt_row(rs, n, &rs[i]);
 	}
-	ns = 0;
-	for (size_t i = 0; i < n; i++) {
-		if (rs[i].spec.test != BENCH_STREAM)
-			continue;
-		size_t s = rs[i].spec.size, k;
-		for (k = 0; k < ns && sizes[k] != s; k++)
-			;
-		if (k == ns && ns < 32)
-			sizes[ns++] = s;
-	}
+	ns = sizes_of(rs, n, BENCH_STREAM, sizes, 32);
 	for (size_t k = 0; k < ns; k++) {
 		char sz[32];
 		printf("\n== stream %s: one-way throughput ==\n", fmt_size(sz, sizeof sz, sizes[k]));

@@ -18,18 +18,6 @@
 #include <string.h>
 #include <unistd.h>
 
-struct bcast_state {
-	int fd_ab, fd_ba;
-	struct shmring_bcast *tx, *rx;  /* writer of one channel, reader of the other */
-	struct bench_wstats w0;
-	int have_w0;
-};
-
-static struct bcast_state *st(struct bench_ctx *c)
-{
-	return c->priv;
-}
-
 /* Round trips need two slots; streaming gets a deep ring (up to 64 MiB) so that a
  * reader that keeps up on average is not lapped by a burst. */
 static uint32_t slots_for(const struct bench_spec *s)
@@ -44,77 +32,56 @@ static uint32_t slots_for(const struct bench_spec *s)
 	return slots;
 }
 
-static int bcast_setup(struct bench_ctx *c)
+static int create(struct bench_ctx *c, int back, void **h)
 {
-	struct bcast_state *s = calloc(1, sizeof *s);
-	if (!s)
-		return bench_fail(c, -ENOMEM, "no memory");
-	c->priv = s;
-	s->fd_ab = s->fd_ba = -1;
 	struct shmring_bcast_opts o = {.slots = slots_for(c->spec), .slot_size = c->spec->size};
-	int rc = shmring_bcast_create(NULL, &o, SHMRING_ROLE_PRODUCER, &s->tx);
-	if (rc < 0)
-		return bench_fail(c, rc, "bcast_create: %s (%s)", shmring_strerror(rc),
-				  shmring_last_error_detail());
-	s->fd_ab = dup(shmring_bcast_fd(s->tx));
-	if (c->spec->test == BENCH_RTT) {
-		rc = shmring_bcast_create(NULL, &o, SHMRING_ROLE_READER, &s->rx);
-		if (rc < 0)
-			return bench_fail(c, rc, "bcast_create: %s (%s)", shmring_strerror(rc),
-					  shmring_last_error_detail());
-		s->fd_ba = dup(shmring_bcast_fd(s->rx));
-	}
-	return 0;
+	struct shmring_bcast *b = NULL;
+	int rc = shmring_bcast_create(NULL, &o, back ? SHMRING_ROLE_READER : SHMRING_ROLE_PRODUCER,
+				      &b);
+	*h = b;
+	return rc;
 }
 
-static int bcast_attach(struct bench_ctx *c)
+static int open_fd(int fd, int producer, void **h)
 {
-	struct bcast_state *s = st(c);
-	int rc = 0;
-	if (c->side == 1) {
-		s->tx = s->rx = NULL; /* the inherited handles are the parent's */
-		rc = shmring_bcast_open_fd(s->fd_ab, SHMRING_ROLE_READER, 0, &s->rx);
-		if (rc == 0 && s->fd_ba >= 0)
-			rc = shmring_bcast_open_fd(s->fd_ba, SHMRING_ROLE_PRODUCER, 0, &s->tx);
-		if (rc < 0)
-			return bench_fail(c, rc, "bcast_open_fd: %s (%s)", shmring_strerror(rc),
-					  shmring_last_error_detail());
-	}
-	if (s->fd_ab >= 0)
-		close(s->fd_ab);
-	if (s->fd_ba >= 0)
-		close(s->fd_ba);
-	s->fd_ab = s->fd_ba = -1;
-	if (s->tx)
-		bench_prefault(shmring_bcast_seg(s->tx), 1);
-	if (s->rx)
-		bench_prefault(shmring_bcast_seg(s->rx), s->rx->seg->writable);
-	return 0;
+	struct shmring_bcast *b = NULL;
+	uint32_t role = producer ? SHMRING_ROLE_PRODUCER : SHMRING_ROLE_READER;
+	int rc = shmring_bcast_open_fd(fd, role, 0, &b);
+	*h = b;
+	return rc;
+}
+
+static void prefault(void *h, int producer)
+{
+	struct shmring_bcast *b = h;
+	bench_prefault(shmring_bcast_seg(b), producer || b->seg->writable);
 }
 
 /* Wake syscalls are counted by the writer in the header; readers count their sleeps
  * on the reader page (layout.h / bcast.h: same struct shmring_stats offset). */
-static void add_stats(struct bench_wstats *w, struct shmring_bcast *b)
+static void reader_stats(struct bench_wstats *w, const void *h)
 {
-	struct shmring_seg *seg = shmring_bcast_seg(b);
-	bench_wstats_add(w, seg);
+	struct shmring_seg *seg = shmring_bcast_seg(h);
 	const struct shmring_bcast_rpage *rp = (const struct shmring_bcast_rpage *)(const void *)(
 		(const uint8_t *)shmring_seg_ctrl(seg) + SHMRING_BCAST_RPAGE_OFF);
 	w->sleeps += atomic_load_explicit(&rp->stats.sleeps, memory_order_relaxed);
 }
 
-static void snap(struct bcast_state *s, struct bench_wstats *w)
-{
-	memset(w, 0, sizeof *w);
-	if (s->tx)
-		add_stats(w, s->tx);
-	if (s->rx)
-		add_stats(w, s->rx);
-}
+BENCH_SHM_HANDLE_FNS(bcast)
 
-static inline int put_rec(struct bench_ctx *c, struct bcast_state *s, const uint8_t *src,
-			  uint64_t seq)
+static const struct bench_shm_kind kind = {
+	.create_what = "bcast_create",
+	.open_what = "bcast_open_fd",
+	.create = create,
+	.open = open_fd,
+	BENCH_SHM_HANDLE_OPS(bcast),
+	.prefault = prefault,
+	.stats = reader_stats,
+};
+
+static inline int put_rec(struct bench_ctx *c, const uint8_t *src, uint64_t seq)
 {
+	struct bench_shm *s = bench_shm_st(c);
 	size_t size = c->spec->size;
 	if (c->spec->mode == BENCH_COPY)
 		return shmring_bcast_publish(s->tx, src, size);
@@ -128,8 +95,9 @@ static inline int put_rec(struct bench_ctx *c, struct bcast_state *s, const uint
 
 /* The next record's stamp; a zero-copy record overwritten while we read it is lost,
  * like one we were lapped past, and we go on with the next. */
-static inline int get_rec(struct bench_ctx *c, struct bcast_state *s, uint64_t *seq)
+static inline int get_rec(struct bench_ctx *c, uint64_t *seq)
 {
+	struct bench_shm *s = bench_shm_st(c);
 	size_t size = c->spec->size;
 	int rc;
 	for (;;) {
@@ -163,118 +131,19 @@ static inline int get_rec(struct bench_ctx *c, struct bcast_state *s, uint64_t *
 	}
 }
 
+static int bcast_setup(struct bench_ctx *c)
+{
+	return bench_shm_setup(c, &kind);
+}
+
 static int bcast_rtt(struct bench_ctx *c)
 {
-	struct bcast_state *s = st(c);
-	size_t size = c->spec->size;
-	uint64_t seq;
-	int rc;
-	if (c->side == 1) {
-		for (;;) {
-			if ((rc = get_rec(c, s, &seq)) < 0)
-				return bench_fail(c, rc, "receive: %s", shmring_strerror(rc));
-			if (seq == BENCH_STOP)
-				return 0;
-			if ((rc = put_rec(c, s, c->rbuf, seq)) < 0)
-				return bench_fail(c, rc, "send: %s", shmring_strerror(rc));
-		}
-	}
-	struct bench_loop L;
-	bench_rtt_begin(c, &L);
-	for (;;) {
-		if (c->spec->mode == BENCH_COPY)
-			bench_stamp(c->buf, size, L.seq);
-		if ((rc = put_rec(c, s, c->buf, L.seq)) < 0)
-			return bench_fail(c, rc, "send: %s", shmring_strerror(rc));
-		if ((rc = get_rec(c, s, &seq)) < 0)
-			return bench_fail(c, rc, "receive: %s", shmring_strerror(rc));
-		if (seq != L.seq)
-			return bench_fail(c, -EPROTO, "reply %llu, want %llu", (unsigned long long)seq,
-					  (unsigned long long)L.seq);
-		int was_timed = L.timed;
-		if (bench_rtt_next(c, &L))
-			break;
-		if (!was_timed && L.timed)
-			snap(s, &s->w0), s->have_w0 = 1;
-	}
-	bench_stamp(c->buf, size, BENCH_STOP);
-	rc = put_rec(c, s, c->buf, BENCH_STOP);
-	return rc < 0 ? bench_fail(c, rc, "send: %s", shmring_strerror(rc)) : 0;
+	return bench_shm_rtt(c, put_rec, get_rec);
 }
 
 static int bcast_stream(struct bench_ctx *c)
 {
-	struct bcast_state *s = st(c);
-	size_t size = c->spec->size;
-	uint64_t seq;
-	int rc;
-	if (c->side == 1) {
-		struct bench_rx rx = {0};
-		for (;;) {
-			if ((rc = get_rec(c, s, &seq)) < 0)
-				return bench_fail(c, rc, "receive: %s", shmring_strerror(rc));
-			if (bench_rx(c, &rx, seq))
-				return 0;
-		}
-	}
-	struct bench_loop L;
-	bench_stream_begin(c, &L);
-	for (;;) {
-		if (c->spec->mode == BENCH_COPY)
-			bench_stamp(c->buf, size, L.seq);
-		if ((rc = put_rec(c, s, c->buf, L.seq)) < 0)
-			return bench_fail(c, rc, "send: %s", shmring_strerror(rc));
-		int was_timed = L.timed;
-		if (bench_stream_sent(c, &L, 1))
-			break;
-		if (!was_timed && L.timed)
-			snap(s, &s->w0), s->have_w0 = 1;
-	}
-	bench_stream_end(c, &L);
-	bench_stamp(c->buf, size, BENCH_STOP);
-	rc = put_rec(c, s, c->buf, BENCH_STOP);
-	return rc < 0 ? bench_fail(c, rc, "send: %s", shmring_strerror(rc)) : 0;
-}
-
-static void bcast_detach(struct bench_ctx *c)
-{
-	struct bcast_state *s = st(c);
-	if (c->side == 0)
-		return; /* the parent keeps them for finish() */
-	if (s->tx)
-		shmring_bcast_close(s->tx);
-	if (s->rx)
-		shmring_bcast_close(s->rx);
-	s->tx = s->rx = NULL;
-}
-
-static void bcast_finish(struct bench_ctx *c)
-{
-	struct bcast_state *s = st(c);
-	uint64_t n = c->spec->test == BENCH_RTT ? c->nsamples : c->msgs;
-	if (!s->have_w0 || n == 0)
-		return;
-	struct bench_wstats w1;
-	snap(s, &w1);
-	c->wake_per_msg = (double)(w1.wakes - s->w0.wakes) / (double)n;
-	c->sleeps_per_msg = (double)(w1.sleeps - s->w0.sleeps) / (double)n;
-}
-
-static void bcast_teardown(struct bench_ctx *c)
-{
-	struct bcast_state *s = st(c);
-	if (!s)
-		return;
-	if (s->fd_ab >= 0)
-		close(s->fd_ab);
-	if (s->fd_ba >= 0)
-		close(s->fd_ba);
-	if (s->tx)
-		shmring_bcast_close(s->tx);
-	if (s->rx)
-		shmring_bcast_close(s->rx);
-	free(s);
-	c->priv = NULL;
+	return c->side == 1 ? bench_shm_consume(c, get_rec) : bench_shm_produce(c, NULL, put_rec);
 }
 
 const struct bench_transport bench_tr_bcast = {
@@ -282,10 +151,10 @@ const struct bench_transport bench_tr_bcast = {
 	.caps = BENCH_CAP_RTT | BENCH_CAP_STREAM | BENCH_CAP_ZC | BENCH_CAP_COPY |
 		BENCH_CAP_SIZES | BENCH_CAP_SHMRING | BENCH_CAP_LOSSY,
 	.setup = bcast_setup,
-	.attach = bcast_attach,
+	.attach = bench_shm_attach,
 	.rtt = bcast_rtt,
 	.stream = bcast_stream,
-	.detach = bcast_detach,
-	.finish = bcast_finish,
-	.teardown = bcast_teardown,
+	.detach = bench_shm_detach,
+	.finish = bench_shm_finish,
+	.teardown = bench_shm_teardown,
 };

@@ -26,18 +26,6 @@
 #define MAX_BATCH 64u
 #define PROD_SHIFT 56
 
-struct mpmc_state {
-	int fd_ab, fd_ba;
-	struct shmring_mpmc *tx, *rx;
-	struct bench_wstats w0;
-	int have_w0;
-};
-
-static struct mpmc_state *st(struct bench_ctx *c)
-{
-	return c->priv;
-}
-
 static uint32_t cells_for(const struct bench_spec *s)
 {
 	if (s->test == BENCH_RTT)
@@ -45,73 +33,41 @@ static uint32_t cells_for(const struct bench_spec *s)
 	return s->size > 4096 ? 256 : 1024;
 }
 
-static int mpmc_setup(struct bench_ctx *c)
+static int create(struct bench_ctx *c, int back, void **h)
 {
-	struct mpmc_state *s = calloc(1, sizeof *s);
-	if (!s)
-		return bench_fail(c, -ENOMEM, "no memory");
-	c->priv = s;
-	s->fd_ab = s->fd_ba = -1;
 	struct shmring_mpmc_opts o = {.capacity = cells_for(c->spec),
 				      .slot_size = (uint32_t)c->spec->size};
-	int rc = shmring_mpmc_create(NULL, &o, SHMRING_ROLE_PRODUCER, &s->tx);
-	if (rc < 0)
-		return bench_fail(c, rc, "mpmc_create: %s (%s)", shmring_strerror(rc),
-				  shmring_last_error_detail());
-	s->fd_ab = dup(shmring_mpmc_fd(s->tx));
-	if (c->spec->test == BENCH_RTT) {
-		rc = shmring_mpmc_create(NULL, &o, SHMRING_ROLE_CONSUMER, &s->rx);
-		if (rc < 0)
-			return bench_fail(c, rc, "mpmc_create: %s (%s)", shmring_strerror(rc),
-					  shmring_last_error_detail());
-		s->fd_ba = dup(shmring_mpmc_fd(s->rx));
-	}
-	return 0;
+	struct shmring_mpmc *r = NULL;
+	int rc = shmring_mpmc_create(NULL, &o, back ? SHMRING_ROLE_CONSUMER : SHMRING_ROLE_PRODUCER,
+				     &r);
+	*h = r;
+	return rc;
 }
 
-static int mpmc_attach(struct bench_ctx *c)
+static int open_fd(int fd, int producer, void **h)
 {
-	struct mpmc_state *s = st(c);
-	int rc = 0;
-	if (c->index != 0 || c->side == 1) {
-		s->tx = s->rx = NULL; /* the inherited handles are the parent's */
-		if (c->side == 0) {
-			rc = shmring_mpmc_open_fd(s->fd_ab, SHMRING_ROLE_PRODUCER, &s->tx);
-		} else {
-			rc = shmring_mpmc_open_fd(s->fd_ab, SHMRING_ROLE_CONSUMER, &s->rx);
-			if (rc == 0 && s->fd_ba >= 0)
-				rc = shmring_mpmc_open_fd(s->fd_ba, SHMRING_ROLE_PRODUCER, &s->tx);
-		}
-		if (rc < 0)
-			return bench_fail(c, rc, "mpmc_open_fd: %s (%s)", shmring_strerror(rc),
-					  shmring_last_error_detail());
-	}
-	if (s->fd_ab >= 0)
-		close(s->fd_ab);
-	if (s->fd_ba >= 0)
-		close(s->fd_ba);
-	s->fd_ab = s->fd_ba = -1;
-	if (s->tx)
-		bench_prefault(shmring_mpmc_seg(s->tx), 1);
-	if (s->rx)
-		bench_prefault(shmring_mpmc_seg(s->rx), 1);
-	return 0;
+	struct shmring_mpmc *r = NULL;
+	uint32_t role = producer ? SHMRING_ROLE_PRODUCER : SHMRING_ROLE_CONSUMER;
+	int rc = shmring_mpmc_open_fd(fd, role, &r);
+	*h = r;
+	return rc;
 }
 
-static void snap(struct mpmc_state *s, struct bench_wstats *w)
-{
-	memset(w, 0, sizeof *w);
-	if (s->tx)
-		bench_wstats_add(w, shmring_mpmc_seg(s->tx));
-	if (s->rx)
-		bench_wstats_add(w, shmring_mpmc_seg(s->rx));
-}
+BENCH_SHM_HANDLE_FNS(mpmc)
+
+static const struct bench_shm_kind kind = {
+	.create_what = "mpmc_create",
+	.open_what = "mpmc_open_fd",
+	.create = create,
+	.open = open_fd,
+	BENCH_SHM_HANDLE_OPS(mpmc),
+};
 
 /* Send n messages stamped first, first + 1, ... (n <= MAX_BATCH); returns how many
  * went (>= 1) or an error. */
-static inline int put_msgs(struct bench_ctx *c, struct mpmc_state *s, const uint8_t *src,
-			   uint64_t first, unsigned n)
+static inline int put_msgs(struct bench_ctx *c, const uint8_t *src, uint64_t first, unsigned n)
 {
+	struct bench_shm *s = bench_shm_st(c);
 	size_t size = c->spec->size;
 	int rc;
 	if (c->spec->mode == BENCH_COPY && n == 1) {
@@ -138,8 +94,9 @@ static inline int put_msgs(struct bench_ctx *c, struct mpmc_state *s, const uint
 }
 
 /* Receive up to n messages; their stamps in seq[]. Returns how many (>= 1) or an error. */
-static inline int take_msgs(struct bench_ctx *c, struct mpmc_state *s, uint64_t *seq, unsigned n)
+static inline int take_msgs(struct bench_ctx *c, uint64_t *seq, unsigned n)
 {
+	struct bench_shm *s = bench_shm_st(c);
 	size_t size = c->spec->size;
 	int rc;
 	if (c->spec->mode == BENCH_COPY && n == 1) {
@@ -174,49 +131,31 @@ static inline int take_msgs(struct bench_ctx *c, struct mpmc_state *s, uint64_t 
 	return rc < 0 ? rc : (int)k;
 }
 
+static int put1(struct bench_ctx *c, const uint8_t *src, uint64_t seq)
+{
+	return put_msgs(c, src, seq, 1);
+}
+
+static int take1(struct bench_ctx *c, uint64_t *seq)
+{
+	return take_msgs(c, seq, 1);
+}
+
+static int mpmc_setup(struct bench_ctx *c)
+{
+	return bench_shm_setup(c, &kind);
+}
+
 static int mpmc_rtt(struct bench_ctx *c)
 {
-	struct mpmc_state *s = st(c);
-	size_t size = c->spec->size;
-	uint64_t seq;
-	int rc;
-	if (c->side == 1) {
-		for (;;) {
-			if ((rc = take_msgs(c, s, &seq, 1)) < 0)
-				return bench_fail(c, rc, "receive: %s", shmring_strerror(rc));
-			if (seq == BENCH_STOP)
-				return 0;
-			if ((rc = put_msgs(c, s, c->rbuf, seq, 1)) < 0)
-				return bench_fail(c, rc, "send: %s", shmring_strerror(rc));
-		}
-	}
-	struct bench_loop L;
-	bench_rtt_begin(c, &L);
-	for (;;) {
-		if (c->spec->mode == BENCH_COPY)
-			bench_stamp(c->buf, size, L.seq);
-		if ((rc = put_msgs(c, s, c->buf, L.seq, 1)) < 0)
-			return bench_fail(c, rc, "send: %s", shmring_strerror(rc));
-		if ((rc = take_msgs(c, s, &seq, 1)) < 0)
-			return bench_fail(c, rc, "receive: %s", shmring_strerror(rc));
-		if (seq != L.seq)
-			return bench_fail(c, -EPROTO, "reply %llu, want %llu", (unsigned long long)seq,
-					  (unsigned long long)L.seq);
-		int was_timed = L.timed;
-		if (bench_rtt_next(c, &L))
-			break;
-		if (!was_timed && L.timed)
-			snap(s, &s->w0), s->have_w0 = 1;
-	}
-	bench_stamp(c->buf, size, BENCH_STOP);
-	rc = put_msgs(c, s, c->buf, BENCH_STOP, 1);
-	return rc < 0 ? bench_fail(c, rc, "send: %s", shmring_strerror(rc)) : 0;
+	return bench_shm_rtt(c, put1, take1);
 }
 
 /* Producer 0, after the timed part: once every producer is done, STOPs until each
  * consumer has had one (a consumer that takes a batch may swallow two). */
-static int send_stops(struct bench_ctx *c, struct mpmc_state *s)
+static int send_stops(struct bench_ctx *c)
 {
+	struct bench_shm *s = bench_shm_st(c);
 	unsigned np = c->spec->nprod, nc = c->spec->ncons;
 	while (atomic_load(&c->sh->p_done) < np) {
 		if (bench_abort)
@@ -233,7 +172,7 @@ static int send_stops(struct bench_ctx *c, struct mpmc_state *s)
 		/* every STOP sent so far was taken, and someone is still running */
 		if (sent < nc || shmring_mpmc_count(s->tx) == 0) {
 			bench_stamp(c->buf, c->spec->size, BENCH_STOP);
-			int rc = put_msgs(c, s, c->buf, BENCH_STOP, 1);
+			int rc = put_msgs(c, c->buf, BENCH_STOP, 1);
 			if (rc < 0)
 				return bench_fail(c, rc, "send STOP: %s", shmring_strerror(rc));
 			sent++;
@@ -243,37 +182,32 @@ static int send_stops(struct bench_ctx *c, struct mpmc_state *s)
 	}
 }
 
-static int mpmc_produce(struct bench_ctx *c, struct mpmc_state *s)
+/* Stamps carry the producer's index in their top byte. */
+static int send_batch(struct bench_ctx *c, uint64_t seq)
 {
 	unsigned batch = c->spec->batch > MAX_BATCH ? MAX_BATCH : c->spec->batch;
 	uint64_t tag = (uint64_t)c->index << PROD_SHIFT;
-	struct bench_loop L;
-	bench_stream_begin(c, &L);
-	for (;;) {
-		if (c->spec->mode == BENCH_COPY && batch == 1)
-			bench_stamp(c->buf, c->spec->size, tag | L.seq);
-		int rc = put_msgs(c, s, c->buf, tag | L.seq, batch);
-		if (rc < 0)
-			return bench_fail(c, rc, "send: %s", shmring_strerror(rc));
-		int was_timed = L.timed;
-		if (bench_stream_sent(c, &L, (unsigned)rc))
-			break;
-		if (!was_timed && L.timed && c->index == 0)
-			snap(s, &s->w0), s->have_w0 = 1;
-	}
-	bench_stream_end(c, &L);
-	return c->index == 0 ? send_stops(c, s) : 0;
+	if (c->spec->mode == BENCH_COPY && batch == 1)
+		bench_stamp(c->buf, c->spec->size, tag | seq);
+	int rc = put_msgs(c, c->buf, tag | seq, batch);
+	return rc < 0 ? bench_fail(c, rc, "send: %s", shmring_strerror(rc)) : rc;
+}
+
+static int mpmc_produce(struct bench_ctx *c)
+{
+	int rc = bench_shm_produce(c, send_batch, NULL);
+	return rc < 0 || c->index != 0 ? rc : send_stops(c);
 }
 
 /* Each producer's messages in order; the gaps are other consumers' share. */
-static int mpmc_consume(struct bench_ctx *c, struct mpmc_state *s)
+static int mpmc_consume(struct bench_ctx *c)
 {
 	unsigned batch = c->spec->batch > MAX_BATCH ? MAX_BATCH : c->spec->batch;
 	uint64_t next[BENCH_MAX_PROCS] = {0};
 	uint64_t seq[MAX_BATCH];
 	struct bench_rx rx = {0};
 	for (;;) {
-		int rc = take_msgs(c, s, seq, batch);
+		int rc = take_msgs(c, seq, batch);
 		if (rc < 0)
 			return bench_fail(c, rc, "receive: %s", shmring_strerror(rc));
 		for (int i = 0; i < rc; i++) {
@@ -294,51 +228,17 @@ static int mpmc_consume(struct bench_ctx *c, struct mpmc_state *s)
 
 static int mpmc_stream(struct bench_ctx *c)
 {
-	return c->side == 0 ? mpmc_produce(c, st(c)) : mpmc_consume(c, st(c));
+	return c->side == 0 ? mpmc_produce(c) : mpmc_consume(c);
 }
 
-static void mpmc_detach(struct bench_ctx *c)
-{
-	struct mpmc_state *s = st(c);
-	if (c->side == 0 && c->index == 0)
-		return; /* the parent keeps them for finish() */
-	if (s->tx)
-		shmring_mpmc_close(s->tx);
-	if (s->rx)
-		shmring_mpmc_close(s->rx);
-	s->tx = s->rx = NULL;
-}
-
+/* Messages sent by every producer, each one's timed part. */
 static void mpmc_finish(struct bench_ctx *c)
 {
-	struct mpmc_state *s = st(c);
 	uint64_t n = c->spec->test == BENCH_RTT ? c->nsamples : 0;
 	if (c->spec->test == BENCH_STREAM)
 		for (unsigned i = 0; i < c->spec->nprod; i++)
 			n += atomic_load(&c->sh->p_msgs[i]);
-	if (!s->have_w0 || n == 0)
-		return;
-	struct bench_wstats w1;
-	snap(s, &w1);
-	c->wake_per_msg = (double)(w1.wakes - s->w0.wakes) / (double)n;
-	c->sleeps_per_msg = (double)(w1.sleeps - s->w0.sleeps) / (double)n;
-}
-
-static void mpmc_teardown(struct bench_ctx *c)
-{
-	struct mpmc_state *s = st(c);
-	if (!s)
-		return;
-	if (s->fd_ab >= 0)
-		close(s->fd_ab);
-	if (s->fd_ba >= 0)
-		close(s->fd_ba);
-	if (s->tx)
-		shmring_mpmc_close(s->tx);
-	if (s->rx)
-		shmring_mpmc_close(s->rx);
-	free(s);
-	c->priv = NULL;
+	bench_shm_finish_n(c, n);
 }
 
 const struct bench_transport bench_tr_mpmc = {
@@ -347,10 +247,10 @@ const struct bench_transport bench_tr_mpmc = {
 		BENCH_CAP_SIZES | BENCH_CAP_SHMRING | BENCH_CAP_MULTI,
 	.max_size = 65536,
 	.setup = mpmc_setup,
-	.attach = mpmc_attach,
+	.attach = bench_shm_attach,
 	.rtt = mpmc_rtt,
 	.stream = mpmc_stream,
-	.detach = mpmc_detach,
+	.detach = bench_shm_detach,
 	.finish = mpmc_finish,
-	.teardown = mpmc_teardown,
+	.teardown = bench_shm_teardown,
 };
