@@ -82,7 +82,7 @@ static void op_publish(struct ctx *c, uint64_t len)
 {
 	static uint8_t buf[8192];
 	uint64_t seed = M.nseed + 1;
-	fz_fill(buf, len, seed);
+	tu_fill(buf, len, seed);
 	int rc = shmring_bcast_publish(c->w, buf, len);
 	if (M.hostile) {
 		hostile_rc(rc, "publish");
@@ -117,7 +117,7 @@ static void op_reserve(struct ctx *c, uint64_t len)
 	}
 	FZ_CHECK(rc == 0, "reserve = %d", rc);
 	FZ_CHECK((uint8_t *)buf == payload_of(c->w, M.wpos), "reservation at the wrong place");
-	fz_fill(buf, len, ++M.nseed);
+	tu_fill(buf, len, ++M.nseed);
 	m_reserve(len, M.nseed);
 }
 
@@ -184,7 +184,7 @@ static void check_bytes(const void *p, uint64_t n, uint64_t len)
 	uint64_t s = n & M.mask;
 	FZ_CHECK(len == M.len[s], "record %llu: %llu bytes, model %llu", (unsigned long long)n,
 		 (unsigned long long)len, (unsigned long long)M.len[s]);
-	FZ_CHECK(fz_check(p, len, M.seed[s]), "record %llu: bytes differ", (unsigned long long)n);
+	FZ_CHECK(tu_check(p, len, M.seed[s]), "record %llu: bytes differ", (unsigned long long)n);
 }
 
 static void op_read(struct ctx *c, int ri, size_t cap)
@@ -376,10 +376,8 @@ static void op_writer(struct ctx *c)
 
 /* One channel per shape, built once and restored from a snapshot before each input. */
 struct shape {
-	int ready;
+	struct fz_shape s;
 	struct ctx c;
-	struct fz_snap snap;
-	void *guard;
 };
 static struct shape shapes[32];
 static const uint32_t slots_choice[4] = { 2, 4, 8, 64 };
@@ -392,9 +390,7 @@ static void teardown(struct shape *sh)
 			shmring_bcast_close(sh->c.r[i]);
 	if (sh->c.w)
 		shmring_bcast_close(sh->c.w);
-	fz_unguard(sh->guard);
-	shmring_seg_close(sh->c.keep);
-	fz_snap_free(&sh->snap);
+	fz_shape_drop(&sh->s, sh->c.keep);
 	memset(sh, 0, sizeof(*sh));
 }
 
@@ -406,7 +402,7 @@ static void setup(struct shape *sh, unsigned k)
 	};
 	uint64_t data = o.slots * shmring_bcast_stride(o.slot_size);
 	data = (data + SHMRING_PAGE - 1) & ~(uint64_t)(SHMRING_PAGE - 1);
-	sh->guard = fz_guard_prepare(SHMRING_PAGE + SHMRING_BCAST_CTRL_SIZE + data);
+	sh->s.guard = fz_guard_prepare(SHMRING_PAGE + SHMRING_BCAST_CTRL_SIZE + data);
 	int rc = shmring_bcast_create(NULL, &o, SHMRING_ROLE_PRODUCER, &sh->c.w);
 	FZ_CHECK(rc == 0, "create: %d (descriptor leak?)", rc);
 	rc = shmring_seg_open_fd(shmring_bcast_fd(sh->c.w), SHMRING_KIND_BCAST, 0, &sh->c.keep);
@@ -417,13 +413,10 @@ static void setup(struct shape *sh, unsigned k)
 		rc = shmring_bcast_open_fd(sh->c.keep->fd, SHMRING_ROLE_READER, fl, &sh->c.r[i]);
 		FZ_CHECK(rc == 0, "reader open %d", rc);
 	}
-	if (!fz_guard_check(sh->guard, sh->c.keep->base, sh->c.keep->size))
-		sh->guard = NULL;
-	fz_snap_init(&sh->snap, sh->c.keep->base, sh->c.keep->size);
-	fz_snap_add(&sh->snap, sh->c.w, sizeof(*sh->c.w));
+	fz_shape_ready(&sh->s, sh->c.keep);
+	fz_snap_add(&sh->s.snap, sh->c.w, sizeof(*sh->c.w));
 	for (int i = 0; i < NR; i++)
-		fz_snap_add(&sh->snap, sh->c.r[i], sizeof(*sh->c.r[i]));
-	sh->ready = 1;
+		fz_snap_add(&sh->s.snap, sh->c.r[i], sizeof(*sh->c.r[i]));
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -431,10 +424,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct fz f = { data, size };
 	unsigned k = fz_u8(&f) & 31;
 	struct shape *sh = &shapes[k];
-	if (!sh->ready)
+	if (!fz_shape_restore(&sh->s))
 		setup(sh, k);
-	else
-		fz_snap_restore(&sh->snap);
 	struct ctx *c = &sh->c;
 	c->reopens = 0;
 	memset(&M, 0, sizeof(M));
@@ -445,9 +436,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	M.r[2].newest = !!(k & 16);
 
 	unsigned ops = 0;
-	static int trace = -1;
-	if (trace < 0)
-		trace = getenv("FZ_TRACE") != NULL;
+	int trace = fz_trace();
 	while (f.n && ops++ < 2000) {
 		uint8_t op = fz_u8(&f);
 		int ri = (op >> 4) % NR;

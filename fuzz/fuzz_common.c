@@ -21,47 +21,6 @@ uint64_t fz_touch(const void *p, size_t len)
 	return h;
 }
 
-static uint64_t mix(uint64_t *s)
-{
-	uint64_t z = (*s += UINT64_C(0x9e3779b97f4a7c15));
-	z = (z ^ (z >> 30)) * UINT64_C(0xbf58476d1ce4e5b9);
-	z = (z ^ (z >> 27)) * UINT64_C(0x94d049bb133111eb);
-	return z ^ (z >> 31);
-}
-
-void fz_fill(void *p, size_t len, uint64_t seed)
-{
-	uint8_t *b = p;
-	uint64_t s = seed;
-	size_t i = 0;
-	for (; i + 8 <= len; i += 8) {
-		uint64_t v = mix(&s);
-		memcpy(b + i, &v, 8);
-	}
-	if (i < len) {
-		uint64_t v = mix(&s);
-		memcpy(b + i, &v, len - i);
-	}
-}
-
-int fz_check(const void *p, size_t len, uint64_t seed)
-{
-	const uint8_t *b = p;
-	uint64_t s = seed;
-	size_t i = 0;
-	for (; i + 8 <= len; i += 8) {
-		uint64_t v = mix(&s);
-		if (memcmp(b + i, &v, 8) != 0)
-			return 0;
-	}
-	if (i < len) {
-		uint64_t v = mix(&s);
-		if (memcmp(b + i, &v, len - i) != 0)
-			return 0;
-	}
-	return 1;
-}
-
 /* ---- segment images ---- */
 
 #define TEMPLATES 8
@@ -96,7 +55,7 @@ static void make_template(int t)
 			void *buf;
 			for (int i = 0; i < 3 + v; i++)
 				if (shmring_spsc_reserve(r, 40u + 100u * (unsigned)i, &buf) == 0)
-					fz_fill(buf, 40u + 100u * (unsigned)i, (uint64_t)i);
+					tu_fill(buf, 40u + 100u * (unsigned)i, (uint64_t)i);
 			shmring_spsc_commit(r);
 			grab(t, shmring_spsc_seg(r));
 			shmring_spsc_detach(r);
@@ -110,7 +69,7 @@ static void make_template(int t)
 		if (shmring_mpmc_create(NULL, &o, SHMRING_ROLE_PRODUCER, &r) == 0) {
 			uint8_t m[24];
 			for (int i = 0; i < 3; i++) {
-				fz_fill(m, sizeof(m), (uint64_t)i);
+				tu_fill(m, sizeof(m), (uint64_t)i);
 				shmring_mpmc_enqueue(r, m, sizeof(m) - (size_t)i, 0);
 			}
 			grab(t, shmring_mpmc_seg(r));
@@ -126,7 +85,7 @@ static void make_template(int t)
 			struct shmring_pool_frame fr;
 			if (shmring_pool_loan(p, &fr) == 0) {
 				fr.len = 50;
-				fz_fill(fr.data, fr.len, 7);
+				tu_fill(fr.data, fr.len, 7);
 				shmring_pool_publish(p, &fr);
 			}
 			grab(t, shmring_pool_seg(p));
@@ -140,7 +99,7 @@ static void make_template(int t)
 		if (shmring_bcast_create(NULL, &o, SHMRING_ROLE_PRODUCER, &w) == 0) {
 			uint8_t m[16];
 			for (int i = 0; i < 3; i++) {
-				fz_fill(m, sizeof(m), (uint64_t)i);
+				tu_fill(m, sizeof(m), (uint64_t)i);
 				shmring_bcast_publish(w, m, sizeof(m) - (size_t)i);
 			}
 			grab(t, shmring_bcast_seg(w));
@@ -388,4 +347,38 @@ void fz_snap_free(struct fz_snap *s)
 	for (int i = 0; i < s->nobj; i++)
 		free(s->obj[i].copy);
 	memset(s, 0, sizeof(*s));
+}
+
+/* ---- shapes ---- */
+
+int fz_shape_restore(struct fz_shape *sh)
+{
+	if (!sh->ready)
+		return 0;
+	fz_snap_restore(&sh->snap);
+	return 1;
+}
+
+void fz_shape_ready(struct fz_shape *sh, struct shmring_seg *keep)
+{
+	if (!fz_guard_check(sh->guard, keep->base, keep->size))
+		sh->guard = NULL;
+	fz_snap_init(&sh->snap, keep->base, keep->size);
+	sh->ready = 1;
+}
+
+void fz_shape_drop(struct fz_shape *sh, struct shmring_seg *keep)
+{
+	fz_unguard(sh->guard);
+	shmring_seg_close(keep);
+	fz_snap_free(&sh->snap);
+	memset(sh, 0, sizeof(*sh));
+}
+
+int fz_trace(void)
+{
+	static int trace = -1;
+	if (trace < 0)
+		trace = getenv("FZ_TRACE") != NULL;
+	return trace;
 }

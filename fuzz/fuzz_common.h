@@ -21,6 +21,9 @@
 #include <string.h>
 
 #include "shmring/segment.h"
+/* tu_fill()/tu_check(): one payload pattern for unit tests and fuzzers alike;
+ * tests/testutil.c needs only libc, not Criterion */
+#include "testutil.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -96,9 +99,6 @@ static inline int fz_inside(const void *p, uint64_t len, const void *base, uint6
  * under ASan or not) and fold it into a value the optimiser must keep. */
 uint64_t fz_touch(const void *p, size_t len);
 
-/* A deterministic payload pattern and its check. */
-void fz_fill(void *p, size_t len, uint64_t seed);
-int fz_check(const void *p, size_t len, uint64_t seed);
 
 /*
  * A segment image from a compact description (so small inputs reach deep code):
@@ -154,5 +154,26 @@ void fz_snap_init(struct fz_snap *s, void *seg_base, size_t seg_len);
 void fz_snap_add(struct fz_snap *s, void *obj, size_t len);
 void fz_snap_restore(const struct fz_snap *s);
 void fz_snap_free(struct fz_snap *s);
+
+/*
+ * A channel target's per-shape state, apart from its handles: the first input byte
+ * picks a shape, built on first use (and after an input closed or reopened a handle)
+ * and restored from its snapshot otherwise.
+ */
+struct fz_shape {
+	int ready;
+	void *guard; /* from fz_guard_prepare(), or NULL */
+	struct fz_snap snap;
+};
+/* Restore a built shape's snapshot and return 1; 0 if the target must build it. */
+int fz_shape_restore(struct fz_shape *sh);
+/* The shape's segment (held open by keep) and handles exist: settle the guard page and
+ * snapshot the segment. The target then fz_snap_add()s its handle structs. */
+void fz_shape_ready(struct fz_shape *sh, struct shmring_seg *keep);
+/* After the target closed its handles: drop the guard, keep and the snapshot. */
+void fz_shape_drop(struct fz_shape *sh, struct shmring_seg *keep);
+
+/* FZ_TRACE is set in the environment (read once: targets ask on every input). */
+int fz_trace(void);
 
 #endif

@@ -214,7 +214,7 @@ static void op_enqueue(struct ctx *c, int pi, uint32_t len)
 {
 	static uint8_t buf[4096];
 	uint64_t seed = M.seed + 1;
-	fz_fill(buf, len, seed);
+	tu_fill(buf, len, seed);
 	int rc = shmring_mpmc_enqueue(c->h[pi], buf, len, 0);
 	if (M.hostile) {
 		hostile_rc(rc, "enqueue");
@@ -292,7 +292,7 @@ static void op_enqueue_finish(struct ctx *c, int pi, struct fz *f)
 	if (!M.hostile && M.held_n[pi] && n <= M.held_n[pi]) {
 		for (unsigned i = 0; i < n; i++)
 			if (lens[i] <= M.slot)
-				fz_fill(payload(c, M.held_pos[pi] + i), lens[i], seeds[i]);
+				tu_fill(payload(c, M.held_pos[pi] + i), lens[i], seeds[i]);
 	}
 	int rc = shmring_mpmc_enqueue_finish(c->h[pi], n, nolens ? NULL : lens);
 	if (M.hostile) {
@@ -318,7 +318,7 @@ static void op_enqueue_n(struct ctx *c, int pi, unsigned n, uint32_t size, int b
 	static uint8_t buf[64 * 256];
 	uint64_t seed = M.seed + 1;
 	for (unsigned i = 0; i < (n < 64 ? n : 64); i++)
-		fz_fill(buf + (size_t)i * size, size, seed + i);
+		tu_fill(buf + (size_t)i * size, size, seed + i);
 	int rc = bulk ? shmring_mpmc_enqueue_bulk(c->h[pi], buf, size, n, 0)
 		      : shmring_mpmc_enqueue_burst(c->h[pi], buf, size, n, 0);
 	if (M.hostile) {
@@ -368,7 +368,7 @@ static void check_msg(struct ctx *c, const void *data, uint32_t len, uint64_t po
 	FZ_CHECK(len == m->len, "message of %u bytes, model %u", len, m->len);
 	if (data)
 		FZ_CHECK(data == payload(c, pos), "message at the wrong place");
-	FZ_CHECK(fz_check(data ? data : payload(c, pos), len, m->seed), "message bytes differ");
+	FZ_CHECK(tu_check(data ? data : payload(c, pos), len, m->seed), "message bytes differ");
 }
 
 static void op_dequeue(struct ctx *c, int ci, uint32_t cap)
@@ -396,7 +396,7 @@ static void op_dequeue(struct ctx *c, int ci, uint32_t cap)
 	}
 	uint64_t h = M.head;
 	FZ_CHECK(rc == (int)mc(h)->len, "dequeue = %d, model %u", rc, mc(h)->len);
-	FZ_CHECK(fz_check(buf, (size_t)rc, mc(h)->seed), "dequeued bytes differ");
+	FZ_CHECK(tu_check(buf, (size_t)rc, mc(h)->seed), "dequeued bytes differ");
 	m_take(hi, h, 1);
 	m_finish_cons(hi);
 }
@@ -489,7 +489,7 @@ static void op_dequeue_n(struct ctx *c, int ci, unsigned n, uint32_t size, int b
 	for (int i = 0; i < k; i++) {
 		struct mcell *m = mc(cl_msg(h, (unsigned)i));
 		FZ_CHECK(lens[i] == m->len, "length %u, model %u", lens[i], m->len);
-		FZ_CHECK(fz_check(buf + (size_t)i * size, lens[i], m->seed), "bytes differ");
+		FZ_CHECK(tu_check(buf + (size_t)i * size, lens[i], m->seed), "bytes differ");
 	}
 	m_take(hi, h, (unsigned)k);
 	m_finish_cons(hi);
@@ -537,10 +537,8 @@ static void op_close(struct ctx *c, int hi)
 
 /* One ring per shape, built once and restored from a snapshot before each input. */
 struct shape {
-	int ready;
+	struct fz_shape s;
 	struct ctx c;
-	struct fz_snap snap;
-	void *guard;
 };
 static struct shape shapes[64];
 static const uint32_t cap_choice[8] = { 2, 4, 8, 16, 32, 64, 4, 8 };
@@ -551,9 +549,7 @@ static void teardown(struct shape *sh)
 	for (int i = 0; i < NP + NC; i++)
 		if (sh->c.h[i])
 			shmring_mpmc_close(sh->c.h[i]);
-	fz_unguard(sh->guard);
-	shmring_seg_close(sh->c.keep);
-	fz_snap_free(&sh->snap);
+	fz_shape_drop(&sh->s, sh->c.keep);
 	memset(sh, 0, sizeof(*sh));
 }
 
@@ -567,7 +563,7 @@ static void setup(struct shape *sh, unsigned k)
 	};
 	uint64_t stride = (SHMRING_MPMC_CELL_HDR + o.slot_size + o.align - 1) & ~(uint64_t)(o.align - 1);
 	uint64_t data = (o.capacity * stride + SHMRING_PAGE - 1) & ~(uint64_t)(SHMRING_PAGE - 1);
-	sh->guard = fz_guard_prepare(2 * SHMRING_PAGE + data);
+	sh->s.guard = fz_guard_prepare(2 * SHMRING_PAGE + data);
 	int rc = shmring_mpmc_create(NULL, &o, SHMRING_ROLE_PRODUCER, &sh->c.h[0]);
 	FZ_CHECK(rc == 0, "create: %d (descriptor leak?)", rc);
 	int fd = shmring_mpmc_fd(sh->c.h[0]);
@@ -578,12 +574,9 @@ static void setup(struct shape *sh, unsigned k)
 					  &sh->c.h[i]);
 		FZ_CHECK(rc == 0, "open %d: %d", i, rc);
 	}
-	if (!fz_guard_check(sh->guard, sh->c.keep->base, sh->c.keep->size))
-		sh->guard = NULL;
-	fz_snap_init(&sh->snap, sh->c.keep->base, sh->c.keep->size);
+	fz_shape_ready(&sh->s, sh->c.keep);
 	for (int i = 0; i < NP + NC; i++)
-		fz_snap_add(&sh->snap, sh->c.h[i], sizeof(*sh->c.h[i]));
-	sh->ready = 1;
+		fz_snap_add(&sh->s.snap, sh->c.h[i], sizeof(*sh->c.h[i]));
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -591,10 +584,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct fz f = { data, size };
 	unsigned k = fz_u8(&f) & 63;
 	struct shape *sh = &shapes[k];
-	if (!sh->ready)
+	if (!fz_shape_restore(&sh->s))
 		setup(sh, k);
-	else
-		fz_snap_restore(&sh->snap);
 	struct ctx *c = &sh->c;
 	c->reopens = 0;
 	memset(&M, 0, sizeof(M));
@@ -605,9 +596,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		M.cell[i].pos = i;
 
 	unsigned ops = 0;
-	static int trace = -1;
-	if (trace < 0)
-		trace = getenv("FZ_TRACE") != NULL;
+	int trace = fz_trace();
 	while (f.n && ops++ < 2000) {
 		uint8_t op = fz_u8(&f);
 		int pi = (op >> 4) & 1, ci = (op >> 5) & 1;

@@ -159,7 +159,7 @@ static void op_publish(struct ctx *c, uint64_t len)
 	struct shmring_pool_frame *f = &c->loan;
 	uint64_t seed = M.nseed + 1;
 	if (!M.hostile && M.loaned && len <= M.buf_size)
-		fz_fill(f->data, len, seed);
+		tu_fill(f->data, len, seed);
 	f->len = len;
 	int rc = shmring_pool_publish(c->prod, f);
 	if (M.hostile) {
@@ -246,7 +246,7 @@ static void op_take(struct ctx *c, int i)
 		 (unsigned long long)f.len, (unsigned long long)s->cursor, m->b,
 		 (unsigned long long)m->len);
 	FZ_CHECK(f.data == p->rodata + (uint64_t)m->b * p->stride, "frame at the wrong place");
-	FZ_CHECK(fz_check(f.data, f.len, m->seed), "frame bytes differ");
+	FZ_CHECK(tu_check(f.data, f.len, m->seed), "frame bytes differ");
 	rc = shmring_pool_frame_verify(p, &f);
 	FZ_CHECK(rc == (M.checksum ? 0 : -ENODATA), "verify = %d", rc);
 	s->held_pos[s->nheld] = s->cursor;
@@ -356,10 +356,8 @@ static void op_close(struct ctx *c, int who)
 
 /* One pool per shape, built once and restored from a snapshot before each input. */
 struct shape {
-	int ready;
+	struct fz_shape s;
 	struct ctx c;
-	struct fz_snap snap;
-	void *guard;
 	int nsubs;
 };
 static struct shape shapes[64];
@@ -371,9 +369,7 @@ static void teardown(struct shape *sh)
 			shmring_pool_close(sh->c.sub[i]);
 	if (sh->c.prod)
 		shmring_pool_close(sh->c.prod);
-	fz_unguard(sh->guard);
-	shmring_seg_close(sh->c.keep);
-	fz_snap_free(&sh->snap);
+	fz_shape_drop(&sh->s, sh->c.keep);
 	memset(sh, 0, sizeof(*sh));
 }
 
@@ -394,7 +390,6 @@ static void setup(struct shape *sh, unsigned k)
 		.queue_depth = qd,
 		.flags = (k & 32) ? SHMRING_POOL_F_CHECKSUM : 0,
 	};
-	sh->guard = NULL; /* the pool's layout is its own business: no guard */
 	int rc = shmring_pool_create(NULL, &o, NULL, &sh->c.prod);
 	FZ_CHECK(rc == 0, "create: %d (%s)", rc, shmring_last_error_detail());
 	rc = shmring_seg_open_fd(shmring_pool_fd(sh->c.prod), SHMRING_KIND_POOL, 0, &sh->c.keep);
@@ -407,11 +402,11 @@ static void setup(struct shape *sh, unsigned k)
 		rc = shmring_pool_subscribe_fd(sh->c.keep->fd, &so, &sh->c.sub[i]);
 		FZ_CHECK(rc == 0, "subscribe %d: %d", i, rc);
 	}
-	fz_snap_init(&sh->snap, sh->c.keep->base, sh->c.keep->size);
-	fz_snap_add(&sh->snap, sh->c.prod, sizeof(*sh->c.prod));
+	/* no guard (s.guard stays NULL): the pool's layout is its own business */
+	fz_shape_ready(&sh->s, sh->c.keep);
+	fz_snap_add(&sh->s.snap, sh->c.prod, sizeof(*sh->c.prod));
 	for (int i = 0; i < sh->nsubs; i++)
-		fz_snap_add(&sh->snap, sh->c.sub[i], sizeof(*sh->c.sub[i]));
-	sh->ready = 1;
+		fz_snap_add(&sh->s.snap, sh->c.sub[i], sizeof(*sh->c.sub[i]));
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -419,10 +414,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct fz f = { data, size };
 	unsigned k = fz_u8(&f) & 63;
 	struct shape *sh = &shapes[k];
-	if (!sh->ready)
+	if (!fz_shape_restore(&sh->s))
 		setup(sh, k);
-	else
-		fz_snap_restore(&sh->snap);
 	struct ctx *c = &sh->c;
 	c->reopens = 0;
 	memset(&M, 0, sizeof(M));
@@ -441,9 +434,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 
 	unsigned ops = 0;
-	static int trace = -1;
-	if (trace < 0)
-		trace = getenv("FZ_TRACE") != NULL;
+	int trace = fz_trace();
 	while (f.n && ops++ < 2000) {
 		uint8_t op = fz_u8(&f);
 		int si = (op >> 4) & 3;

@@ -100,7 +100,7 @@ static void op_reserve(struct ctx *c, uint32_t len, uint16_t type)
 	m->len = len;
 	m->type = type;
 	m->seed = ++M.seed;
-	fz_fill(buf, len, m->seed);
+	tu_fill(buf, len, m->seed);
 	M.m_pend = m->end;
 }
 
@@ -175,7 +175,7 @@ static void check_rec(struct ctx *c, const struct shmring_rec *rec, const struct
 		 rec->len, rec->type, m->len, m->type);
 	FZ_CHECK((const uint8_t *)rec->data == data_of(c->cons) + (m->pos & M.mask) + SHMRING_SPSC_HDR,
 		 "record at the wrong place");
-	FZ_CHECK(fz_check(rec->data, rec->len, m->seed), "record bytes differ");
+	FZ_CHECK(tu_check(rec->data, rec->len, m->seed), "record bytes differ");
 }
 
 static void op_peek(struct ctx *c, int wait)
@@ -243,7 +243,7 @@ static void op_recv(struct ctx *c, size_t cap)
 		return;
 	}
 	FZ_CHECK(rc == (int)m->len, "recv = %d, model %u", rc, m->len);
-	FZ_CHECK(fz_check(buf, m->len, m->seed), "received bytes differ");
+	FZ_CHECK(tu_check(buf, m->len, m->seed), "received bytes differ");
 	M.npeek++;
 	M.m_peek = m->end;
 	model_release();
@@ -253,7 +253,7 @@ static void op_send(struct ctx *c, uint32_t len)
 {
 	static uint8_t buf[65536];
 	uint64_t seed = M.seed + 1;
-	fz_fill(buf, len, seed);
+	tu_fill(buf, len, seed);
 	int rc = shmring_spsc_send(c->prod, buf, len, 0);
 	if (M.hostile) {
 		FZ_CHECK(rc == 0 || rc == -EAGAIN || rc == -EPIPE || rc == -EPROTO || rc == -EMSGSIZE,
@@ -333,10 +333,8 @@ static void reopen(struct ctx *c, int prod, int close_it)
 
 /* One ring per shape, built once and restored from a snapshot before each input. */
 struct shape {
-	int ready;
+	struct fz_shape s;
 	struct ctx c;
-	struct fz_snap snap;
-	void *guard;
 };
 static struct shape shapes[64];
 static const uint32_t maxr_choice[8] = { 0, 1, 8, 64, 200, 511, 1000, 1500 };
@@ -347,9 +345,7 @@ static void teardown(struct shape *sh)
 		close_producer(sh->c.prod);
 	if (sh->c.cons)
 		shmring_spsc_close(sh->c.cons);
-	fz_unguard(sh->guard);
-	shmring_seg_close(sh->c.keep);
-	fz_snap_free(&sh->snap);
+	fz_shape_drop(&sh->s, sh->c.keep);
 	memset(sh, 0, sizeof(*sh));
 }
 
@@ -361,7 +357,7 @@ static void setup(struct shape *sh, unsigned k)
 		.max_record = maxr_choice[(k >> 3) & 7],
 	};
 	/* header page + one control page + the ring */
-	sh->guard = fz_guard_prepare(2 * SHMRING_PAGE + o.capacity);
+	sh->s.guard = fz_guard_prepare(2 * SHMRING_PAGE + o.capacity);
 	int rc = shmring_spsc_create(NULL, &o, SHMRING_ROLE_PRODUCER, &sh->c.prod);
 	FZ_CHECK(rc == 0, "create: %d (descriptor leak?)", rc);
 	rc = shmring_seg_open_fd(shmring_spsc_fd(sh->c.prod), SHMRING_KIND_SPSC, 0, &sh->c.keep);
@@ -369,15 +365,12 @@ static void setup(struct shape *sh, unsigned k)
 	sh->c.fd = sh->c.keep->fd;
 	rc = shmring_spsc_open_fd(sh->c.fd, SHMRING_ROLE_CONSUMER, &sh->c.cons);
 	FZ_CHECK(rc == 0, "consumer open %d", rc);
-	if (!fz_guard_check(sh->guard, sh->c.keep->base, sh->c.keep->size))
-		sh->guard = NULL;
-	if (getenv("FZ_TRACE"))
+	fz_shape_ready(&sh->s, sh->c.keep);
+	if (fz_trace())
 		fprintf(stderr, "shape %u: segment %p + %llu, guard %p\n", k, (void *)sh->c.keep->base,
-			(unsigned long long)sh->c.keep->size, sh->guard);
-	fz_snap_init(&sh->snap, sh->c.keep->base, sh->c.keep->size);
-	fz_snap_add(&sh->snap, sh->c.prod, sizeof(*sh->c.prod));
-	fz_snap_add(&sh->snap, sh->c.cons, sizeof(*sh->c.cons));
-	sh->ready = 1;
+			(unsigned long long)sh->c.keep->size, sh->s.guard);
+	fz_snap_add(&sh->s.snap, sh->c.prod, sizeof(*sh->c.prod));
+	fz_snap_add(&sh->s.snap, sh->c.cons, sizeof(*sh->c.cons));
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -385,10 +378,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct fz f = { data, size };
 	unsigned k = fz_u8(&f) & 63;
 	struct shape *sh = &shapes[k];
-	if (!sh->ready)
+	if (!fz_shape_restore(&sh->s))
 		setup(sh, k);
-	else
-		fz_snap_restore(&sh->snap);
 	struct ctx *c = &sh->c;
 	c->reopens = 0;
 	memset(&M, 0, sizeof(M));

@@ -151,7 +151,7 @@ static void seeds_images(void)
 		void *p;
 		for (int i = 0; i < 5; i++)
 			if (shmring_spsc_reserve(r, 10u + 90u * (unsigned)i, &p) == 0)
-				fz_fill(p, 10u + 90u * (unsigned)i, (uint64_t)i);
+				tu_fill(p, 10u + 90u * (unsigned)i, (uint64_t)i);
 		shmring_spsc_commit(r);
 		struct shmring_seg *s = shmring_spsc_seg(r);
 		struct buf b = { .n = 0 };

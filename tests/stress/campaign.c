@@ -103,6 +103,15 @@ void camp_backoff(void)
 	sleep_us(200);
 }
 
+int camp_again(int rc)
+{
+	if (rc == -EPIPE) {
+		camp_backoff();
+		return 1;
+	}
+	return rc == -ETIMEDOUT;
+}
+
 void camp_fail(struct camp *c, const char *fmt, ...)
 {
 	int zero = 0;
@@ -147,6 +156,25 @@ int camp_worker_alive(struct camp *c, int slot)
 {
 	(void)c;
 	return pids[slot] > 0;
+}
+
+int camp_final_child(struct camp *c, const char *what, void (*check)(struct camp *c))
+{
+	fflush(NULL);
+	pid_t pid = fork();
+	if (pid < 0)
+		return camp_error(c, "%s: fork: %s", what, strerror(errno));
+	if (pid == 0) {
+		check(c);
+		_exit(0);
+	}
+	int st;
+	while (waitpid(pid, &st, 0) < 0)
+		if (errno != EINTR)
+			return camp_error(c, "%s: waitpid: %s", what, strerror(errno));
+	if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+		return camp_error(c, "%s: %s", what, c->L->fail_msg[0] ? c->L->fail_msg : "died");
+	return 0;
 }
 
 static void spawn(struct camp *c, int slot)

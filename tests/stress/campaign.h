@@ -108,6 +108,14 @@ void camp_call_begin(struct camp *c, int slot);
 void camp_call_end(struct camp *c, int slot);
 /* Wait a little before retrying a peer that is gone (the harness replaces it soon). */
 void camp_backoff(void);
+/* A blocking call returned rc: 1 if the worker should simply call again, because it
+ * timed out, or because its peer is dead (-EPIPE: pause, the harness replaces it). */
+int camp_again(int rc);
+/* Step a worker's LCG; its high bits are the ones to use. */
+static inline uint64_t camp_lcg(uint64_t *rng)
+{
+	return *rng = *rng * 6364136223846793005u + 1442695040888963407u;
+}
 
 /* ---- for the harness side of kinds ---- */
 
@@ -118,6 +126,25 @@ uint64_t camp_rand(struct camp *c);
 void camp_sleep_ms(unsigned ms);
 /* A worker slot's process is alive in the harness's table. */
 int camp_worker_alive(struct camp *c, int slot);
+/* Run check(c) in a child: only a worker process may exit through camp_fail(), and
+ * the final checks after every death need the same verdict path. 0, or -1 with
+ * "what: why" in c. */
+int camp_final_child(struct camp *c, const char *what, void (*check)(struct camp *c));
+
+/* A kind's table; every campaign_<kind>.c names its hooks the same way. */
+#define CAMP_KIND(id, workers, ledger_type)                                            \
+	const struct camp_kind camp_##id = {                                           \
+		.name = #id,                                                           \
+		.nworkers = (workers),                                                 \
+		.ledger_size = sizeof(ledger_type),                                    \
+		.role = role,                                                          \
+		.create = create,                                                      \
+		.worker = worker,                                                      \
+		.after_kill = after_kill,                                              \
+		.settle = settle,                                                      \
+		.finish = finish,                                                      \
+		.totals = totals,                                                      \
+	}
 
 extern const struct camp_kind camp_spsc, camp_mpmc, camp_pool, camp_bcast;
 

@@ -19,7 +19,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -65,7 +64,7 @@ static void __attribute__((noreturn)) writer(struct camp *c, int slot, uint32_t 
 	static uint8_t buf[SLOTSZ];
 	uint64_t rng = inst * 2654435761u;
 	for (uint64_t i = 0;; i++) {
-		rng = rng * 6364136223846793005u + 1442695040888963407u;
+		camp_lcg(&rng);
 		size_t len = CAMP_MSG_HDR + (size_t)((rng >> 33) % (SLOTSZ - CAMP_MSG_HDR + 1));
 		uint64_t n = shmring_bcast_published(w); /* the number of the record we write */
 		if ((rng >> 12) & 1) {
@@ -145,7 +144,7 @@ static void __attribute__((noreturn)) reader(struct camp *c, int slot, uint32_t 
 	for (;;) {
 		struct shmring_bcast_rec rec;
 		memset(&rec, 0, sizeof(rec));
-		rng = rng * 6364136223846793005u + 1442695040888963407u;
+		camp_lcg(&rng);
 		int mode = r == 2 ? (int)((rng >> 33) % 3) : 0;
 		if (mode == 1) { /* zero-copy */
 			camp_call_begin(c, slot);
@@ -190,12 +189,8 @@ static void __attribute__((noreturn)) reader(struct camp *c, int slot, uint32_t 
 				continue;
 			}
 		}
-		if (rc == -ETIMEDOUT || rc == -EAGAIN)
+		if (rc == -EAGAIN || camp_again(rc)) /* -EPIPE: the writer is dead, all is read */
 			continue;
-		if (rc == -EPIPE) { /* the writer is dead and we have everything */
-			camp_backoff();
-			continue;
-		}
 		camp_fail(c, "bcast read: %s", shmring_strerror(rc));
 	}
 }
@@ -225,40 +220,35 @@ static int settle(struct camp *c, int slot, uint32_t inst)
 
 /* Everyone is dead: a reader reads what is there up to EOF, and a replacement writer can
  * attach over whatever the dead writer left. */
+static void final_check(struct camp *c)
+{
+	struct shmring_bcast *b, *w;
+	int rc = shmring_bcast_open(c->name, SHMRING_ROLE_READER, SHMRING_BCAST_START_OLDEST, &b);
+	if (rc)
+		camp_fail(c, "final reader open: %s", shmring_strerror(rc));
+	static uint8_t buf[SLOTSZ];
+	struct rstate st = { 0, 0 };
+	for (;;) {
+		struct shmring_bcast_rec rec;
+		rc = shmring_bcast_read_wait(b, buf, sizeof(buf), &rec, CAMP_CALL_MS);
+		if (rc == -EPIPE)
+			break;
+		if (rc < 0)
+			camp_fail(c, "final read: %s (the writer is dead: expected EOF)",
+				  shmring_strerror(rc));
+		accept(c, 0, &st, buf, (size_t)rc, &rec, 0);
+	}
+	shmring_bcast_close(b);
+	rc = shmring_bcast_open(c->name, SHMRING_ROLE_PRODUCER, 0, &w);
+	if (rc)
+		camp_fail(c, "a replacement writer cannot attach: %s (%s)", shmring_strerror(rc),
+			  shmring_last_error_detail());
+	shmring_bcast_close(w);
+}
+
 static int finish(struct camp *c)
 {
-	fflush(NULL);
-	pid_t pid = fork();
-	if (pid == 0) {
-		struct shmring_bcast *b, *w;
-		int rc = shmring_bcast_open(c->name, SHMRING_ROLE_READER, SHMRING_BCAST_START_OLDEST, &b);
-		if (rc)
-			camp_fail(c, "final reader open: %s", shmring_strerror(rc));
-		static uint8_t buf[SLOTSZ];
-		struct rstate st = { 0, 0 };
-		for (;;) {
-			struct shmring_bcast_rec rec;
-			rc = shmring_bcast_read_wait(b, buf, sizeof(buf), &rec, CAMP_CALL_MS);
-			if (rc == -EPIPE)
-				break;
-			if (rc < 0)
-				camp_fail(c, "final read: %s (the writer is dead: expected EOF)",
-					  shmring_strerror(rc));
-			accept(c, 0, &st, buf, (size_t)rc, &rec, 0);
-		}
-		shmring_bcast_close(b);
-		rc = shmring_bcast_open(c->name, SHMRING_ROLE_PRODUCER, 0, &w);
-		if (rc)
-			camp_fail(c, "a replacement writer cannot attach: %s (%s)", shmring_strerror(rc),
-				  shmring_last_error_detail());
-		shmring_bcast_close(w);
-		_exit(0);
-	}
-	int st;
-	waitpid(pid, &st, 0);
-	if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
-		return camp_error(c, "final check: %s", c->L->fail_msg[0] ? c->L->fail_msg : "died");
-	return 0;
+	return camp_final_child(c, "final check", final_check);
 }
 
 static void totals(struct camp *c, char *buf, size_t len)
@@ -276,15 +266,4 @@ static void totals(struct camp *c, char *buf, size_t len)
 		 (unsigned long long)atomic_load(&K->kills[1]));
 }
 
-const struct camp_kind camp_bcast = {
-	.name = "bcast",
-	.nworkers = 4,
-	.ledger_size = sizeof(struct bcast_ledger),
-	.role = role,
-	.create = create,
-	.worker = worker,
-	.after_kill = after_kill,
-	.settle = settle,
-	.finish = finish,
-	.totals = totals,
-};
+CAMP_KIND(bcast, 4, struct bcast_ledger);

@@ -20,7 +20,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "shmring/mpmc.h"
@@ -79,23 +78,19 @@ static void __attribute__((noreturn)) producer(struct camp *c, int slot, uint32_
 	atomic_store(&c->L->w[slot].started, 1);
 	uint64_t seq = 0, rng = inst * 7919u;
 	for (;;) {
-		rng = rng * 6364136223846793005u + 1442695040888963407u;
+		camp_lcg(&rng);
 		unsigned n = 1 + (unsigned)((rng >> 33) % BATCH);
 		void *bufs[BATCH];
 		camp_call_begin(c, slot);
 		int k = shmring_mpmc_enqueue_start(r, n, 1, bufs, CAMP_CALL_MS);
 		camp_call_end(c, slot);
-		if (k == -ETIMEDOUT)
+		if (camp_again(k))
 			continue;
-		if (k == -EPIPE) {
-			camp_backoff();
-			continue;
-		}
 		if (k < 0)
 			camp_fail(c, "mpmc enqueue_start: %s", shmring_strerror(k));
 		uint32_t lens[BATCH];
 		for (int i = 0; i < k; i++) {
-			rng = rng * 6364136223846793005u + 1442695040888963407u;
+			camp_lcg(&rng);
 			lens[i] = CAMP_MSG_HDR + (uint32_t)((rng >> 33) % (SLOT - CAMP_MSG_HDR + 1));
 			camp_msg_make(bufs[i], lens[i], inst, seq + (uint64_t)i);
 		}
@@ -151,18 +146,14 @@ static void __attribute__((noreturn)) consumer(struct camp *c, int slot, uint32_
 		camp_fail(c, "out of memory");
 	uint64_t rng = inst * 104729u;
 	for (;;) {
-		rng = rng * 6364136223846793005u + 1442695040888963407u;
+		camp_lcg(&rng);
 		unsigned n = 1 + (unsigned)((rng >> 33) % BATCH);
 		struct shmring_mpmc_msg msgs[BATCH];
 		camp_call_begin(c, slot);
 		int k = shmring_mpmc_dequeue_start(r, n, 1, msgs, CAMP_CALL_MS);
 		camp_call_end(c, slot);
-		if (k == -ETIMEDOUT)
+		if (camp_again(k))
 			continue;
-		if (k == -EPIPE) {
-			camp_backoff();
-			continue;
-		}
 		if (k < 0)
 			camp_fail(c, "mpmc dequeue_start: %s", shmring_strerror(k));
 		for (int i = 0; i < k; i++)
@@ -305,6 +296,29 @@ static int is_lost(struct mpmc_ledger *K, uint32_t inst, uint64_t seq)
 	return 0;
 }
 
+static void final_drain(struct camp *c)
+{
+	struct shmring_mpmc *r;
+	/* attaching reaps every dead participant */
+	int rc = shmring_mpmc_open(c->name, SHMRING_ROLE_CONSUMER, &r);
+	if (rc)
+		camp_fail(c, "final consumer open: %s", shmring_strerror(rc));
+	shmring_mpmc_recover(r);
+	uint64_t *last = calloc(CAMP_MAX_INST, sizeof(*last));
+	static uint8_t buf[SLOT];
+	for (;;) {
+		rc = shmring_mpmc_dequeue(r, buf, sizeof(buf), CAMP_CALL_MS);
+		if (rc == -EPIPE)
+			break;
+		if (rc == -ETIMEDOUT)
+			camp_fail(c, "final drain: not told of EOF with every producer dead");
+		if (rc < 0)
+			camp_fail(c, "final drain: %s", shmring_strerror(rc));
+		take(c, buf, (uint32_t)rc, last);
+	}
+	shmring_mpmc_close(r);
+}
+
 static int finish(struct camp *c)
 {
 	struct mpmc_ledger *K = c->K;
@@ -313,34 +327,8 @@ static int finish(struct camp *c)
 	if (n < 0)
 		return -1;
 	atomic_fetch_add(&K->expect_abandoned, (uint64_t)n);
-	fflush(NULL);
-	pid_t pid = fork();
-	if (pid == 0) {
-		struct shmring_mpmc *r;
-		/* attaching reaps every dead participant */
-		int rc = shmring_mpmc_open(c->name, SHMRING_ROLE_CONSUMER, &r);
-		if (rc)
-			camp_fail(c, "final consumer open: %s", shmring_strerror(rc));
-		shmring_mpmc_recover(r);
-		uint64_t *last = calloc(CAMP_MAX_INST, sizeof(*last));
-		static uint8_t buf[SLOT];
-		for (;;) {
-			rc = shmring_mpmc_dequeue(r, buf, sizeof(buf), CAMP_CALL_MS);
-			if (rc == -EPIPE)
-				break;
-			if (rc == -ETIMEDOUT)
-				camp_fail(c, "final drain: not told of EOF with every producer dead");
-			if (rc < 0)
-				camp_fail(c, "final drain: %s", shmring_strerror(rc));
-			take(c, buf, (uint32_t)rc, last);
-		}
-		shmring_mpmc_close(r);
-		_exit(0);
-	}
-	int st;
-	waitpid(pid, &st, 0);
-	if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
-		return camp_error(c, "final drain: %s", c->L->fail_msg[0] ? c->L->fail_msg : "died");
+	if (camp_final_child(c, "final drain", final_drain) != 0)
+		return -1;
 	uint64_t a = abandoned(), e = atomic_load(&K->expect_abandoned);
 	if (a != e)
 		return camp_error(c, "stats.abandoned is %llu; %llu cells were in flight at the kills",
@@ -387,15 +375,4 @@ static void totals(struct camp *c, char *buf, size_t len)
 		 (unsigned long long)atomic_load(&K->gaps));
 }
 
-const struct camp_kind camp_mpmc = {
-	.name = "mpmc",
-	.nworkers = 4,
-	.ledger_size = sizeof(struct mpmc_ledger),
-	.role = role,
-	.create = create,
-	.worker = worker,
-	.after_kill = after_kill,
-	.settle = settle,
-	.finish = finish,
-	.totals = totals,
-};
+CAMP_KIND(mpmc, 4, struct mpmc_ledger);

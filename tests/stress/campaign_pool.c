@@ -23,7 +23,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "shmring/pool.h"
@@ -99,7 +98,7 @@ static void __attribute__((noreturn)) producer(struct camp *c, int slot, uint32_
 			continue;
 		if (rc)
 			camp_fail(c, "pool loan_wait: %s", shmring_strerror(rc));
-		rng = rng * 6364136223846793005u + 1442695040888963407u;
+		camp_lcg(&rng);
 		f.len = CAMP_MSG_HDR + (rng >> 33) % (BUFSZ - CAMP_MSG_HDR + 1);
 		camp_msg_make(f.data, f.len, inst, seq);
 		if (((rng >> 8) & 15) == 0) {
@@ -138,12 +137,8 @@ static void __attribute__((noreturn)) subscriber(struct camp *c, int slot, uint3
 		camp_call_begin(c, slot);
 		rc = shmring_pool_take_wait(p, &f, CAMP_CALL_MS);
 		camp_call_end(c, slot);
-		if (rc == -ETIMEDOUT)
+		if (camp_again(rc)) /* -EPIPE: the producer died; a replacement comes */
 			continue;
-		if (rc == -EPIPE) { /* the producer died; a replacement comes */
-			camp_backoff();
-			continue;
-		}
 		if (rc)
 			camp_fail(c, "pool take_wait: %s", shmring_strerror(rc));
 		uint32_t pi;
@@ -326,6 +321,22 @@ static int settle(struct camp *c, int slot, uint32_t inst)
 	}
 }
 
+static void final_check(struct camp *c)
+{
+	struct shmring_pool *p;
+	int rc = shmring_pool_open_producer(c->name, &p); /* recovers the dead producer */
+	if (rc)
+		camp_fail(c, "final producer open: %s (%s)", shmring_strerror(rc),
+			  shmring_last_error_detail());
+	rc = shmring_pool_reclaim(p); /* and the dead subscribers */
+	if (rc < 0)
+		camp_fail(c, "final reclaim: %s", shmring_strerror(rc));
+	int fr = shmring_pool_free_count(p);
+	if (fr != (int)NBUFS)
+		camp_fail(c, "only %d of %u buffers came back", fr, NBUFS);
+	shmring_pool_close(p);
+}
+
 static int finish(struct camp *c)
 {
 	struct pool_ledger *K = c->K;
@@ -338,27 +349,8 @@ static int finish(struct camp *c)
 	}
 	atomic_fetch_add(&K->expect_min, lo);
 	atomic_fetch_add(&K->expect_max, hi);
-	fflush(NULL);
-	pid_t pid = fork();
-	if (pid == 0) {
-		struct shmring_pool *p;
-		int rc = shmring_pool_open_producer(c->name, &p); /* recovers the dead producer */
-		if (rc)
-			camp_fail(c, "final producer open: %s (%s)", shmring_strerror(rc),
-				  shmring_last_error_detail());
-		rc = shmring_pool_reclaim(p); /* and the dead subscribers */
-		if (rc < 0)
-			camp_fail(c, "final reclaim: %s", shmring_strerror(rc));
-		int fr = shmring_pool_free_count(p);
-		if (fr != (int)NBUFS)
-			camp_fail(c, "only %d of %u buffers came back", fr, NBUFS);
-		shmring_pool_close(p);
-		_exit(0);
-	}
-	int st;
-	waitpid(pid, &st, 0);
-	if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
-		return camp_error(c, "final check: %s", c->L->fail_msg[0] ? c->L->fail_msg : "died");
+	if (camp_final_child(c, "final check", final_check) != 0)
+		return -1;
 	uint64_t a = abandoned();
 	if (a < atomic_load(&K->expect_min) || a > atomic_load(&K->expect_max))
 		return camp_error(c, "stats.abandoned is %llu, expected %llu..%llu", (unsigned long long)a,
@@ -382,15 +374,4 @@ static void totals(struct camp *c, char *buf, size_t len)
 		 (unsigned long long)atomic_load(&K->kills[1]), (unsigned long long)atomic_load(&K->expect_max));
 }
 
-const struct camp_kind camp_pool = {
-	.name = "pool",
-	.nworkers = 4,
-	.ledger_size = sizeof(struct pool_ledger),
-	.role = role,
-	.create = create,
-	.worker = worker,
-	.after_kill = after_kill,
-	.settle = settle,
-	.finish = finish,
-	.totals = totals,
-};
+CAMP_KIND(pool, 4, struct pool_ledger);

@@ -20,7 +20,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "shmring/spsc.h"
@@ -79,10 +78,10 @@ static void __attribute__((noreturn)) producer(struct camp *c, int slot, uint32_
 	atomic_store(&c->L->w[slot].started, 1);
 	uint64_t seq = 0, rng = inst;
 	for (;;) {
-		rng = rng * 6364136223846793005u + 1442695040888963407u;
+		camp_lcg(&rng);
 		unsigned nb = 1 + (unsigned)((rng >> 33) % BATCH), got = 0;
 		for (unsigned i = 0; i < nb; i++) {
-			rng = rng * 6364136223846793005u + 1442695040888963407u;
+			camp_lcg(&rng);
 			size_t len = CAMP_MSG_HDR + (size_t)((rng >> 33) % (MAXMSG - CAMP_MSG_HDR));
 			void *buf;
 			int rc;
@@ -93,12 +92,9 @@ static void __attribute__((noreturn)) producer(struct camp *c, int slot, uint32_
 			} else {
 				rc = shmring_spsc_reserve(r, len, &buf);
 			}
-			if (rc == -ETIMEDOUT || rc == -EAGAIN)
+			/* -EPIPE: the consumer is dead; the harness brings another */
+			if (rc == -EAGAIN || camp_again(rc))
 				break;
-			if (rc == -EPIPE) { /* the consumer is dead: the harness brings another */
-				camp_backoff();
-				break;
-			}
 			if (rc)
 				camp_fail(c, "spsc reserve: %s", shmring_strerror(rc));
 			camp_msg_make(buf, len, inst, seq + got);
@@ -165,7 +161,7 @@ static int consume_batch(struct camp *c, int slot, struct shmring_spsc *r, struc
 		camp_fail(c, "spsc peek: corrupt ring (%s)", shmring_last_error_detail());
 	if (rc)
 		return rc;
-	*rng = *rng * 6364136223846793005u + 1442695040888963407u;
+	camp_lcg(rng);
 	unsigned want = 1 + (unsigned)((*rng >> 33) % BATCH), n = 1;
 	while (n < want && shmring_spsc_peek(r, &rec[n]) == 0)
 		n++;
@@ -253,12 +249,8 @@ static void __attribute__((noreturn)) consumer(struct camp *c, int slot, uint32_
 	uint64_t rng = inst;
 	for (;;) {
 		int rc = consume_batch(c, slot, r, &al, &rng, CAMP_CALL_MS);
-		if (rc == -ETIMEDOUT)
+		if (camp_again(rc)) /* -EPIPE: the producer is dead and everything was read */
 			continue;
-		if (rc == -EPIPE) { /* the producer is dead and everything was read */
-			camp_backoff();
-			continue;
-		}
 		if (rc < 0)
 			camp_fail(c, "spsc peek_wait: %s", shmring_strerror(rc));
 	}
@@ -290,42 +282,36 @@ static int settle(struct camp *c, int slot, uint32_t inst)
 
 /* Everyone is dead: drain as the consumer; what the last producer committed must all be
  * there, and nothing else. */
-static int finish(struct camp *c)
+static void final_drain(struct camp *c)
 {
 	struct spsc_ledger *K = c->K;
 	struct allowed al;
 	load_allowed(c, &al);
 	uint64_t rng = 1;
-	/* a broken promise exits through camp_fail: drain in a child, collect the verdict */
-	fflush(NULL);
-	pid_t pid = fork();
-	if (pid == 0) {
-		struct shmring_spsc *rc2;
-		int rc = shmring_spsc_open(c->name, SHMRING_ROLE_CONSUMER, &rc2);
-		if (rc)
-			camp_fail(c, "final consumer open: %s (%s)", shmring_strerror(rc),
-				  shmring_last_error_detail());
-		for (;;) {
-			/* blocking, so that the dead producer is noticed: -EPIPE */
-			int n = consume_batch(c, -1, rc2, &al, &rng, CAMP_CALL_MS);
-			if (n == -EPIPE)
-				break;
-			if (n < 0)
-				camp_fail(c, "final drain: %s", shmring_strerror(n));
-		}
-		uint32_t last = atomic_load(&K->last_inst);
-		if (last && atomic_load(&K->received[last]) < atomic_load(&K->committed[last]))
-			camp_fail(c, "the last producer (%u) committed %llu records; %llu arrived", last,
-				  (unsigned long long)atomic_load(&K->committed[last]),
-				  (unsigned long long)atomic_load(&K->received[last]));
-		shmring_spsc_close(rc2);
-		_exit(0);
+	struct shmring_spsc *rc2;
+	int rc = shmring_spsc_open(c->name, SHMRING_ROLE_CONSUMER, &rc2);
+	if (rc)
+		camp_fail(c, "final consumer open: %s (%s)", shmring_strerror(rc),
+			  shmring_last_error_detail());
+	for (;;) {
+		/* blocking, so that the dead producer is noticed: -EPIPE */
+		int n = consume_batch(c, -1, rc2, &al, &rng, CAMP_CALL_MS);
+		if (n == -EPIPE)
+			break;
+		if (n < 0)
+			camp_fail(c, "final drain: %s", shmring_strerror(n));
 	}
-	int st;
-	waitpid(pid, &st, 0);
-	if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
-		return camp_error(c, "final drain: %s", c->L->fail_msg[0] ? c->L->fail_msg : "died");
-	return 0;
+	uint32_t last = atomic_load(&K->last_inst);
+	if (last && atomic_load(&K->received[last]) < atomic_load(&K->committed[last]))
+		camp_fail(c, "the last producer (%u) committed %llu records; %llu arrived", last,
+			  (unsigned long long)atomic_load(&K->committed[last]),
+			  (unsigned long long)atomic_load(&K->received[last]));
+	shmring_spsc_close(rc2);
+}
+
+static int finish(struct camp *c)
+{
+	return camp_final_child(c, "final drain", final_drain);
 }
 
 static void totals(struct camp *c, char *buf, size_t len)
@@ -339,15 +325,4 @@ static void totals(struct camp *c, char *buf, size_t len)
 		 (unsigned long long)atomic_load(&K->redelivered));
 }
 
-const struct camp_kind camp_spsc = {
-	.name = "spsc",
-	.nworkers = 2,
-	.ledger_size = sizeof(struct spsc_ledger),
-	.role = role,
-	.create = create,
-	.worker = worker,
-	.after_kill = after_kill,
-	.settle = settle,
-	.finish = finish,
-	.totals = totals,
-};
+CAMP_KIND(spsc, 2, struct spsc_ledger);
