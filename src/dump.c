@@ -489,6 +489,8 @@ static void mpmc_check(struct ctx *c)
 	struct shmring_mpmc_ctrl k;
 	char f[SHMRING_DUMP_FIELD_MAX];
 	memset(&v, 0, sizeof(v));
+	if (c->h.flags & 0xffff0000u)
+		prob(c, "flags", c->h.flags, "unknown mpmc flags");
 	if (!mpmc_geometry(c, &v))
 		return;
 	memcpy(&k, c->buf + c->h.ctrl_off, sizeof(k));

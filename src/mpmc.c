@@ -352,6 +352,8 @@ static int check_geo(const struct shmring_seg *s)
 	const uint64_t *g = s->geo;
 	uint64_t cap = g[SHMRING_MPMC_GEO_CAPACITY], slot = g[SHMRING_MPMC_GEO_SLOT_SIZE];
 	uint64_t stride = g[SHMRING_MPMC_GEO_STRIDE], align = g[SHMRING_MPMC_GEO_ALIGN];
+	if (s->flags & 0xffff0000u) /* kind flags: none defined for this format */
+		return shmring__fail(-EPROTO, "mpmc: unknown kind flags 0x%x", s->flags);
 	if (g[SHMRING_MPMC_GEO_FORMAT] != SHMRING_MPMC_FORMAT)
 		return shmring__fail(-EPROTO, "mpmc state-word format %llu unknown",
 				     (unsigned long long)g[SHMRING_MPMC_GEO_FORMAT]);

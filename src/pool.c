@@ -733,6 +733,9 @@ static int geometry(struct shmring_pool *p, struct shmring_seg *seg)
 					&g, NULL, 0);
 	if (rc)
 		return rc;
+	/* a flag this library does not know changes the format in a way it cannot follow */
+	if (seg->flags & 0xffff0000u & ~SHMRING_POOL_F_CHECKSUM)
+		return shmring__fail(-EPROTO, "pool: unknown kind flags 0x%x", seg->flags);
 	uint8_t *ctrl = shmring_seg_ctrl(seg);
 	p->seg = seg;
 	p->ctrl = (struct shmring_pool_ctrl *)(void *)ctrl;
