@@ -565,6 +565,35 @@ SHMRING_INLINE int shmring__mpmc_fail(struct shmring_mpmc *r, int prod)
 	return -EAGAIN;
 }
 
+/* The entry of every enqueue and dequeue: the handle and argument checks, the claim,
+ * and the wait when there was nothing to claim. prod is a constant at every call, so
+ * the inlined code keeps one branch. Returns the count claimed or a negative errno. */
+SHMRING_INLINE int shmring__mpmc_start(struct shmring_mpmc *r, int prod, unsigned n, unsigned min,
+				       uint32_t maxlen, int timeout_ms)
+{
+	if (shmring_unlikely(r->broken))
+		return r->broken;
+	if (shmring_unlikely(r->role != (prod ? SHMRING_ROLE_PRODUCER : SHMRING_ROLE_CONSUMER)))
+		return -EBADF;
+	if (shmring_unlikely(n == 0 || min == 0 || min > n || n > r->cap ||
+			     n > SHMRING_MPMC_BATCH_MAX))
+		return -EINVAL;
+	if (shmring_unlikely(r->held_n))
+		return -EBUSY;
+	int k = prod ? shmring__mpmc_prod_claim(r, n, min) : shmring__mpmc_cons_claim(r, n, min, maxlen);
+	if (shmring_unlikely(k <= 0)) {
+		if (k < 0)
+			return k;
+		if (timeout_ms == 0)
+			return shmring__mpmc_fail(r, prod);
+		k = shmring__mpmc_wait(r, prod, n, min, maxlen, timeout_ms);
+		if (k <= 0)
+			return k;
+	}
+	r->fails = 0;
+	return k;
+}
+
 /* ---- producer API ---- */
 
 /*
@@ -582,26 +611,9 @@ SHMRING_INLINE int shmring__mpmc_fail(struct shmring_mpmc *r, int prod)
 SHMRING_INLINE int shmring_mpmc_enqueue_start(struct shmring_mpmc *r, unsigned n, unsigned min,
 					      void **bufs, int timeout_ms)
 {
-	if (shmring_unlikely(r->broken))
-		return r->broken;
-	if (shmring_unlikely(r->role != SHMRING_ROLE_PRODUCER))
-		return -EBADF;
-	if (shmring_unlikely(n == 0 || min == 0 || min > n || n > r->cap ||
-			     n > SHMRING_MPMC_BATCH_MAX))
-		return -EINVAL;
-	if (shmring_unlikely(r->held_n))
-		return -EBUSY;
-	int k = shmring__mpmc_prod_claim(r, n, min);
-	if (shmring_unlikely(k <= 0)) {
-		if (k < 0)
-			return k;
-		if (timeout_ms == 0)
-			return shmring__mpmc_fail(r, 1);
-		k = shmring__mpmc_wait(r, 1, n, min, 0, timeout_ms);
-		if (k <= 0)
-			return k;
-	}
-	r->fails = 0;
+	int k = shmring__mpmc_start(r, 1, n, min, 0, timeout_ms);
+	if (k <= 0)
+		return k;
 	for (int i = 0; i < k; i++)
 		bufs[i] = shmring__mpmc_payload(r, r->held_pos + (uint64_t)i);
 	return k;
@@ -727,26 +739,9 @@ SHMRING_INLINE int shmring_mpmc_enqueue_burst(struct shmring_mpmc *r, const void
 SHMRING_INLINE int shmring_mpmc_dequeue_start(struct shmring_mpmc *r, unsigned n, unsigned min,
 					      struct shmring_mpmc_msg *msgs, int timeout_ms)
 {
-	if (shmring_unlikely(r->broken))
-		return r->broken;
-	if (shmring_unlikely(r->role != SHMRING_ROLE_CONSUMER))
-		return -EBADF;
-	if (shmring_unlikely(n == 0 || min == 0 || min > n || n > r->cap ||
-			     n > SHMRING_MPMC_BATCH_MAX))
-		return -EINVAL;
-	if (shmring_unlikely(r->held_n))
-		return -EBUSY;
-	int k = shmring__mpmc_cons_claim(r, n, min, UINT32_MAX);
-	if (shmring_unlikely(k <= 0)) {
-		if (k < 0)
-			return k;
-		if (timeout_ms == 0)
-			return shmring__mpmc_fail(r, 0);
-		k = shmring__mpmc_wait(r, 0, n, min, UINT32_MAX, timeout_ms);
-		if (k <= 0)
-			return k;
-	}
-	r->fails = 0;
+	int k = shmring__mpmc_start(r, 0, n, min, UINT32_MAX, timeout_ms);
+	if (k <= 0)
+		return k;
 	for (unsigned j = 0, i = 0; j < r->held_span; j++) {
 		if ((r->held_gaps >> j) & 1)
 			continue;
@@ -795,24 +790,10 @@ SHMRING_INLINE int shmring_mpmc_dequeue_finish(struct shmring_mpmc *r)
 SHMRING_INLINE int shmring_mpmc_dequeue(struct shmring_mpmc *r, void *buf, size_t cap,
 					int timeout_ms)
 {
-	if (shmring_unlikely(r->broken))
-		return r->broken;
-	if (shmring_unlikely(r->role != SHMRING_ROLE_CONSUMER))
-		return -EBADF;
-	if (shmring_unlikely(r->held_n))
-		return -EBUSY;
 	uint32_t maxlen = cap > UINT32_MAX ? UINT32_MAX : (uint32_t)cap;
-	int k = shmring__mpmc_cons_claim(r, 1, 1, maxlen);
-	if (shmring_unlikely(k <= 0)) {
-		if (k < 0)
-			return k;
-		if (timeout_ms == 0)
-			return shmring__mpmc_fail(r, 0);
-		k = shmring__mpmc_wait(r, 0, 1, 1, maxlen, timeout_ms);
-		if (k <= 0)
-			return k;
-	}
-	r->fails = 0;
+	int k = shmring__mpmc_start(r, 0, 1, 1, maxlen, timeout_ms);
+	if (k <= 0)
+		return k;
 	uint32_t len = shmring_load_relaxed(&shmring__mpmc_cell(r, r->held_pos)->len); /* checked by the claim */
 	if (len > maxlen || len > r->slot_size)
 		len = 0; /* changed under us since the claim checked it: stay in bounds */
@@ -824,27 +805,10 @@ SHMRING_INLINE int shmring_mpmc_dequeue(struct shmring_mpmc *r, void *buf, size_
 SHMRING_INLINE int shmring__mpmc_dequeue_n(struct shmring_mpmc *r, void *dst, size_t size,
 					   unsigned n, unsigned min, uint32_t *lens, int timeout_ms)
 {
-	if (shmring_unlikely(r->broken))
-		return r->broken;
-	if (shmring_unlikely(r->role != SHMRING_ROLE_CONSUMER))
-		return -EBADF;
-	if (shmring_unlikely(n == 0 || min == 0 || min > n || n > r->cap ||
-			     n > SHMRING_MPMC_BATCH_MAX))
-		return -EINVAL;
-	if (shmring_unlikely(r->held_n))
-		return -EBUSY;
 	uint32_t maxlen = size > UINT32_MAX ? UINT32_MAX : (uint32_t)size;
-	int k = shmring__mpmc_cons_claim(r, n, min, maxlen);
-	if (shmring_unlikely(k <= 0)) {
-		if (k < 0)
-			return k;
-		if (timeout_ms == 0)
-			return shmring__mpmc_fail(r, 0);
-		k = shmring__mpmc_wait(r, 0, n, min, maxlen, timeout_ms);
-		if (k <= 0)
-			return k;
-	}
-	r->fails = 0;
+	int k = shmring__mpmc_start(r, 0, n, min, maxlen, timeout_ms);
+	if (k <= 0)
+		return k;
 	for (unsigned j = 0, i = 0; j < r->held_span; j++) {
 		if ((r->held_gaps >> j) & 1)
 			continue;
