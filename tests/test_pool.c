@@ -141,14 +141,17 @@ static int check_frame(const struct shmring_pool_frame *f, size_t len)
 	       tu_check(d + region_off(f->seq, len), region_len(len), f->seq ^ 0x5bd1e995u);
 }
 
-static struct shmring_pool *make_pool(const char *name, uint64_t buf, uint32_t n, uint32_t subs,
-				      uint32_t held, uint32_t flags)
+/* Every named pool a test makes goes through here, so that pool_name() records it for
+ * unlink_created(). */
+static struct shmring_pool *make_pool(struct named_pool *n, const char *tag, uint64_t buf,
+				      uint32_t nbufs, uint32_t subs, uint32_t held, uint32_t flags)
 {
 	struct shmring_pool_opts o = {
-		.buf_size = buf, .nbufs = n, .max_subs = subs, .max_held = held, .flags = flags,
+		.buf_size = buf, .nbufs = nbufs, .max_subs = subs, .max_held = held, .flags = flags,
 	};
 	struct shmring_pool *p = NULL;
-	int rc = shmring_pool_create(name, &o, NULL, &p);
+	pool_name(n, tag);
+	int rc = shmring_pool_create(n->name, &o, NULL, &p);
 	cr_assert_eq(rc, 0, "create: %s (%s)", shmring_strerror(rc), shmring_last_error_detail());
 	return p;
 }
@@ -162,6 +165,67 @@ static struct shmring_pool *sub_open(const char *name, uint32_t policy)
 	return s;
 }
 
+/* A producer opened after the others closed or died: what it finds is what they left. */
+static struct shmring_pool *reopen_producer(const char *name)
+{
+	struct shmring_pool *p = NULL;
+	int rc = shmring_pool_open_producer(name, &p);
+	cr_assert_eq(rc, 0, "open_producer: %s", shmring_strerror(rc));
+	return p;
+}
+
+/* Close the handles in the order given, then unlink the name. A macro so that a test
+ * lists its handles in place: close_and_unlink(name, s, p). */
+#define close_and_unlink(name, ...) \
+	close_handles_and_unlink((name), (struct shmring_pool *[]){ __VA_ARGS__, NULL })
+
+static void close_handles_and_unlink(const char *name, struct shmring_pool **h)
+{
+	for (; *h; h++)
+		shmring_pool_close(*h);
+	shmring_seg_unlink(name);
+}
+
+static struct shmring_pool_stats pool_stats(const struct shmring_pool *p)
+{
+	struct shmring_pool_stats ps;
+	cr_assert_eq(shmring_pool_stats(p, &ps), 0);
+	return ps;
+}
+
+static struct shmring_pool_sub_stats sub_stats(const struct shmring_pool *s)
+{
+	struct shmring_pool_sub_stats st;
+	cr_assert_eq(shmring_pool_sub_stats(s, &st), 0);
+	return st;
+}
+
+/* The counters in the segment header, which outlive every handle. */
+static struct shmring_stats *hdr_stats(const struct shmring_pool *p)
+{
+	return &shmring_seg_hdr(shmring_pool_seg(p))->stats;
+}
+
+static struct shmring_pool_geo pool_geo(const struct shmring_seg *seg)
+{
+	struct shmring_pool_geo g;
+	cr_assert_eq(shmring_pool_geo_check(seg->geo, seg->max_parts, seg->ctrl_size, seg->data_size,
+					    &g, NULL, 0), 0);
+	return g;
+}
+
+/* shmring_pool_geo_check() on seg's geometry with one word replaced. */
+static int geo_check_with(const struct shmring_seg *seg, unsigned word, uint64_t value, char *why,
+			  size_t why_len)
+{
+	uint64_t bad[SHMRING_GEO_WORDS];
+	struct shmring_pool_geo g;
+	memcpy(bad, seg->geo, sizeof(bad));
+	bad[word] = value;
+	return shmring_pool_geo_check(bad, seg->max_parts, seg->ctrl_size, seg->data_size, &g, why,
+				      why_len);
+}
+
 static int publish_one(struct shmring_pool *p, uint64_t n, size_t len)
 {
 	struct shmring_pool_frame f;
@@ -172,13 +236,68 @@ static int publish_one(struct shmring_pool *p, uint64_t n, size_t len)
 	return shmring_pool_publish(p, &f);
 }
 
+/* Frames 0 to count-1, each delivered to `subs` subscribers. */
+static void publish_n(struct shmring_pool *p, uint64_t count, size_t len, int subs)
+{
+	for (uint64_t i = 0; i < count; i++) {
+		int rc = publish_one(p, i, len);
+		cr_assert_eq(rc, subs, "frame %llu: %s", (unsigned long long)i,
+			     shmring_strerror(rc));
+	}
+}
+
+/* Frame n without waiting: a buffer must be free and no block subscriber in the way. */
+static void publish_now(struct shmring_pool *p, uint64_t n, size_t len, int subs)
+{
+	struct shmring_pool_frame f;
+	cr_assert_eq(shmring_pool_loan(p, &f), 0, "frame %llu", (unsigned long long)n);
+	fill_frame(&f, n, len);
+	cr_assert_eq(shmring_pool_publish(p, &f), subs);
+}
+
+/* Take the next frame (wait_ms 0: only if one is queued), expect sequence number seq and,
+ * where len is not 0, that frame's content; give it back. */
+static void take_expect(struct shmring_pool *s, int wait_ms, uint64_t seq, size_t len)
+{
+	struct shmring_pool_frame g;
+	int rc = wait_ms ? shmring_pool_take_wait(s, &g, wait_ms) : shmring_pool_take(s, &g);
+	cr_assert_eq(rc, 0, "frame %llu: %s", (unsigned long long)seq, shmring_strerror(rc));
+	cr_assert_eq(g.seq, seq);
+	if (len)
+		cr_assert(check_frame(&g, len));
+	cr_assert_eq(shmring_pool_release(s, &g), 0);
+}
+
+/* Fork fn(arg), which reports through the one-shot signals a and b (either may be NULL):
+ * the parent keeps only their read ends, so a child that dies reads as EOF. */
+static pid_t fork_signalling(int (*fn)(void *), void *arg, struct sig *a, struct sig *b)
+{
+	struct sig *s[2] = { a, b };
+	for (int i = 0; i < 2; i++)
+		if (s[i])
+			sig_init(s[i]);
+	pid_t pid = tu_fork(fn, arg);
+	cr_assert_gt(pid, 0);
+	for (int i = 0; i < 2; i++)
+		if (s[i])
+			sig_parent_side(s[i]);
+	return pid;
+}
+
+/* A child's subscription; NULL if it failed. */
+static struct shmring_pool *child_subscribe(const char *name, uint32_t policy)
+{
+	struct shmring_pool_sub_opts so = { .policy = policy };
+	struct shmring_pool *p;
+	return shmring_pool_subscribe(name, &so, &p) == 0 ? p : NULL;
+}
+
 /* ---- single process: API and policies ---- */
 
 Test(pool, geometry_and_frame_sizes)
 {
 	struct named_pool n;
-	pool_name(&n, "pool-geo");
-	struct shmring_pool *p = make_pool(n.name, FRAME_4K, 3, 2, 1, 0);
+	struct shmring_pool *p = make_pool(&n, "pool-geo", FRAME_4K, 3, 2, 1, 0);
 	const struct shmring_seg *seg = shmring_pool_seg(p);
 	cr_assert_eq(seg->kind, SHMRING_KIND_POOL);
 	cr_assert_eq(seg->geo[SHMRING_POOL_GEO_NBUFS], 3);
@@ -186,10 +305,7 @@ Test(pool, geometry_and_frame_sizes)
 	cr_assert_eq(seg->geo[SHMRING_POOL_GEO_BUF_STRIDE] % SHMRING_PAGE, 0);
 	cr_assert_eq(seg->geo[SHMRING_POOL_GEO_LOG_CAP], 4);
 	cr_assert_eq(seg->geo[SHMRING_POOL_GEO_LIMITS], 1 | (UINT64_C(1) << 32)); /* held 1, depth 1 */
-	struct shmring_pool_geo g;
-	cr_assert_eq(shmring_pool_geo_check(seg->geo, seg->max_parts, seg->ctrl_size, seg->data_size,
-					    &g, NULL, 0), 0);
-	cr_assert_eq(g.meta_off, sizeof(struct shmring_pool_ctrl));
+	cr_assert_eq(pool_geo(seg).meta_off, sizeof(struct shmring_pool_ctrl));
 	/* every buffer is page aligned and holds a 4K NV12 frame */
 	for (int i = 0; i < 3; i++) {
 		struct shmring_pool_frame f;
@@ -202,31 +318,21 @@ Test(pool, geometry_and_frame_sizes)
 	}
 	cr_assert_eq(shmring_pool_free_count(p), 3);
 	/* tampered geometry is refused */
-	uint64_t bad[SHMRING_GEO_WORDS];
 	char why[200];
-	memcpy(bad, seg->geo, sizeof(bad));
-	bad[SHMRING_POOL_GEO_LOG_CAP] = 2;
-	cr_assert_eq(shmring_pool_geo_check(bad, seg->max_parts, seg->ctrl_size, seg->data_size, &g,
-					    why, sizeof(why)), -EPROTO);
+	cr_assert_eq(geo_check_with(seg, SHMRING_POOL_GEO_LOG_CAP, 2, why, sizeof(why)), -EPROTO);
 	cr_assert(strstr(why, "log_cap") != NULL, "%s", why);
-	memcpy(bad, seg->geo, sizeof(bad));
-	bad[SHMRING_POOL_GEO_LIMITS] = 1 | (UINT64_C(3) << 32); /* breaks the guarantee */
-	cr_assert_eq(shmring_pool_geo_check(bad, seg->max_parts, seg->ctrl_size, seg->data_size, &g,
-					    NULL, 0), -EPROTO);
-	memcpy(bad, seg->geo, sizeof(bad));
-	bad[SHMRING_POOL_GEO_NBUFS] = 1000;
-	cr_assert_eq(shmring_pool_geo_check(bad, seg->max_parts, seg->ctrl_size, seg->data_size, &g,
-					    NULL, 0), -EPROTO);
-	shmring_pool_close(p);
-	shmring_seg_unlink(n.name);
+	/* breaks the guarantee */
+	cr_assert_eq(geo_check_with(seg, SHMRING_POOL_GEO_LIMITS, 1 | (UINT64_C(3) << 32), NULL, 0),
+		     -EPROTO);
+	cr_assert_eq(geo_check_with(seg, SHMRING_POOL_GEO_NBUFS, 1000, NULL, 0), -EPROTO);
+	close_and_unlink(n.name, p);
 
 	/* 1080p with the defaults: 8 buffers, 4 subscribers, depth 4 */
 	pool_name(&n, "pool-geo");
 	struct shmring_pool_opts o = { .buf_size = FRAME_1080P };
 	cr_assert_eq(shmring_pool_create(n.name, &o, NULL, &p), 0);
 	cr_assert_eq(shmring_pool_seg(p)->geo[SHMRING_POOL_GEO_LIMITS], 1 | (UINT64_C(4) << 32));
-	shmring_pool_close(p);
-	shmring_seg_unlink(n.name);
+	close_and_unlink(n.name, p);
 }
 
 Test(pool, invalid_options)
@@ -254,8 +360,8 @@ Test(pool, invalid_options)
 Test(pool, roundtrip_metadata_and_checksum)
 {
 	struct named_pool n;
-	pool_name(&n, "pool-rt");
-	struct shmring_pool *p = make_pool(n.name, FRAME_1080P, 4, 2, 1, SHMRING_POOL_F_CHECKSUM);
+	struct shmring_pool *p = make_pool(&n, "pool-rt", FRAME_1080P, 4, 2, 1,
+					   SHMRING_POOL_F_CHECKSUM);
 	struct shmring_pool *s = sub_open(n.name, SHMRING_POOL_BLOCK);
 	struct shmring_pool_frame f, g;
 	cr_assert_eq(shmring_pool_take(s, &g), -EAGAIN);
@@ -304,18 +410,14 @@ Test(pool, roundtrip_metadata_and_checksum)
 	f.len = FRAME_1080P + 1;
 	cr_assert_eq(shmring_pool_publish(p, &f), -EINVAL);
 	cr_assert_eq(shmring_pool_cancel(p, &f), 0);
-	struct shmring_hdr *h = shmring_seg_hdr(shmring_pool_seg(p));
-	cr_assert_eq(atomic_load(&h->stats.msgs), 11);
-	shmring_pool_close(s);
-	shmring_pool_close(p);
-	shmring_seg_unlink(n.name);
+	cr_assert_eq(atomic_load(&hdr_stats(p)->msgs), 11);
+	close_and_unlink(n.name, s, p);
 }
 
 Test(pool, no_checksum_by_default)
 {
 	struct named_pool n;
-	pool_name(&n, "pool-nock");
-	struct shmring_pool *p = make_pool(n.name, 8192, 4, 2, 1, 0);
+	struct shmring_pool *p = make_pool(&n, "pool-nock", 8192, 4, 2, 1, 0);
 	struct shmring_pool *s = sub_open(n.name, SHMRING_POOL_BLOCK);
 	struct shmring_pool_frame f, g;
 	cr_assert_eq(shmring_pool_loan(p, &f), 0);
@@ -325,9 +427,7 @@ Test(pool, no_checksum_by_default)
 	cr_assert_eq(g.flags, 0);
 	cr_assert_eq(shmring_pool_frame_verify(s, &g), -ENODATA);
 	cr_assert_eq(shmring_pool_release(s, &g), 0);
-	shmring_pool_close(s);
-	shmring_pool_close(p);
-	shmring_seg_unlink(n.name);
+	close_and_unlink(n.name, s, p);
 }
 
 /* Exit 42 on a write to a read-only page (SEGV_ACCERR), 43 on any other fault. A
@@ -371,11 +471,9 @@ Test(pool, subscribers_map_buffers_read_only)
 Test(pool, max_held_and_bad_release)
 {
 	struct named_pool n;
-	pool_name(&n, "pool-held");
-	struct shmring_pool *p = make_pool(n.name, 4096, 8, 2, 2, 0);
+	struct shmring_pool *p = make_pool(&n, "pool-held", 4096, 8, 2, 2, 0);
 	struct shmring_pool *s = sub_open(n.name, SHMRING_POOL_BLOCK);
-	for (uint64_t i = 0; i < 3; i++)
-		cr_assert_eq(publish_one(p, i, 4096), 1);
+	publish_n(p, 3, 4096, 1);
 	struct shmring_pool_frame a, b, c;
 	cr_assert_eq(shmring_pool_take(s, &a), 0);
 	cr_assert_eq(shmring_pool_take(s, &b), 0);
@@ -392,30 +490,24 @@ Test(pool, max_held_and_bad_release)
 	cr_assert_eq(shmring_pool_release(s, &a), 0);
 	cr_assert_eq(shmring_pool_release(s, &c), 0);
 	cr_assert_eq(shmring_pool_free_count(p), 8);
-	shmring_pool_close(s);
-	shmring_pool_close(p);
-	shmring_seg_unlink(n.name);
+	close_and_unlink(n.name, s, p);
 }
 
 Test(pool, block_subscriber_backpressure)
 {
 	struct named_pool n;
-	pool_name(&n, "pool-block");
 	/* 8 buffers, 2 subscribers holding 1: queue_depth 6 */
-	struct shmring_pool *p = make_pool(n.name, 4096, 8, 2, 1, 0);
+	struct shmring_pool *p = make_pool(&n, "pool-block", 4096, 8, 2, 1, 0);
 	struct shmring_pool *s = sub_open(n.name, SHMRING_POOL_BLOCK);
 	struct shmring_pool_frame f, g;
-	for (uint64_t i = 0; i < 6; i++)
-		cr_assert_eq(publish_one(p, i, 4096), 1);
+	publish_n(p, 6, 4096, 1);
 	cr_assert_eq(shmring_pool_free_count(p), 2, "free buffers remain, yet...");
 	cr_assert_eq(shmring_pool_loan(p, &f), -EAGAIN, "...the block subscriber is 6 behind");
 	cr_assert_eq(shmring_pool_loan_wait(p, &f, 5), -ETIMEDOUT);
-	struct shmring_pool_sub_stats st;
-	cr_assert_eq(shmring_pool_sub_stats(s, &st), 0);
+	struct shmring_pool_sub_stats st = sub_stats(s);
 	cr_assert_eq(st.stalls, 2, "each loan that waited counts once");
 	cr_assert_eq(st.queued, 6);
-	struct shmring_pool_stats ps;
-	cr_assert_eq(shmring_pool_stats(p, &ps), 0);
+	struct shmring_pool_stats ps = pool_stats(p);
 	cr_assert_eq(ps.block_stalls, 2);
 	cr_assert_eq(ps.nobuf_stalls, 0);
 	cr_assert_eq(ps.published, 6);
@@ -428,25 +520,20 @@ Test(pool, block_subscriber_backpressure)
 	shmring_pool_close(s);
 	/* the subscriber left: its queued frames went back */
 	cr_assert_eq(shmring_pool_free_count(p), 8);
-	shmring_pool_close(p);
-	shmring_seg_unlink(n.name);
+	close_and_unlink(n.name, p);
 }
 
 Test(pool, drop_oldest_never_blocks_producer)
 {
 	struct named_pool n;
-	pool_name(&n, "pool-drop");
-	struct shmring_pool *p = make_pool(n.name, 4096, 4, 1, 1, 0);
+	struct shmring_pool *p = make_pool(&n, "pool-drop", 4096, 4, 1, 1, 0);
 	struct shmring_pool *s = sub_open(n.name, SHMRING_POOL_DROP_OLDEST);
-	struct shmring_pool_frame f, g;
+	struct shmring_pool_frame g;
 	/* the subscriber holds one frame and reads nothing else */
 	cr_assert_eq(publish_one(p, 0, 4096), 1);
 	cr_assert_eq(shmring_pool_take(s, &g), 0);
-	for (uint64_t i = 1; i < 100; i++) {
-		cr_assert_eq(shmring_pool_loan(p, &f), 0, "frame %llu", (unsigned long long)i);
-		fill_frame(&f, i, 4096);
-		cr_assert_eq(shmring_pool_publish(p, &f), 1);
-	}
+	for (uint64_t i = 1; i < 100; i++)
+		publish_now(p, i, 4096, 1);
 	cr_assert_eq(shmring_pool_release(s, &g), 0);
 	/* what is left is the newest frames, in order */
 	uint64_t last = 0, taken = 1;
@@ -458,152 +545,117 @@ Test(pool, drop_oldest_never_blocks_producer)
 		cr_assert_eq(shmring_pool_release(s, &g), 0);
 	}
 	cr_assert_eq(last, 99);
-	struct shmring_pool_sub_stats st;
-	cr_assert_eq(shmring_pool_sub_stats(s, &st), 0);
+	struct shmring_pool_sub_stats st = sub_stats(s);
 	cr_assert_eq(st.frames, taken);
 	cr_assert_eq(st.drops + taken, 100);
 	cr_assert_eq(st.drops, 96, "1 frame held, 3 queued: the other 96 dropped");
 	cr_assert_eq(st.stalls, 0);
-	struct shmring_hdr *h = shmring_seg_hdr(shmring_pool_seg(p));
-	cr_assert_eq(atomic_load(&h->stats.drops), st.drops);
-	struct shmring_pool_stats ps;
-	shmring_pool_stats(p, &ps);
+	cr_assert_eq(atomic_load(&hdr_stats(p)->drops), st.drops);
+	struct shmring_pool_stats ps = pool_stats(p);
 	cr_assert_eq(ps.nobuf_stalls, 0);
 	cr_assert_eq(ps.free_bufs, 4);
-	shmring_pool_close(s);
-	shmring_pool_close(p);
-	shmring_seg_unlink(n.name);
+	close_and_unlink(n.name, s, p);
 }
 
 Test(pool, slow_drop_subscriber_does_not_stall_block_one)
 {
 	struct named_pool n;
-	pool_name(&n, "pool-mix");
 	/* 8 buffers, 3 subscribers holding up to 1: queue_depth 5 */
-	struct shmring_pool *p = make_pool(n.name, 4096, 8, 3, 1, 0);
+	struct shmring_pool *p = make_pool(&n, "pool-mix", 4096, 8, 3, 1, 0);
 	struct shmring_pool *blk = sub_open(n.name, SHMRING_POOL_BLOCK);
 	struct shmring_pool *slow = sub_open(n.name, SHMRING_POOL_DROP_OLDEST);
-	struct shmring_pool_frame f, g, held;
+	struct shmring_pool_frame g, held;
 	cr_assert_eq(publish_one(p, 0, 4096), 2);
 	cr_assert_eq(shmring_pool_take(slow, &held), 0); /* and keeps it */
 	cr_assert_eq(shmring_pool_take(blk, &g), 0);
 	cr_assert_eq(shmring_pool_release(blk, &g), 0);
 	for (uint64_t i = 1; i < 500; i++) {
 		/* the block subscriber lags by up to 4 frames */
-		cr_assert_eq(shmring_pool_loan(p, &f), 0, "frame %llu", (unsigned long long)i);
-		fill_frame(&f, i, 4096);
-		cr_assert_eq(shmring_pool_publish(p, &f), 2);
+		publish_now(p, i, 4096, 2);
 		if (i % 4 == 0) {
 			while (shmring_pool_take(blk, &g) == 0)
 				cr_assert_eq(shmring_pool_release(blk, &g), 0);
 		}
 	}
-	struct shmring_pool_sub_stats st;
-	cr_assert_eq(shmring_pool_sub_stats(slow, &st), 0);
+	struct shmring_pool_sub_stats st = sub_stats(slow);
 	cr_assert_eq(st.stalls, 0);
 	cr_assert_gt(st.drops, 400);
-	struct shmring_pool_stats ps;
-	shmring_pool_stats(p, &ps);
+	struct shmring_pool_stats ps = pool_stats(p);
 	cr_assert_eq(ps.nobuf_stalls, 0);
 	cr_assert_eq(ps.block_stalls, 0);
 	cr_assert_eq(shmring_pool_release(slow, &held), 0);
 	shmring_pool_close(slow);
 	shmring_pool_close(blk);
 	cr_assert_eq(shmring_pool_free_count(p), 8);
-	shmring_pool_close(p);
-	shmring_seg_unlink(n.name);
+	close_and_unlink(n.name, p);
 }
 
 Test(pool, join_late_gets_frames_from_next_publish)
 {
 	struct named_pool n;
-	pool_name(&n, "pool-late");
-	struct shmring_pool *p = make_pool(n.name, 4096, 8, 2, 1, 0);
-	for (uint64_t i = 0; i < 5; i++)
-		cr_assert_eq(publish_one(p, i, 4096), 0);
+	struct shmring_pool *p = make_pool(&n, "pool-late", 4096, 8, 2, 1, 0);
+	publish_n(p, 5, 4096, 0);
 	struct shmring_pool *s = sub_open(n.name, SHMRING_POOL_BLOCK);
 	struct shmring_pool_frame g;
 	cr_assert_eq(shmring_pool_take(s, &g), -EAGAIN);
 	cr_assert_eq(publish_one(p, 5, 4096), 1);
-	cr_assert_eq(shmring_pool_take(s, &g), 0);
-	cr_assert_eq(g.seq, 5);
-	cr_assert(check_frame(&g, 4096));
-	cr_assert_eq(shmring_pool_release(s, &g), 0);
-	shmring_pool_close(s);
-	shmring_pool_close(p);
-	shmring_seg_unlink(n.name);
+	take_expect(s, 0, 5, 4096);
+	close_and_unlink(n.name, s, p);
 }
 
 Test(pool, producer_close_is_end_of_stream)
 {
 	struct named_pool n;
-	pool_name(&n, "pool-eof");
-	struct shmring_pool *p = make_pool(n.name, 4096, 8, 2, 1, 0);
+	struct shmring_pool *p = make_pool(&n, "pool-eof", 4096, 8, 2, 1, 0);
 	struct shmring_pool *p2;
 	cr_assert_eq(shmring_pool_open_producer(n.name, &p2), -EBUSY);
 	struct shmring_pool *s = sub_open(n.name, SHMRING_POOL_BLOCK);
-	for (uint64_t i = 0; i < 3; i++)
-		cr_assert_eq(publish_one(p, i, 4096), 1);
+	publish_n(p, 3, 4096, 1);
 	struct shmring_pool_frame f, g;
 	cr_assert_eq(shmring_pool_loan(p, &f), 0); /* close gives it back */
 	cr_assert_eq(shmring_pool_producer_alive(s), 1);
 	shmring_pool_close(p);
 	cr_assert_eq(shmring_pool_producer_alive(s), 0);
-	for (uint64_t i = 0; i < 3; i++) {
-		cr_assert_eq(shmring_pool_take_wait(s, &g, WAIT_MS), 0);
-		cr_assert_eq(g.seq, i);
-		cr_assert_eq(shmring_pool_release(s, &g), 0);
-	}
+	for (uint64_t i = 0; i < 3; i++)
+		take_expect(s, WAIT_MS, i, 0);
 	cr_assert_eq(shmring_pool_take(s, &g), -EPIPE);
 	cr_assert_eq(shmring_pool_take_wait(s, &g, WAIT_MS), -EPIPE);
 	/* a new producer continues the stream */
-	cr_assert_eq(shmring_pool_open_producer(n.name, &p2), 0);
+	p2 = reopen_producer(n.name);
 	cr_assert_eq(shmring_pool_free_count(p2), 8);
 	cr_assert_eq(publish_one(p2, 3, 4096), 1);
-	cr_assert_eq(shmring_pool_take(s, &g), 0);
-	cr_assert_eq(g.seq, 3);
-	cr_assert_eq(shmring_pool_release(s, &g), 0);
-	shmring_pool_close(s);
-	shmring_pool_close(p2);
-	shmring_seg_unlink(n.name);
+	take_expect(s, 0, 3, 0);
+	close_and_unlink(n.name, s, p2);
 }
 
 Test(pool, subscriber_limit)
 {
 	struct named_pool n;
-	pool_name(&n, "pool-limit");
-	struct shmring_pool *p = make_pool(n.name, 4096, 8, 2, 1, 0);
+	struct shmring_pool *p = make_pool(&n, "pool-limit", 4096, 8, 2, 1, 0);
 	struct shmring_pool *a = sub_open(n.name, SHMRING_POOL_BLOCK);
 	struct shmring_pool *b = sub_open(n.name, SHMRING_POOL_DROP_OLDEST);
 	struct shmring_pool *c;
 	cr_assert_eq(shmring_pool_subscribe(n.name, NULL, &c), -EUSERS);
 	shmring_pool_close(a);
 	c = sub_open(n.name, SHMRING_POOL_BLOCK);
-	struct shmring_pool_stats ps;
-	shmring_pool_stats(p, &ps);
-	cr_assert_eq(ps.subscribers, 2);
+	cr_assert_eq(pool_stats(p).subscribers, 2);
 	shmring_pool_close(b);
 	shmring_pool_close(c);
-	shmring_pool_stats(p, &ps);
-	cr_assert_eq(ps.subscribers, 0);
-	shmring_pool_close(p);
-	shmring_seg_unlink(n.name);
+	cr_assert_eq(pool_stats(p).subscribers, 0);
+	close_and_unlink(n.name, p);
 }
 
 Test(pool, corrupt_control_region_is_eproto)
 {
 	struct named_pool n;
-	pool_name(&n, "pool-corrupt");
-	struct shmring_pool *p = make_pool(n.name, 4096, 8, 2, 1, 0);
+	struct shmring_pool *p = make_pool(&n, "pool-corrupt", 4096, 8, 2, 1, 0);
 	struct shmring_seg *keep; /* keeps the mapping after the pool handles close */
 	cr_assert_eq(shmring_seg_open(n.name, SHMRING_KIND_POOL, 0, &keep), 0);
 	struct shmring_pool *s = sub_open(n.name, SHMRING_POOL_BLOCK);
 	struct shmring_pool_frame f, g;
 	cr_assert_eq(publish_one(p, 0, 4096), 1);
 	struct shmring_pool_ctrl *c = shmring_seg_ctrl(keep);
-	struct shmring_pool_geo geo;
-	const struct shmring_seg *seg = shmring_pool_seg(p);
-	shmring_pool_geo_check(seg->geo, seg->max_parts, seg->ctrl_size, seg->data_size, &geo, NULL, 0);
+	struct shmring_pool_geo geo = pool_geo(shmring_pool_seg(p));
 	struct shmring_pool_entry *log = (void *)((uint8_t *)c + geo.log_off);
 	/* a log entry naming a buffer that does not exist */
 	uint64_t saved = atomic_load(&log[0].pos_buf);
@@ -616,9 +668,7 @@ Test(pool, corrupt_control_region_is_eproto)
 	s = sub_open(n.name, SHMRING_POOL_BLOCK);
 	cr_assert_eq(publish_one(p, 1, 4096), 1);
 	struct shmring_pool_sub *subs = (void *)((uint8_t *)c + geo.subs_off);
-	struct shmring_pool_sub_stats st;
-	shmring_pool_sub_stats(s, &st);
-	atomic_store(&subs[st.index].cursor, UINT64_C(5000) << 16);
+	atomic_store(&subs[sub_stats(s).index].cursor, UINT64_C(5000) << 16);
 	cr_assert_eq(shmring_pool_take(s, &g), -EPROTO);
 	cr_assert_eq(shmring_pool_loan(p, &f), -EPROTO, "the producer checks cursors too");
 	shmring_pool_close(s);
@@ -652,9 +702,8 @@ static int sub_main(void *a)
 {
 	child_init();
 	struct sub_args *sa = a;
-	struct shmring_pool *p;
-	struct shmring_pool_sub_opts so = { .policy = sa->policy };
-	if (shmring_pool_subscribe(sa->name, &so, &p) != 0)
+	struct shmring_pool *p = child_subscribe(sa->name, sa->policy);
+	if (!p)
 		return 10;
 	sig_send(&sa->ready);
 	struct sub_result r = { .first_seq = UINT64_MAX };
@@ -697,10 +746,10 @@ static int sub_main(void *a)
 Test(pool, one_producer_three_subscribers_1080p, .timeout = 240)
 {
 	struct named_pool n;
-	pool_name(&n, "pool-3sub");
 	const uint64_t frames = tu_scaled(10000, 300);
 	/* 8 buffers, up to 4 subscribers holding 1 each: block queue depth 4 */
-	struct shmring_pool *p = make_pool(n.name, FRAME_1080P, 8, 4, 1, SHMRING_POOL_F_CHECKSUM);
+	struct shmring_pool *p = make_pool(&n, "pool-3sub", FRAME_1080P, 8, 4, 1,
+					   SHMRING_POOL_F_CHECKSUM);
 	const uint32_t pol[3] = { SHMRING_POOL_BLOCK, SHMRING_POOL_BLOCK, SHMRING_POOL_DROP_OLDEST };
 	struct sub_args args[3];
 	int out[3][2];
@@ -709,19 +758,12 @@ Test(pool, one_producer_three_subscribers_1080p, .timeout = 240)
 		cr_assert_eq(pipe(out[i]), 0);
 		args[i] = (struct sub_args){ .name = n.name, .policy = pol[i], .slow = i == 2,
 					     .len = FRAME_1080P, .out_fd = out[i][1] };
-		sig_init(&args[i].ready);
-		pid[i] = tu_fork(sub_main, &args[i]);
-		cr_assert_gt(pid[i], 0);
-		sig_parent_side(&args[i].ready);
+		pid[i] = fork_signalling(sub_main, &args[i], &args[i].ready, NULL);
 		close(out[i][1]);
 		cr_assert(sig_wait(&args[i].ready), "subscriber %d did not attach", i);
 	}
-	for (uint64_t i = 0; i < frames; i++) {
-		int rc = publish_one(p, i, FRAME_1080P);
-		cr_assert_eq(rc, 3, "frame %llu: %s", (unsigned long long)i, shmring_strerror(rc));
-	}
-	struct shmring_pool_stats ps;
-	shmring_pool_stats(p, &ps);
+	publish_n(p, frames, FRAME_1080P, 3);
+	struct shmring_pool_stats ps = pool_stats(p);
 	cr_assert_eq(ps.published, frames);
 	cr_assert_eq(ps.nobuf_stalls, 0, "the producer never waited for a buffer");
 	shmring_pool_close(p); /* end of stream */
@@ -748,14 +790,10 @@ Test(pool, one_producer_three_subscribers_1080p, .timeout = 240)
 	}
 	cr_assert_gt(r[2].drops, 0, "the slow subscriber lost frames (it hashes each 4 times)");
 	cr_assert_eq(r[2].stalls, 0, "the producer never waited for the slow subscriber");
-	struct shmring_hdr *h;
-	struct shmring_pool *p2;
-	cr_assert_eq(shmring_pool_open_producer(n.name, &p2), 0);
-	h = shmring_seg_hdr(shmring_pool_seg(p2));
-	cr_assert_eq(atomic_load(&h->stats.drops), r[2].drops);
+	struct shmring_pool *p2 = reopen_producer(n.name);
+	cr_assert_eq(atomic_load(&hdr_stats(p2)->drops), r[2].drops);
 	cr_assert_eq(shmring_pool_free_count(p2), 8);
-	shmring_pool_close(p2);
-	shmring_seg_unlink(n.name);
+	close_and_unlink(n.name, p2);
 }
 
 /* A subscriber that takes `take` frames, signals, and waits to be killed. */
@@ -770,9 +808,8 @@ static int holder_main(void *a)
 {
 	child_init();
 	struct holder_args *ha = a;
-	struct shmring_pool *p;
-	struct shmring_pool_sub_opts so = { .policy = ha->policy };
-	if (shmring_pool_subscribe(ha->name, &so, &p) != 0)
+	struct shmring_pool *p = child_subscribe(ha->name, ha->policy);
+	if (!p)
 		return 10;
 	sig_send(&ha->attached);
 	for (int i = 0; i < ha->take; i++) {
@@ -812,23 +849,14 @@ static int loaner_main(void *a)
 
 static pid_t start_holder(struct holder_args *ha)
 {
-	sig_init(&ha->attached);
-	sig_init(&ha->holding);
-	pid_t pid = tu_fork(holder_main, ha);
-	cr_assert_gt(pid, 0);
-	sig_parent_side(&ha->attached);
-	sig_parent_side(&ha->holding);
+	pid_t pid = fork_signalling(holder_main, ha, &ha->attached, &ha->holding);
 	cr_assert(sig_wait(&ha->attached));
 	return pid;
 }
 
 static pid_t start_loaner(struct loaner_args *la)
 {
-	sig_init(&la->holding);
-	pid_t pid = tu_fork(loaner_main, la);
-	cr_assert_gt(pid, 0);
-	sig_parent_side(&la->holding);
-	return pid;
+	return fork_signalling(loaner_main, la, &la->holding, NULL);
 }
 
 static void kill_and_reap(pid_t pid)
@@ -862,15 +890,12 @@ Test(pool, sigkill_subscriber_and_producer_holding_buffers, .timeout = 60)
 	shmring_pool_close(obs);
 
 	/* a replacement producer reclaims both */
-	struct shmring_pool *p2;
-	cr_assert_eq(shmring_pool_open_producer(n.name, &p2), 0);
+	struct shmring_pool *p2 = reopen_producer(n.name);
 	cr_assert_eq(shmring_pool_free_count(p2), 12);
-	struct shmring_pool_stats ps;
-	shmring_pool_stats(p2, &ps);
+	struct shmring_pool_stats ps = pool_stats(p2);
 	cr_assert_eq(ps.subscribers, 0);
 	cr_assert_eq(ps.loaned_bufs, 0);
-	struct shmring_hdr *h = shmring_seg_hdr(shmring_pool_seg(p2));
-	cr_assert_eq(atomic_load(&h->stats.abandoned), 4, "3 references and the loan");
+	cr_assert_eq(atomic_load(&hdr_stats(p2)->abandoned), 4, "3 references and the loan");
 	unsigned live, dead;
 	shmring_part_count(shmring_pool_seg(p2), 0, &live, &dead);
 	cr_assert_eq(dead, 0, "the dead participants' slots were cleaned");
@@ -878,44 +903,33 @@ Test(pool, sigkill_subscriber_and_producer_holding_buffers, .timeout = 60)
 	/* and the pool works */
 	struct shmring_pool *s = sub_open(n.name, SHMRING_POOL_BLOCK);
 	cr_assert_eq(publish_one(p2, 100, 4096), 1);
-	struct shmring_pool_frame g;
-	cr_assert_eq(shmring_pool_take(s, &g), 0);
-	cr_assert_eq(g.seq, 3);
-	cr_assert_eq(shmring_pool_release(s, &g), 0);
-	shmring_pool_close(s);
-	shmring_pool_close(p2);
-	shmring_seg_unlink(n.name);
+	take_expect(s, 0, 3, 0);
+	close_and_unlink(n.name, s, p2);
 }
 
 Test(pool, subscriber_reclaims_dead_producers_loan, .timeout = 60)
 {
 	struct named_pool n;
-	pool_name(&n, "pool-deadprod");
-	struct shmring_pool *p = make_pool(n.name, 4096, 8, 2, 1, 0);
-	shmring_pool_close(p);
+	shmring_pool_close(make_pool(&n, "pool-deadprod", 4096, 8, 2, 1, 0));
 	struct shmring_pool *s = sub_open(n.name, SHMRING_POOL_BLOCK);
 	struct loaner_args la = { .name = n.name, .publish = 3 };
 	pid_t prod = start_loaner(&la);
 	cr_assert(sig_wait(&la.holding));
 	kill_and_reap(prod);
+	/* the frames it published are delivered, then end of stream */
+	for (uint64_t i = 0; i < 3; i++)
+		take_expect(s, WAIT_MS, i, 0);
 	struct shmring_pool_frame g;
-	for (uint64_t i = 0; i < 3; i++) {
-		cr_assert_eq(shmring_pool_take_wait(s, &g, WAIT_MS), 0, "published frames are delivered");
-		cr_assert_eq(g.seq, i);
-		cr_assert_eq(shmring_pool_release(s, &g), 0);
-	}
 	cr_assert_eq(shmring_pool_take_wait(s, &g, WAIT_MS), -EPIPE);
 	cr_assert_eq(shmring_pool_free_count(s), 8, "the subscriber returned the dead producer's loan");
-	shmring_pool_close(s);
-	shmring_seg_unlink(n.name);
+	close_and_unlink(n.name, s);
 }
 
 Test(pool, running_producer_reclaims_dead_subscribers, .timeout = 60)
 {
 	struct named_pool n;
-	pool_name(&n, "pool-deadsub");
 	/* 8 buffers, 2 subscribers holding 1: queue depth 6 */
-	struct shmring_pool *p = make_pool(n.name, 4096, 8, 2, 1, 0);
+	struct shmring_pool *p = make_pool(&n, "pool-deadsub", 4096, 8, 2, 1, 0);
 	struct holder_args hb = { .name = n.name, .policy = SHMRING_POOL_BLOCK, .take = 1 };
 	pid_t blk = start_holder(&hb);
 	struct holder_args hd = { .name = n.name, .policy = SHMRING_POOL_DROP_OLDEST, .take = 1 };
@@ -938,11 +952,8 @@ Test(pool, running_producer_reclaims_dead_subscribers, .timeout = 60)
 	kill_and_reap(drp);
 	cr_assert_eq(shmring_pool_reclaim(p), 1);
 	cr_assert_eq(shmring_pool_free_count(p), 8);
-	struct shmring_pool_stats ps;
-	shmring_pool_stats(p, &ps);
-	cr_assert_eq(ps.subscribers, 0);
-	shmring_pool_close(p);
-	shmring_seg_unlink(n.name);
+	cr_assert_eq(pool_stats(p).subscribers, 0);
+	close_and_unlink(n.name, p);
 }
 
 struct fd_args {
@@ -976,12 +987,9 @@ Test(pool, anonymous_pool_shared_by_descriptor, .timeout = 60)
 	/* our own descriptor for the child: the library closes its own in children */
 	struct fd_args fa = { .fd = dup(shmring_pool_fd(p)) };
 	cr_assert_geq(fa.fd, 0);
-	sig_init(&fa.ready);
-	pid_t pid = tu_fork(fd_sub_main, &fa);
-	sig_parent_side(&fa.ready);
+	pid_t pid = fork_signalling(fd_sub_main, &fa, &fa.ready, NULL);
 	cr_assert(sig_wait(&fa.ready));
-	for (uint64_t i = 0; i < 5; i++)
-		cr_assert_eq(publish_one(p, i, 8192), 1);
+	publish_n(p, 5, 8192, 1);
 	shmring_pool_close(p);
 	cr_assert_eq(tu_wait(pid), 0);
 	close(fa.fd);
@@ -1050,9 +1058,8 @@ static int churn_main(void *a)
 Test(pool, subscribers_join_and_leave_at_any_time, .timeout = 120)
 {
 	struct named_pool n;
-	pool_name(&n, "pool-churn");
 	/* 3 records for 4 churning processes: -EUSERS happens too */
-	struct shmring_pool *p = make_pool(n.name, 4096, 8, 3, 1, 0);
+	struct shmring_pool *p = make_pool(&n, "pool-churn", 4096, 8, 3, 1, 0);
 	const uint64_t frames = tu_scaled(20000, 2000);
 	struct churn_args ca[4];
 	pid_t pid[4];
@@ -1070,15 +1077,11 @@ Test(pool, subscribers_join_and_leave_at_any_time, .timeout = 120)
 	shmring_pool_close(p);
 	for (int i = 0; i < 4; i++)
 		cr_assert_eq(tu_wait(pid[i]), 0, "churner %d", i);
-	struct shmring_pool *p2;
-	cr_assert_eq(shmring_pool_open_producer(n.name, &p2), 0);
+	struct shmring_pool *p2 = reopen_producer(n.name);
 	cr_assert_eq(shmring_pool_free_count(p2), 8, "every reference came back");
-	struct shmring_pool_stats ps;
-	shmring_pool_stats(p2, &ps);
-	cr_assert_eq(ps.subscribers, 0);
+	cr_assert_eq(pool_stats(p2).subscribers, 0);
 	cr_assert_gt(delivered, 0);
-	shmring_pool_close(p2);
-	shmring_seg_unlink(n.name);
+	close_and_unlink(n.name, p2);
 }
 
 /* ---- SIGKILL at arbitrary points ---- */
@@ -1148,10 +1151,8 @@ static int runner_main(void *a)
 Test(pool, sigkill_at_arbitrary_points_leaks_nothing, .timeout = 180)
 {
 	struct named_pool n;
-	pool_name(&n, "pool-chaos");
 	/* 16 buffers, 4 subscribers holding 1: queue depth 12 */
-	struct shmring_pool *p = make_pool(n.name, 4096, 16, 4, 1, 0);
-	shmring_pool_close(p);
+	shmring_pool_close(make_pool(&n, "pool-chaos", 4096, 16, 4, 1, 0));
 	const int rounds = (int)tu_scaled(30, 5);
 	uint64_t rng = 42;
 	for (int round = 0; round < rounds; round++) {
@@ -1161,10 +1162,7 @@ Test(pool, sigkill_at_arbitrary_points_leaks_nothing, .timeout = 180)
 		 * then wait until everybody is under way, and kill them in a random order */
 		for (int i = 0; i < 4; i++) {
 			ra[i] = (struct runner_args){ .name = n.name, .role = i };
-			sig_init(&ra[i].progress);
-			pid[i] = tu_fork(runner_main, &ra[i]);
-			cr_assert_gt(pid[i], 0);
-			sig_parent_side(&ra[i].progress);
+			pid[i] = fork_signalling(runner_main, &ra[i], &ra[i].progress, NULL);
 			if (i == 0 && !sig_wait(&ra[i].progress))
 				cr_assert_fail("round %d producer stopped with status %d", round, tu_wait(pid[i]));
 		}
@@ -1186,8 +1184,7 @@ Test(pool, sigkill_at_arbitrary_points_leaks_nothing, .timeout = 180)
 		int rc = shmring_pool_open_producer(n.name, &p2);
 		cr_assert_eq(rc, 0, "round %d: %s", round, shmring_strerror(rc));
 		cr_assert_eq(shmring_pool_free_count(p2), 16, "round %d", round);
-		struct shmring_pool_stats ps;
-		shmring_pool_stats(p2, &ps);
+		struct shmring_pool_stats ps = pool_stats(p2);
 		cr_assert_eq(ps.subscribers, 0, "round %d", round);
 		cr_assert_eq(ps.loaned_bufs, 0, "round %d", round);
 		/* the next round's producer starts from a clean close */
@@ -1259,9 +1256,9 @@ static void *thr_sub_main(void *a)
 Test(pool, threads_producer_and_subscribers, .timeout = 300)
 {
 	struct named_pool n;
-	pool_name(&n, "pool-thr");
 	/* 16 buffers, 4 subscribers holding 1: block queue depth 12 */
-	struct shmring_pool *p = make_pool(n.name, 65536, 16, 4, 1, SHMRING_POOL_F_CHECKSUM);
+	struct shmring_pool *p = make_pool(&n, "pool-thr", 65536, 16, 4, 1,
+					   SHMRING_POOL_F_CHECKSUM);
 	const uint64_t frames = tu_scaled(20000, 500);
 	pthread_barrier_t ready;
 	pthread_barrier_init(&ready, NULL, 4);
@@ -1279,9 +1276,7 @@ Test(pool, threads_producer_and_subscribers, .timeout = 300)
 		cr_assert_geq(rc, 2, "frame %llu: %s (%s)", (unsigned long long)i, shmring_strerror(rc),
 			      shmring_last_error_detail());
 	}
-	struct shmring_pool_stats ps;
-	shmring_pool_stats(p, &ps);
-	cr_assert_eq(ps.nobuf_stalls, 0);
+	cr_assert_eq(pool_stats(p).nobuf_stalls, 0);
 	struct shmring_pool *keep = sub_open(n.name, SHMRING_POOL_DROP_OLDEST); /* to count after */
 	shmring_pool_close(p);
 	for (int i = 0; i < 3; i++) {
@@ -1294,6 +1289,5 @@ Test(pool, threads_producer_and_subscribers, .timeout = 300)
 	cr_assert_eq(ts[1].stalls, 0, "the producer never waited for the drop-oldest one");
 	cr_assert_gt(ts[2].frames, 0);
 	cr_assert_eq(shmring_pool_free_count(keep), 16);
-	shmring_pool_close(keep);
-	shmring_seg_unlink(n.name);
+	close_and_unlink(n.name, keep);
 }
