@@ -299,7 +299,9 @@ int shmring_bcast_create(const char *name, const struct shmring_bcast_opts *o, u
 	return rc;
 }
 
-int shmring_bcast_open(const char *name, uint32_t role, unsigned flags, struct shmring_bcast **out)
+/* name, or fd when name is NULL: the checks and the attach are the same */
+static int open_either(const char *name, int fd, uint32_t role, unsigned flags,
+		       struct shmring_bcast **out)
 {
 	shmring__clear_detail();
 	if (!out)
@@ -308,25 +310,24 @@ int shmring_bcast_open(const char *name, uint32_t role, unsigned flags, struct s
 	if (rc)
 		return shmring__fail(rc, "bcast: bad role or reader flags");
 	struct shmring_seg *seg;
-	rc = shmring_seg_open(name, SHMRING_KIND_BCAST, seg_flags(role, flags), &seg);
+	unsigned sf = seg_flags(role, flags);
+	rc = name ? shmring_seg_open(name, SHMRING_KIND_BCAST, sf, &seg)
+		  : shmring_seg_open_fd(fd, SHMRING_KIND_BCAST, sf, &seg);
 	if (rc)
 		return rc;
 	return attach(seg, role, flags, 0, out);
 }
 
+int shmring_bcast_open(const char *name, uint32_t role, unsigned flags, struct shmring_bcast **out)
+{
+	if (!name)
+		return -EINVAL;
+	return open_either(name, -1, role, flags, out);
+}
+
 int shmring_bcast_open_fd(int fd, uint32_t role, unsigned flags, struct shmring_bcast **out)
 {
-	shmring__clear_detail();
-	if (!out)
-		return -EINVAL;
-	int rc = check_role(role, flags);
-	if (rc)
-		return shmring__fail(rc, "bcast: bad role or reader flags");
-	struct shmring_seg *seg;
-	rc = shmring_seg_open_fd(fd, SHMRING_KIND_BCAST, seg_flags(role, flags), &seg);
-	if (rc)
-		return rc;
-	return attach(seg, role, flags, 0, out);
+	return open_either(NULL, fd, role, flags, out);
 }
 
 /* Torn copies are counted on the handle by the inline code; the shared count catches up

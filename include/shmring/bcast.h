@@ -336,9 +336,9 @@ SHMRING_INLINE void shmring__bcast_copy_in(_Atomic uint64_t *dst, const void *sr
 		memcpy(v, p + 8 * i, 32);
 		/* ordered after the odd seq by reserve's release fence, before the even seq
 		 * by commit's release store */
-		atomic_store_explicit(&dst[i], v[0], SHMRING__BCAST_STORE_ORDER);
-		atomic_store_explicit(&dst[i + 1], v[1], SHMRING__BCAST_STORE_ORDER);
-		atomic_store_explicit(&dst[i + 2], v[2], SHMRING__BCAST_STORE_ORDER);
+		atomic_store_explicit(&dst[i], v[0], SHMRING__BCAST_STORE_ORDER);     /* as above */
+		atomic_store_explicit(&dst[i + 1], v[1], SHMRING__BCAST_STORE_ORDER); /* as above */
+		atomic_store_explicit(&dst[i + 2], v[2], SHMRING__BCAST_STORE_ORDER); /* as above */
 		atomic_store_explicit(&dst[i + 3], v[3], SHMRING__BCAST_STORE_ORDER);
 	}
 	i = 4 * blocks;

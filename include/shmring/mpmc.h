@@ -323,6 +323,7 @@ SHMRING_INLINE uint8_t *shmring__mpmc_payload(const struct shmring_mpmc *r, uint
  * load of whoever reads our word next (helpers moving an index, recovery scans). */
 SHMRING_INLINE int shmring__mpmc_cas(_Atomic uint64_t *p, uint64_t *expect, uint64_t want)
 {
+	/* acq_rel / acquire: pairings in the comment above */
 	return atomic_compare_exchange_strong_explicit(p, expect, want, memory_order_acq_rel,
 						       memory_order_acquire);
 }
@@ -332,6 +333,7 @@ SHMRING_INLINE int shmring__mpmc_cas(_Atomic uint64_t *p, uint64_t *expect, uint
  * sees every cell claim below it (the classification in the claim loops relies on it). */
 SHMRING_INLINE void shmring__mpmc_advance(_Atomic uint64_t *idx, uint64_t pos, uint64_t k)
 {
+	/* pairs with earlier moves and with acquire readers of the index (see above) */
 	atomic_compare_exchange_strong_explicit(idx, &pos, pos + k, memory_order_acq_rel,
 						memory_order_relaxed);
 }
