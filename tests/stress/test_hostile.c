@@ -177,6 +177,8 @@ static int scribbler(const char *name, uint64_t until_ms, uint64_t seed)
 			for (int i = 0; i < 32; i++)
 				atomic_store_explicit((_Atomic uint64_t *)(void *)(b + 8 * i), orig[i],
 						      memory_order_relaxed);
+		/* the scribbler's cadence (random gaps, so the reader meets damage at varied
+		 * points of its work), not a wait for anyone */
 		struct timespec ts = { 0, 100000 + (long)(tu_rand(&rng) % 400000) };
 		nanosleep(&ts, NULL);
 	}
@@ -193,6 +195,8 @@ struct kind {
 	void (*reader)(const char *name, uint64_t until_ms, struct seen *s);
 };
 
+/* Pacing only: the legitimate writer leaves the reader CPU time on 2 cores; nothing
+ * waits for it. */
 static void writer_pause(uint64_t i)
 {
 	if ((i & 15) == 15) {
