@@ -397,13 +397,18 @@ static int kill_one(struct camp *c)
 	return c->kind->settle(c, v, inst);
 }
 
+/* Stop every worker before any dies: killed one by one, the later ones could reap the
+ * earlier ones' cells before the final inspection sees them in flight. */
 static void kill_all(struct camp *c)
 {
+	int st;
+	for (int s = 0; s < c->kind->nworkers; s++)
+		if (pids[s] > 0 && kill(pids[s], SIGSTOP) == 0)
+			waitpid(pids[s], &st, WUNTRACED);
 	for (int s = 0; s < c->kind->nworkers; s++) {
 		if (pids[s] <= 0)
 			continue;
 		kill(pids[s], SIGKILL);
-		int st;
 		waitpid(pids[s], &st, 0);
 		pids[s] = 0;
 	}
