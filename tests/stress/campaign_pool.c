@@ -303,7 +303,7 @@ static int settle(struct camp *c, int slot, uint32_t inst)
 			done = 1;
 		uint64_t a = abandoned();
 		uint64_t lo = atomic_load(&K->expect_min), hi = atomic_load(&K->expect_max);
-		if (a > hi)
+		if (a > hi + CAMP_ABANDONED_SLACK)
 			return camp_error(c, "stats.abandoned is %llu, above the %llu references the dead held",
 					  (unsigned long long)a, (unsigned long long)hi);
 		if (done && a >= lo) {
