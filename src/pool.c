@@ -218,14 +218,16 @@ static int finalize(struct shmring_pool *p, uint32_t s, int dead)
 		uint64_t old = atomic_fetch_and_explicit(&p->meta[b].state, ~bit, memory_order_acq_rel);
 		dropped += !!(old & bit);
 	}
+	/* counted here, not after the next wait: a finalizer that gives up below has
+	 * cleared these bits, and nobody would find them to count again */
+	struct shmring_hdr *h = shmring_seg_hdr(p->seg);
+	if (dead)
+		atomic_fetch_add_explicit(&h->stats.abandoned, (uint64_t)dropped, memory_order_relaxed);
 	atomic_fetch_and_explicit(&c->leaving, ~bit, memory_order_seq_cst); /* as above */
 	if (epoch_handshake(p) != 0) /* the producer is done with s's record */
 		return -ETIMEDOUT;
 	/* a drop mark left by a dead producer goes too: its reference was cleared above */
 	shmring_store_relaxed(&r->cursor, SHMRING_POOL_CURSOR_NONE); /* published by the state store */
-	struct shmring_hdr *h = shmring_seg_hdr(p->seg);
-	if (dead)
-		atomic_fetch_add_explicit(&h->stats.abandoned, (uint64_t)dropped, memory_order_relaxed);
 	/* release: pairs with the acquire CAS of the next joiner in claim_record() */
 	shmring_store_release(&r->state, SHMRING_POOL_ID(SHMRING_POOL_SUB_FREE, 0, 0));
 	/* the producer may be waiting for this subscriber's queue or for buffers */
@@ -243,8 +245,8 @@ static int reclaim_record(struct shmring_pool *p, uint32_t s)
 	uint32_t k = SHMRING_POOL_ID_KIND(st);
 	if (k == SHMRING_POOL_SUB_FREE)
 		return 0;
-	int dead = k != SHMRING_POOL_SUB_LEAVING;
-	if (dead && k <= SHMRING_POOL_SUB_FINAL && ident_alive(p, st))
+	int dead = k != SHMRING_POOL_SUB_LEAVING || st == SHMRING_POOL_LEAVING_DEAD;
+	if (k != SHMRING_POOL_SUB_LEAVING && k <= SHMRING_POOL_SUB_FINAL && ident_alive(p, st))
 		return 0;
 	uint64_t me = my_id(p, SHMRING_POOL_SUB_FINAL);
 	/* acq_rel: one claimant wins; acquire what the dead holder wrote before */
@@ -254,10 +256,11 @@ static int reclaim_record(struct shmring_pool *p, uint32_t s)
 	int rc = finalize(p, s, dead);
 	if (rc == -ETIMEDOUT) {
 		/* release: pairs with the acquire load above in a later reclaimer */
-		shmring_store_release(&r->state, SHMRING_POOL_ID(SHMRING_POOL_SUB_LEAVING, 0, 0));
+		shmring_store_release(&r->state, dead ? SHMRING_POOL_LEAVING_DEAD
+						     : SHMRING_POOL_ID(SHMRING_POOL_SUB_LEAVING, 0, 0));
 		return 0;
 	}
-	if (dead)
+	if (k != SHMRING_POOL_SUB_LEAVING)
 		bury(p, st);
 	return 1;
 }

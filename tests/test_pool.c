@@ -956,6 +956,42 @@ Test(pool, running_producer_reclaims_dead_subscribers, .timeout = 60)
 	close_and_unlink(n.name, p);
 }
 
+/* A finalizer gives up on a dead subscriber's record while the producer stays inside an
+ * epoch (here: the epoch word held odd by the test while the producer is alive). The
+ * record is left LEAVING_DEAD, so the finalizer that finishes later still counts what
+ * the dead one held as abandoned (a plain LEAVING record would count nothing). */
+Test(pool, dead_subscriber_counted_after_a_finalizer_gives_up, .timeout = 60)
+{
+	struct named_pool n;
+	struct shmring_pool *p = make_pool(&n, "pool-giveup", 4096, 8, 2, 1, 0);
+	struct holder_args hb = { .name = n.name, .policy = SHMRING_POOL_BLOCK, .take = 1 };
+	pid_t blk = start_holder(&hb);
+	cr_assert_eq(publish_one(p, 0, 4096), 1);
+	cr_assert(sig_wait(&hb.holding), "subscriber took its frame");
+	cr_assert_eq(publish_one(p, 1, 4096), 1, "one more queued for it");
+	kill_and_reap(blk);
+	struct shmring_pool_ctrl *c = shmring_seg_ctrl(shmring_pool_seg(p));
+	struct shmring_pool_geo geo = pool_geo(shmring_pool_seg(p));
+	struct shmring_pool_sub *subs = (void *)((uint8_t *)c + geo.subs_off);
+	uint64_t e = atomic_load(&c->epoch);
+	cr_assert_eq(e & 1, 0);
+	atomic_store(&c->epoch, e + 1); /* "inside an epoch", and it never moves */
+	cr_assert_eq(shmring_pool_reclaim(p), 0, "gave up after the handshake timeout");
+	uint32_t rec = 2;
+	for (uint32_t i = 0; i < 2; i++)
+		if (SHMRING_POOL_ID_KIND(atomic_load(&subs[i].state)) != SHMRING_POOL_SUB_FREE)
+			rec = i;
+	cr_assert_lt(rec, 2);
+	cr_assert_eq(atomic_load(&subs[rec].state), SHMRING_POOL_LEAVING_DEAD);
+	cr_assert_eq(atomic_load(&hdr_stats(p)->abandoned), 0, "nothing dropped yet");
+	atomic_store(&c->epoch, e + 2);
+	cr_assert_eq(shmring_pool_reclaim(p), 1);
+	cr_assert_eq(atomic_load(&subs[rec].state), SHMRING_POOL_ID(SHMRING_POOL_SUB_FREE, 0, 0));
+	cr_assert_eq(atomic_load(&hdr_stats(p)->abandoned), 2, "the frame taken and the one queued");
+	cr_assert_eq(shmring_pool_free_count(p), 8);
+	close_and_unlink(n.name, p);
+}
+
 struct fd_args {
 	int fd;
 	struct sig ready;

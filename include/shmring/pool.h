@@ -67,7 +67,10 @@
  *
  * DEAD PEERS. Identities are (participant slot, generation) and liveness is the
  * participant's OFD lock. A dead subscriber's record is claimed by any survivor (CAS
- * to FINAL) and finalized as above; its references are counted in stats.abandoned.
+ * to FINAL) and finalized as above; its references are counted in stats.abandoned as
+ * they are dropped. A finalizer that gives up (the producer stayed inside an epoch)
+ * leaves the record LEAVING, as SHMRING_POOL_LEAVING_DEAD if its holder died, so that
+ * whoever finishes the job still counts what the dead held.
  * The producer sweeps for dead subscribers after each sleep slice while it waits, and
  * while it runs at most every 100 ms (every 64th loan looks at the clock); a joiner
  * that finds every record taken sweeps too. The producer's identity is in ctrl->owner; a replacement
@@ -165,6 +168,10 @@ enum shmring_pool_sub_state {
 	SHMRING_POOL_SUB_LEAVING = 3, /* left; anyone may finalize it */
 	SHMRING_POOL_SUB_FINAL = 4,   /* being finalized by the identity */
 };
+/* A LEAVING record whose holder died (generation field 1): finalizing it counts the
+ * references it drops in stats.abandoned. A clean leaver's LEAVING word is all zero
+ * but the kind. */
+#define SHMRING_POOL_LEAVING_DEAD SHMRING_POOL_ID(SHMRING_POOL_SUB_LEAVING, 0, 1)
 
 /* Frame metadata flags. */
 #define SHMRING_POOL_FRAME_F_CHECKSUM 1u /* checksum holds XXH3-64 of the frame */

@@ -297,13 +297,19 @@ static int settle(struct camp *c, int slot, uint32_t inst)
 		int done;
 		if (S.victim_sub == -1) /* a replacement or a survivor took the owner word over */
 			done = atomic_load(&S.ctrl->owner) != S.victim_id;
-		else if (S.victim_sub >= 0)
-			done = atomic_load(&S.subs[S.victim_sub].state) != S.victim_id;
+		else if (S.victim_sub >= 0) {
+			/* claimed (FINAL) or given up (LEAVING) is not done: the finalizer
+			 * counts what it drops before it frees the record */
+			uint64_t st = atomic_load(&S.subs[S.victim_sub].state);
+			uint32_t k = SHMRING_POOL_ID_KIND(st);
+			done = st != S.victim_id && k != SHMRING_POOL_SUB_FINAL &&
+			       k != SHMRING_POOL_SUB_LEAVING;
+		}
 		else
 			done = 1;
 		uint64_t a = abandoned();
 		uint64_t lo = atomic_load(&K->expect_min), hi = atomic_load(&K->expect_max);
-		if (a > hi + CAMP_ABANDONED_SLACK)
+		if (a > hi)
 			return camp_error(c, "stats.abandoned is %llu, above the %llu references the dead held",
 					  (unsigned long long)a, (unsigned long long)hi);
 		if (done && a >= lo) {
