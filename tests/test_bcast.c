@@ -580,6 +580,51 @@ Test(bcast, dead_writer_gives_epipe_and_is_replaced, .timeout = 60)
 	cr_assert_eq(shmring_seg_unlink(name), 0);
 }
 
+/* The writer dies (here: stops) between commit's two stores: record 3's slot is
+ * complete, pub still says 3 records. A reader that read record 3 from its slot must
+ * not get record 2 from read_latest afterwards ("newest" never goes backwards). */
+Test(bcast, read_latest_never_older_than_what_was_read)
+{
+	char name[96];
+	struct shmring_bcast *w = make_writer(name, sizeof(name), "bc-lag", 8, 64);
+	struct shmring_bcast *r = open_reader(name, SHMRING_BCAST_START_OLDEST);
+	uint8_t out[64], buf[64];
+	struct shmring_bcast_rec rec;
+	for (uint64_t i = 0; i < 3; i++) {
+		memcpy(out, &i, 8);
+		cr_assert_eq(shmring_bcast_publish(w, out, 8), 0);
+	}
+	void *p = NULL;
+	cr_assert_eq(shmring_bcast_reserve(w, 8, &p), 0);
+	uint64_t three = 3;
+	memcpy(p, &three, 8);
+	/* commit's first store only */
+	atomic_store_explicit(&shmring__bcast_slot(w, 3)->seq, 2 * 3 + 2, memory_order_release);
+	cr_assert_eq(shmring_bcast_published(r), 3);
+	for (uint64_t i = 0; i < 4; i++) {
+		cr_assert_eq(shmring_bcast_read(r, buf, sizeof(buf), &rec), 8);
+		cr_assert_eq(rec.seq, i);
+	}
+	cr_assert_eq(shmring_bcast_read(r, buf, sizeof(buf), &rec), -EAGAIN);
+	cr_assert_eq(shmring_bcast_read_latest(r, buf, sizeof(buf), &rec), 8);
+	cr_assert_eq(rec.seq, 3, "the newest this reader knows is record 3, not pub - 1 = %llu",
+		     (unsigned long long)rec.seq);
+	cr_assert_eq(rec.missed, 0);
+	cr_assert_eq(memcmp(buf, &three, 8), 0);
+	/* the writer finishes the commit: still record 3, then 4 */
+	cr_assert_eq(shmring_bcast_commit(w), 0);
+	cr_assert_eq(shmring_bcast_read_latest(r, buf, sizeof(buf), &rec), 8);
+	cr_assert_eq(rec.seq, 3);
+	uint64_t four = 4;
+	cr_assert_eq(shmring_bcast_publish(w, &four, 8), 0);
+	cr_assert_eq(shmring_bcast_read_latest(r, buf, sizeof(buf), &rec), 8);
+	cr_assert_eq(rec.seq, 4);
+	cr_assert_eq(rec.missed, 0);
+	shmring_bcast_close(r);
+	shmring_bcast_close(w);
+	cr_assert_eq(shmring_seg_unlink(name), 0);
+}
+
 /* ---- never trust shared memory ---- */
 
 Test(bcast, corrupt_shared_values_give_eproto)

@@ -680,6 +680,7 @@ SHMRING_INLINE int shmring_bcast_release(struct shmring_bcast *r)
 /*
  * Copy the newest complete record into buf: "show the latest frame". Returns the same
  * record again if nothing newer was published; afterwards read() continues after it.
+ * Never a record older than the last one this reader was given.
  * Records passed over count as skipped, not lapped (rec->missed counts them).
  * Concurrency: this reader only. Ordering: acquire load of ctrl->pub (pairs with
  * commit's release store), then as read.
@@ -698,10 +699,15 @@ SHMRING_INLINE int shmring_bcast_read_latest(struct shmring_bcast *r, void *buf,
 	for (int tries = 0; tries < SHMRING__BCAST_TRIES; tries++) {
 		/* pairs with the release store of pub in shmring_bcast_commit() */
 		uint64_t h = shmring_load_acquire(&r->ctrl->pub);
-		if (h == 0)
-			return shmring__bcast_empty(r);
 		if (shmring_unlikely(h >= SHMRING_BCAST_SEQ_MAX))
 			return shmring__bcast_broken(r, -EPROTO);
+		/* pub lags the slots by one record between commit's two stores (for good, if
+		 * the writer dies there): a reader may already have read record pub, and
+		 * the newest record for it is never older than the last one it read */
+		if (h < r->pos)
+			h = r->pos;
+		if (h == 0)
+			return shmring__bcast_empty(r);
 		uint64_t n = h - 1, s1, len = 0;
 		int rc = shmring__bcast_look(r, n, &s1, &len);
 		if (rc == SHMRING__BCAST_LAPPED) {
