@@ -148,9 +148,4 @@ int camp_final_child(struct camp *c, const char *what, void (*check)(struct camp
 
 extern const struct camp_kind camp_spsc, camp_mpmc, camp_pool, camp_bcast;
 
-/* Known flake, under investigation (see tests/stress/README.md): stats.abandoned can
- * come out a few above the in-flight count the inspection saw. Tolerated up to this
- * many over a whole campaign, never below: a message lost uncounted still fails. */
-#define CAMP_ABANDONED_SLACK 8
-
 #endif

@@ -273,9 +273,9 @@ static int settle(struct camp *c, int slot, uint32_t inst)
 				busy_dead = 1;
 		}
 		uint64_t a = abandoned(), e = atomic_load(&K->expect_abandoned);
-		if (!busy_dead && a >= e && a <= e + CAMP_ABANDONED_SLACK)
+		if (!busy_dead && a == e)
 			return 0;
-		if (a > e + CAMP_ABANDONED_SLACK)
+		if (a > e)
 			return camp_error(c, "stats.abandoned is %llu, but only %llu cells were in flight",
 					  (unsigned long long)a, (unsigned long long)e);
 		if (camp_now_ns() > deadline)
@@ -330,7 +330,7 @@ static int finish(struct camp *c)
 	if (camp_final_child(c, "final drain", final_drain) != 0)
 		return -1;
 	uint64_t a = abandoned(), e = atomic_load(&K->expect_abandoned);
-	if (a < e || a > e + CAMP_ABANDONED_SLACK)
+	if (a != e)
 		return camp_error(c, "stats.abandoned is %llu; %llu cells were in flight at the kills",
 				  (unsigned long long)a, (unsigned long long)e);
 	/* every finished message was taken, or was in a dead consumer's hands */
