@@ -175,6 +175,7 @@ struct bench_transport {
 	unsigned caps;
 	size_t own_size;         /* size reported when !BENCH_CAP_SIZES */
 	size_t max_size;         /* largest message it runs at; 0: any */
+	unsigned max_batch;      /* BENCH_CAP_BATCH: largest batch it takes; 0: any */
 	/* parent, before fork: make what both sides need (state in c->priv / c->sh) */
 	int (*setup)(struct bench_ctx *c);
 	/* each side, after fork */

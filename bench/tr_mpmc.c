@@ -246,6 +246,7 @@ const struct bench_transport bench_tr_mpmc = {
 	.caps = BENCH_CAP_RTT | BENCH_CAP_STREAM | BENCH_CAP_ZC | BENCH_CAP_COPY | BENCH_CAP_BATCH |
 		BENCH_CAP_SIZES | BENCH_CAP_SHMRING | BENCH_CAP_MULTI,
 	.max_size = 65536,
+	.max_batch = MAX_BATCH,
 	.setup = mpmc_setup,
 	.attach = bench_shm_attach,
 	.rtt = mpmc_rtt,
