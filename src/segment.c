@@ -160,6 +160,13 @@ static int attach(int fd, uint32_t kind, unsigned flags, const char *name, struc
 		return shmring__fail(-EPROTO, "not a regular file");
 	}
 	uint64_t fsize = (uint64_t)st.st_size;
+	if (fsize == 0) {
+		/* shm_open(O_CREAT) made the name before the creator sized the file: like a
+		 * zero magic, "not ready yet", so that a reader that waits for the name keeps
+		 * waiting instead of calling it corrupt */
+		close(fd);
+		return shmring__fail(-EAGAIN, "empty file: the segment is still being created");
+	}
 	uint8_t raw[256];
 	ssize_t n = pread(fd, raw, sizeof(raw), 0);
 	if (n < 0) {

@@ -140,6 +140,25 @@ static int open_corrupted(size_t off, const void *bytes, size_t n, int fix_check
 	return rc;
 }
 
+/* Between the creator's shm_open(O_CREAT) and its sizing the file, the name exists with
+ * nothing in it: an opener is told "not yet" (as for a zero magic), not "corrupt". A
+ * short file with bytes in it is corrupt. */
+Test(segment, open_empty_file_is_not_ready_yet)
+{
+	char name[64];
+	tu_name(name, sizeof(name), "empty");
+	char path[96];
+	snprintf(path, sizeof(path), "/dev/shm/%s", name);
+	int fd = open(path, O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0600);
+	cr_assert_geq(fd, 0);
+	struct shmring_seg *o;
+	cr_assert_eq(shmring_seg_open(name, 0, SHMRING_O_NOREGISTRY, &o), -EAGAIN);
+	cr_assert_eq(write(fd, "x", 1), 1);
+	cr_assert_eq(shmring_seg_open(name, 0, SHMRING_O_NOREGISTRY, &o), -EPROTO, "1 byte");
+	close(fd);
+	shmring_seg_unlink(name);
+}
+
 Test(segment, open_rejects_corrupt_headers)
 {
 	uint64_t v64 = 0x1234;

@@ -533,10 +533,17 @@ def t_cat_roundtrip_empty():
         shutil.rmtree(tmp)
 
 
-def read_exactly(f, n):
+def read_exactly(f, n, proc=None):
     got = b""
     while len(got) < n:
         b = f.read(n - len(got))
+        if not b and proc is not None:  # say why the reader stopped
+            try:
+                _, err = proc.communicate(timeout=10)
+            except subprocess.TimeoutExpired:
+                err = b"(still running)"
+            check(False, "reader stopped after %d of %d bytes: exit %s, %r"
+                  % (len(got), n, proc.returncode, err))
         check(b, "reader stopped after %d of %d bytes" % (len(got), n))
         got += b
     return got
@@ -554,7 +561,7 @@ def t_cat_producer_died():
     wr.stdin.write(payload)
     wr.stdin.flush()
     # everything written so far has been committed once the reader has it all
-    got = read_exactly(rd.stdout, len(payload))
+    got = read_exactly(rd.stdout, len(payload), rd)
     wr.send_signal(signal.SIGKILL)
     wr.wait()
     rest, err = rd.communicate(timeout=60)
