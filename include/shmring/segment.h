@@ -18,7 +18,8 @@
  * -EEXIST create found one; -EACCES permission; -ENOSPC /dev/shm too small (see
  * shmring_last_error_detail() for the size needed); -EPROTO not a shmring segment, an
  * unknown layout version, a wrong kind or impossible geometry; -EBADMSG checksum
- * mismatch; -EAGAIN the segment is still being created (file still empty, or magic not yet written);
+ * mismatch; -EAGAIN the segment is still being created (file still empty, or magic
+ * not yet written);
  * -ENOMEM; -EUSERS participant table full; -EBUSY slot held by a live participant;
  * other negative errnos from the system calls, unchanged.
  */
