@@ -345,11 +345,13 @@ SHMRING_INLINE void shmring__bcast_copy_in(_Atomic uint64_t *dst, const void *sr
 	for (size_t k = 0; k < (words & 3); k++, i++) { /* at most 3: a visible bound */
 		uint64_t v;
 		memcpy(&v, p + 8 * i, 8);
+		/* as the block stores: after reserve's fence, before commit's release */
 		atomic_store_explicit(&dst[i], v, SHMRING__BCAST_STORE_ORDER);
 	}
 	if (len & 7) {
 		uint64_t v = 0;
 		memcpy(&v, p + 8 * i, len & 7);
+		/* as the block stores: after reserve's fence, before commit's release */
 		atomic_store_explicit(&dst[i], v, SHMRING__BCAST_STORE_ORDER);
 	}
 }
@@ -365,10 +367,10 @@ SHMRING_INLINE void shmring__bcast_copy_out(void *dst, _Atomic uint64_t *src, si
 		/* after the acquire load of seq; before the caller's acquire fence and
 		 * re-check, which validate what was read */
 		uint64_t v[4] = {
-			atomic_load_explicit(&src[i], SHMRING__BCAST_LOAD_ORDER),
-			atomic_load_explicit(&src[i + 1], SHMRING__BCAST_LOAD_ORDER),
-			atomic_load_explicit(&src[i + 2], SHMRING__BCAST_LOAD_ORDER),
-			atomic_load_explicit(&src[i + 3], SHMRING__BCAST_LOAD_ORDER),
+			atomic_load_explicit(&src[i], SHMRING__BCAST_LOAD_ORDER),     /* as above */
+			atomic_load_explicit(&src[i + 1], SHMRING__BCAST_LOAD_ORDER), /* as above */
+			atomic_load_explicit(&src[i + 2], SHMRING__BCAST_LOAD_ORDER), /* as above */
+			atomic_load_explicit(&src[i + 3], SHMRING__BCAST_LOAD_ORDER), /* as above */
 		};
 		memcpy(p + 8 * i, v, 32);
 	}

@@ -81,6 +81,8 @@ uint64_t camp_rand(struct camp *c)
 	return mix(&c->rng);
 }
 
+/* The pause of a loop that polls a condition against a deadline (survivors finishing a
+ * recovery: nothing in the library signals it); never a wait standing for an event. */
 void camp_sleep_ms(unsigned ms)
 {
 	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
@@ -88,6 +90,8 @@ void camp_sleep_ms(unsigned ms)
 		;
 }
 
+/* Pauses between polls (camp_backoff, progress_since) and the random delay that picks
+ * a kill instant: pacing, not synchronisation. */
 static void sleep_us(unsigned us)
 {
 	struct timespec ts = { us / 1000000, (long)(us % 1000000) * 1000L };

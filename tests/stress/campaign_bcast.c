@@ -47,6 +47,8 @@ static int create(struct camp *c)
 	return 0;
 }
 
+/* Pacing only: a writer that never waits would leave 2 cores no time for the readers
+ * (nothing waits for this pause). */
 static void pause_us(unsigned us)
 {
 	struct timespec ts = { 0, (long)us * 1000 };
