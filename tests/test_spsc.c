@@ -5,22 +5,31 @@
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 #include <xxhash.h>
 
 #include "shmring/shmring.h"
 #include "testutil.h"
 
-/* A record carries: u64 sequence, u64 xxh3 of the rest, then filler. */
+/* A record of META bytes or more carries: u64 sequence, u64 xxh3 of the rest, then
+ * filler. A shorter record holds the first len bytes of its "short image": the sequence
+ * (little-endian, so even a 1-byte record holds its low byte and tells apart the 255
+ * records around it), then the xxh3 of the sequence. The consumer, which tracks the
+ * sequence it expects, rebuilds the image and compares every byte: a lost, duplicated
+ * or reordered short record is caught by its own bytes, and if not (a neighbour 256
+ * records away with the same low byte) by the next record of 2 bytes or more and by the
+ * lengths, which the consumer draws from the producer's generator. */
 #define META 16u
 
 static size_t pick_size(uint64_t *rng, size_t minsz, size_t maxsz)
 {
 	uint64_t x = tu_rand(rng);
 	size_t sz;
-	/* mostly small, a tenth spread log-uniformly up to the maximum */
+	/* mostly small (1-256 B), a tenth spread log-uniformly up to 128 KiB */
 	if (x % 10)
 		sz = 1 + (size_t)((x >> 8) % 256);
 	else {
@@ -35,8 +44,21 @@ static size_t pick_size(uint64_t *rng, size_t minsz, size_t maxsz)
 	return sz;
 }
 
+static void short_image(uint8_t img[META], uint64_t seq)
+{
+	memcpy(img, &seq, 8);
+	uint64_t h = XXH3_64bits(&seq, 8);
+	memcpy(img + 8, &h, 8);
+}
+
 static void make_rec(uint8_t *p, size_t len, uint64_t seq)
 {
+	if (len < META) {
+		uint8_t img[META];
+		short_image(img, seq);
+		memcpy(p, img, len);
+		return;
+	}
 	memcpy(p, &seq, 8);
 	/* cheap filler that differs per record */
 	uint64_t pat = seq * UINT64_C(0x9e3779b97f4a7c15) + 1;
@@ -46,12 +68,18 @@ static void make_rec(uint8_t *p, size_t len, uint64_t seq)
 	memcpy(p + 8, &h, 8);
 }
 
-/* 0 ok; else what is wrong */
+/* 0 ok; 2 wrong sequence (lost, duplicated or reordered); 3 corrupt payload */
 static int check_rec(const uint8_t *p, size_t len, uint64_t want_seq)
 {
 	uint64_t seq, h;
-	if (len < META)
-		return 1;
+	if (len < META) {
+		uint8_t img[META];
+		short_image(img, want_seq);
+		size_t sl = len < 8 ? len : 8;
+		if (memcmp(p, img, sl) != 0)
+			return 2;
+		return memcmp(p + sl, img + sl, len - sl) ? 3 : 0;
+	}
 	memcpy(&seq, p, 8);
 	memcpy(&h, p + 8, 8);
 	if (seq != want_seq)
@@ -61,6 +89,32 @@ static int check_rec(const uint8_t *p, size_t len, uint64_t want_seq)
 	return 0;
 }
 
+/* The checker itself: a record of any length 1..64 is told apart from its neighbours
+ * (lost, duplicated, swapped), and a flipped bit anywhere in it is seen. */
+Test(spsc, record_check_catches_loss_dup_reorder_and_corruption_at_every_length)
+{
+	uint8_t b[64];
+	for (size_t len = 1; len <= sizeof(b); len++) {
+		for (uint64_t seq = 0; seq < 1000; seq += 7) {
+			make_rec(b, len, seq);
+			cr_assert_eq(check_rec(b, len, seq), 0, "len %zu seq %llu", len, (unsigned long long)seq);
+			/* read where seq+1 (seq lost), seq-1 (duplicate) or seq+2 (reorder) was due */
+			for (int64_t d = -2; d <= 255 - 2; d++)
+				if (d != 0 && (int64_t)seq + d >= 0)
+					cr_assert_eq(check_rec(b, len, seq + (uint64_t)d), 2,
+						     "len %zu: record %llu accepted as %lld", len,
+						     (unsigned long long)seq, (long long)(seq + (uint64_t)d));
+			for (size_t i = 0; i < len; i++)
+				for (int bit = 0; bit < 8; bit++) {
+					b[i] ^= (uint8_t)(1u << bit);
+					cr_assert_neq(check_rec(b, len, seq), 0, "len %zu: flip of byte %zu bit %d not seen",
+						      len, i, bit);
+					b[i] ^= (uint8_t)(1u << bit);
+				}
+		}
+	}
+}
+
 struct stream_cfg {
 	char name[64];
 	uint64_t n;
@@ -68,7 +122,14 @@ struct stream_cfg {
 	int batch;        /* records per commit / release */
 	unsigned slow_consumer, slow_producer; /* extra work per record */
 	uint64_t seed;
+	/* seen by the consumer */
+	uint64_t shorts;          /* records shorter than META */
+	size_t min_len, max_len;
 };
+
+/* record sizes of the streams: 1 B to 64 KiB */
+#define STREAM_MIN 1
+#define STREAM_MAX 65536
 
 static void busy(unsigned n)
 {
@@ -86,7 +147,7 @@ static int producer_main(void *a)
 	for (uint64_t i = 0; i < c->n;) {
 		int k;
 		for (k = 0; k < c->batch && i < c->n; k++, i++) {
-			size_t len = pick_size(&rng, META, 65536);
+			size_t len = pick_size(&rng, STREAM_MIN, STREAM_MAX);
 			void *buf = NULL;
 			int rc;
 			if (c->block)
@@ -112,6 +173,7 @@ static int producer_main(void *a)
 static uint64_t consume(struct shmring_spsc *r, struct stream_cfg *c)
 {
 	uint64_t rng = c->seed, got = 0;
+	c->min_len = SIZE_MAX;
 	for (;;) {
 		struct shmring_rec rec = { 0 };
 		int k = 0, rc = 0;
@@ -120,9 +182,14 @@ static uint64_t consume(struct shmring_spsc *r, struct stream_cfg *c)
 				      : shmring_spsc_peek(r, &rec);
 			if (rc)
 				break;
-			size_t want = pick_size(&rng, META, 65536);
+			size_t want = pick_size(&rng, STREAM_MIN, STREAM_MAX);
 			cr_assert_eq(rec.len, want, "record %llu has length %u, expected %zu",
 				     (unsigned long long)got, rec.len, want);
+			c->shorts += rec.len < META;
+			if (rec.len < c->min_len)
+				c->min_len = rec.len;
+			if (rec.len > c->max_len)
+				c->max_len = rec.len;
 			int bad = check_rec(rec.data, rec.len, got);
 			cr_assert_eq(bad, 0, "record %llu: %s", (unsigned long long)got,
 				     bad == 2 ? "out of order, lost or duplicated" : "corrupt payload");
@@ -149,6 +216,10 @@ static void run_stream(struct stream_cfg *c, uint64_t capacity)
 	cr_assert_eq(tu_wait(pid), 0, "producer failed");
 	cr_assert_eq(got, c->n, "got %llu of %llu records", (unsigned long long)got,
 		     (unsigned long long)c->n);
+	/* the sizes spanned 1 B - 64 KiB, short records included (the seeds are fixed) */
+	cr_assert_eq(c->min_len, STREAM_MIN);
+	cr_assert_eq(c->max_len, STREAM_MAX);
+	cr_assert_gt(c->shorts, 0);
 	shmring_spsc_close(r);
 	shmring_seg_unlink(c->name);
 }
@@ -179,7 +250,7 @@ Test(spsc, stream_batched, .timeout = 600)
 	run_stream(&c, 1u << 20);
 }
 
-/* ---- in one process: geometry, limits, wrap-around ---- */
+/* ---- geometry, limits, wrap-around ---- */
 
 static void pair(const char *tag, uint64_t cap, uint32_t align, struct shmring_spsc **p,
 		 struct shmring_spsc **c, char *name, size_t nl)
@@ -197,6 +268,160 @@ static void unpair(struct shmring_spsc *p, struct shmring_spsc *c, const char *n
 	shmring_seg_unlink(name);
 }
 
+/*
+ * Wrap-around, deterministically: for each alignment and each end-of-ring remainder of
+ * 1..8 alignment units, the writer is brought to that offset (by records that exactly
+ * fill the gap), then reserves a record one byte too large for the remainder (it must
+ * land at the start of the data area behind a pad record running to the end), and on
+ * the next lap a record that exactly fills the remainder (it lands there, and the one
+ * after it at offset 0 with no pad). The consumer is a forked process following the same
+ * plan: every offset, length, pad header and payload byte is checked on both sides.
+ */
+struct wrap_rec {
+	uint32_t len;
+	uint32_t off;    /* expected data offset of the record's header */
+	int64_t pad_at;  /* a pad record expected at this offset before it; -1 none */
+};
+
+struct wrap_cfg {
+	char name[64];
+	uint64_t cap;
+	uint32_t align;
+	size_t n;
+	struct wrap_rec *plan;
+};
+
+static uint64_t wrap_total(uint32_t align, uint64_t len)
+{
+	return (SHMRING_SPSC_HDR + len + align - 1) & ~(uint64_t)(align - 1);
+}
+
+/* Records that move the writer from *pos to data offset target, each fitting exactly. */
+static void wrap_advance(struct wrap_cfg *c, uint64_t maxt, uint64_t *pos, uint64_t target)
+{
+	for (int leg = 0; leg < 2; leg++) {
+		uint64_t idx = *pos & (c->cap - 1);
+		uint64_t to = idx > target ? c->cap : target; /* past it: first to the end */
+		while (idx < to) {
+			uint64_t t = to - idx < maxt ? to - idx : maxt;
+			c->plan[c->n++] = (struct wrap_rec){ (uint32_t)(t - SHMRING_SPSC_HDR), (uint32_t)idx, -1 };
+			*pos += t;
+			idx += t;
+		}
+		if ((*pos & (c->cap - 1)) == target)
+			return;
+	}
+}
+
+static void wrap_make_plan(struct wrap_cfg *c, uint32_t max_record)
+{
+	uint64_t maxt = (max_record + SHMRING_SPSC_HDR) & ~(uint64_t)(c->align - 1);
+	uint64_t pos = 0;
+	c->n = 0;
+	c->plan = calloc(4096, sizeof(*c->plan));
+	cr_assert_not_null(c->plan);
+	for (uint64_t k = 1; k <= 8; k++) {
+		uint64_t rem = k * c->align, at = c->cap - rem;
+		cr_assert_leq(rem + c->align, maxt, "plan needs a larger ring");
+		/* one byte more than the remainder holds: padding, then offset 0 */
+		wrap_advance(c, maxt, &pos, at);
+		uint64_t len = rem - SHMRING_SPSC_HDR + 1;
+		c->plan[c->n++] = (struct wrap_rec){ (uint32_t)len, 0, (int64_t)at };
+		pos += rem + wrap_total(c->align, len);
+		/* exactly the remainder: ends at the end of the ring; the next starts at 0 */
+		wrap_advance(c, maxt, &pos, at);
+		len = rem - SHMRING_SPSC_HDR;
+		c->plan[c->n++] = (struct wrap_rec){ (uint32_t)len, (uint32_t)at, -1 };
+		pos += rem;
+		c->plan[c->n++] = (struct wrap_rec){ 5, 0, -1 };
+		pos += wrap_total(c->align, 5);
+		cr_assert_lt(c->n, 4000);
+	}
+}
+
+static uint64_t wrap_seed(const struct wrap_cfg *c, size_t i)
+{
+	return ((uint64_t)c->align << 32) + i;
+}
+
+/* Exit codes name what the consumer found wrong (and stderr says where). */
+static int wrap_consumer(void *a)
+{
+	struct wrap_cfg *c = a;
+	struct shmring_spsc *r;
+	if (shmring_spsc_open(c->name, SHMRING_ROLE_CONSUMER, &r) != 0)
+		return 10;
+	const uint8_t *data = shmring_seg_data(shmring_spsc_seg(r));
+	for (size_t i = 0; i < c->n; i++) {
+		const struct wrap_rec *w = &c->plan[i];
+		struct shmring_rec rec = { 0 };
+		int rc = shmring_spsc_peek_wait(r, &rec, 10000);
+		if (rc != 0) {
+			fprintf(stderr, "align %u record %zu: peek %s\n", c->align, i, shmring_strerror(rc));
+			return 11;
+		}
+		uint64_t off = (uint64_t)((const uint8_t *)rec.data - data) - SHMRING_SPSC_HDR;
+		if (off != w->off || rec.len != w->len) {
+			fprintf(stderr, "align %u record %zu: %u bytes at offset %llu, expected %u at %u\n",
+				c->align, i, rec.len, (unsigned long long)off, w->len, w->off);
+			return 12;
+		}
+		if (!tu_check(rec.data, rec.len, wrap_seed(c, i))) {
+			fprintf(stderr, "align %u record %zu: payload differs\n", c->align, i);
+			return 13;
+		}
+		if (w->pad_at >= 0) { /* not released yet, so not reused yet */
+			uint64_t ph = shmring_load_acquire((_Atomic uint64_t *)(void *)(data + w->pad_at));
+			uint64_t want = SHMRING_SPSC_F_COMMIT | SHMRING_SPSC_F_PAD |
+					(c->cap - (uint64_t)w->pad_at - SHMRING_SPSC_HDR);
+			if (ph != want) {
+				fprintf(stderr, "align %u record %zu: pad header 0x%llx at %lld, expected 0x%llx\n",
+					c->align, i, (unsigned long long)ph, (long long)w->pad_at,
+					(unsigned long long)want);
+				return 14;
+			}
+		}
+		shmring_spsc_release(r);
+	}
+	struct shmring_rec rec = { 0 };
+	if (shmring_spsc_peek_wait(r, &rec, 10000) != -EPIPE)
+		return 15;
+	shmring_spsc_close(r);
+	return 0;
+}
+
+Test(spsc, wrap_sweep_every_alignment_and_end_offset, .timeout = 120)
+{
+	for (uint32_t align = 8; align <= 4096; align *= 2) {
+		struct wrap_cfg c = { .align = align, .cap = align * 32 < 16384 ? 16384 : align * 32 };
+		struct shmring_spsc *p;
+		tu_name(c.name, sizeof(c.name), "wsweep");
+		struct shmring_spsc_opts o = { .capacity = c.cap, .align = align };
+		cr_assert_eq(shmring_spsc_create(c.name, &o, SHMRING_ROLE_PRODUCER, &p), 0);
+		wrap_make_plan(&c, p->max_record);
+		uint8_t *data = shmring_seg_data(shmring_spsc_seg(p));
+		pid_t pid = tu_fork(wrap_consumer, &c);
+		for (size_t i = 0; i < c.n; i++) {
+			const struct wrap_rec *w = &c.plan[i];
+			void *buf = NULL;
+			int rc = shmring_spsc_reserve_wait(p, w->len, &buf, 10000);
+			cr_assert_eq(rc, 0, "align %u record %zu: %s", align, i, shmring_strerror(rc));
+			cr_assert_eq((uint8_t *)buf - data, (ptrdiff_t)w->off + SHMRING_SPSC_HDR,
+				     "align %u record %zu (%u bytes) reserved at offset %td, expected %u",
+				     align, i, w->len, (uint8_t *)buf - data - SHMRING_SPSC_HDR, w->off);
+			tu_fill(buf, w->len, wrap_seed(&c, i));
+			cr_assert_eq(shmring_spsc_commit(p), 1, "the pad is not a record");
+		}
+		shmring_spsc_close(p);
+		int st = tu_wait(pid);
+		cr_assert_eq(st, 0, "align %u: consumer exited %d (see stderr)", align, st);
+		shmring_seg_unlink(c.name);
+		free(c.plan);
+	}
+}
+
+/* Random sizes: the write position visits many offsets. In one process so that each
+ * full ring is drained at an exact point (the sweep above runs across processes). */
 Test(spsc, wrap_around_at_every_alignment)
 {
 	for (uint32_t align = 8; align <= 4096; align *= 2) {
@@ -235,6 +460,7 @@ Test(spsc, wrap_around_at_every_alignment)
 	}
 }
 
+/* One process: exact return codes at the exact moments the ring is empty or full. */
 Test(spsc, full_empty_max_and_oversize)
 {
 	char name[64];
@@ -270,6 +496,7 @@ Test(spsc, full_empty_max_and_oversize)
 	unpair(p, c, name);
 }
 
+/* One process: what the consumer sees right after an abort, with nothing in between. */
 Test(spsc, abort_discards_and_types_travel)
 {
 	char name[64];
@@ -304,20 +531,80 @@ Test(spsc, abort_discards_and_types_travel)
 	unpair(p, c, name);
 }
 
-Test(spsc, zero_length_records_and_memfd)
+/* A peer in a forked child: a named ring (name) or a memfd (fd, duplicated before the
+ * fork), and two gates to step through a scenario. */
+struct peer_cfg {
+	char name[64];
+	int fd;
+	struct tu_gate g1, g2;
+};
+
+static void peer_cfg_init(struct peer_cfg *c, const char *tag)
 {
-	struct shmring_spsc *p, *c;
-	cr_assert_eq(shmring_spsc_create(NULL, NULL, SHMRING_ROLE_PRODUCER, &p), 0);
-	cr_assert_eq(shmring_spsc_open_fd(shmring_spsc_fd(p), SHMRING_ROLE_CONSUMER, &c), 0);
-	for (int i = 0; i < 1000; i++)
-		cr_assert_eq(shmring_spsc_send(p, NULL, 0, 0), 0);
+	tu_name(c->name, sizeof(c->name), tag);
+	c->fd = -1;
+	tu_gate_init(&c->g1);
+	tu_gate_init(&c->g2);
+}
+
+static void peer_cfg_fini(struct peer_cfg *c)
+{
+	shmring_seg_unlink(c->name);
+	tu_gate_close(&c->g1);
+	tu_gate_close(&c->g2);
+	if (c->fd >= 0)
+		close(c->fd);
+}
+
+static int zero_len_consumer(void *a)
+{
+	struct peer_cfg *c = a;
+	struct shmring_spsc *r;
+	if (shmring_spsc_open_fd(c->fd, SHMRING_ROLE_CONSUMER, &r) != 0)
+		return 10;
 	char b[1];
 	for (int i = 0; i < 1000; i++)
-		cr_assert_eq(shmring_spsc_recv(c, b, 0, 0), 0);
-	cr_assert_eq(shmring_spsc_recv(c, b, 1, 0), -EAGAIN);
+		if (shmring_spsc_recv(r, b, 0, 10000) != 0)
+			return 11;
+	if (shmring_spsc_recv(r, b, 1, 0) != -EAGAIN) /* drained, producer alive */
+		return 12;
+	tu_gate_open(&c->g1);
+	if (shmring_spsc_recv(r, b, 1, SHMRING_FOREVER) != -EPIPE)
+		return 13;
+	if (shmring_spsc_peer_closed(r) != 1)
+		return 14;
+	shmring_spsc_close(r);
+	return 0;
+}
+
+Test(spsc, zero_length_records_and_memfd)
+{
+	struct peer_cfg c;
+	struct shmring_spsc *p;
+	peer_cfg_init(&c, "unused");
+	cr_assert_eq(shmring_spsc_create(NULL, NULL, SHMRING_ROLE_PRODUCER, &p), 0);
+	for (int i = 0; i < 1000; i++)
+		cr_assert_eq(shmring_spsc_send(p, NULL, 0, 0), 0);
+	/* the child opens the memfd through a duplicate (handles do not survive fork) */
+	c.fd = dup(shmring_spsc_fd(p));
+	cr_assert_geq(c.fd, 0);
+	pid_t pid = tu_fork(zero_len_consumer, &c);
+	tu_gate_wait(&c.g1);
 	shmring_spsc_close(p);
-	cr_assert_eq(shmring_spsc_recv(c, b, 1, 0), -EPIPE);
-	shmring_spsc_close(c);
+	int st = tu_wait(pid);
+	cr_assert_eq(st, 0, "consumer exited %d", st);
+	peer_cfg_fini(&c);
+}
+
+static int second_opener(void *a)
+{
+	struct peer_cfg *c = a;
+	struct shmring_spsc *r;
+	if (shmring_spsc_open(c->name, SHMRING_ROLE_PRODUCER, &r) != -EBUSY)
+		return 10;
+	if (shmring_spsc_open(c->name, SHMRING_ROLE_CONSUMER, &r) != -EBUSY)
+		return 11;
+	return 0;
 }
 
 Test(spsc, second_producer_is_busy)
@@ -326,7 +613,13 @@ Test(spsc, second_producer_is_busy)
 	struct shmring_spsc *p, *c, *p2;
 	pair("busy", 8192, 8, &p, &c, name, sizeof(name));
 	cr_assert_eq(shmring_spsc_open(name, SHMRING_ROLE_PRODUCER, &p2), -EBUSY);
+	/* and from another process */
+	struct peer_cfg pc;
+	peer_cfg_init(&pc, "unused");
+	snprintf(pc.name, sizeof(pc.name), "%s", name);
+	cr_assert_eq(tu_wait(tu_fork(second_opener, &pc)), 0);
 	unpair(p, c, name);
+	peer_cfg_fini(&pc);
 }
 
 /* ---- wakeups ---- */
@@ -335,6 +628,28 @@ struct pp_cfg {
 	char ping[64], pong[64];
 	uint64_t n;
 };
+
+/* A round-trip message: the sequence number, and how many sleeps the sender's own ring
+ * (the one it consumes) had counted when it sent this: all of them the sender's, made
+ * in its earlier waits, so the receiver knows which count means "asleep again". */
+struct pp_msg {
+	uint64_t seq;
+	uint64_t sleeps;
+};
+
+/*
+ * Wait until the peer is asleep on the ring whose statistics are h: its sleep count
+ * passes `before`. A sleeper counts its sleep after its last look at the ring (S4 in
+ * wait.h) and just before FUTEX_WAIT, so a record sent after this point reaches it only
+ * by a wake. (The pending flag alone would not do: it is raised before that last look,
+ * so a record sent on seeing it may be found without sleeping.) This waits on the
+ * peer's own state, not for time to pass.
+ */
+static void await_peer_asleep(struct shmring_hdr *h, uint64_t before)
+{
+	while (shmring_load_relaxed(&h->stats.sleeps) <= before)
+		sched_yield();
+}
 
 static int ponger(void *a)
 {
@@ -345,11 +660,15 @@ static int ponger(void *a)
 		return 10;
 	shmring_spsc_set_spin(in, 0);
 	shmring_spsc_set_spin(out, 0);
-	uint64_t v;
+	struct shmring_hdr *ping_h = shmring_seg_hdr(shmring_spsc_seg(in));
+	struct shmring_hdr *pong_h = shmring_seg_hdr(shmring_spsc_seg(out));
+	struct pp_msg m;
 	for (uint64_t i = 0; i < c->n; i++) {
-		if (shmring_spsc_recv(in, &v, sizeof(v), SHMRING_FOREVER) != 8 || v != i)
+		if (shmring_spsc_recv(in, &m, sizeof(m), SHMRING_FOREVER) != sizeof(m) || m.seq != i)
 			return 11;
-		if (shmring_spsc_send(out, &v, sizeof(v), SHMRING_FOREVER))
+		await_peer_asleep(pong_h, m.sleeps);
+		m.sleeps = shmring_load_relaxed(&ping_h->stats.sleeps);
+		if (shmring_spsc_send(out, &m, sizeof(m), SHMRING_FOREVER))
 			return 12;
 	}
 	shmring_spsc_close(out);
@@ -357,6 +676,12 @@ static int ponger(void *a)
 	return 0;
 }
 
+/*
+ * Both sides sleep on every trip: each sends only once the other is asleep waiting for
+ * it. No wakeup may be lost: the test finishes, and every sleep was ended by a wake
+ * syscall (a lost one would leave its sleeper to its 20 ms peer-check slice, and a
+ * million of those would not finish in the time allowed).
+ */
 Test(spsc, ping_pong_1M_sleeping_every_time, .timeout = 900)
 {
 	struct pp_cfg c = { .n = tu_scaled(1000000, 2000) };
@@ -367,19 +692,39 @@ Test(spsc, ping_pong_1M_sleeping_every_time, .timeout = 900)
 	cr_assert_eq(shmring_spsc_create(c.ping, &o, SHMRING_ROLE_PRODUCER, &out), 0);
 	cr_assert_eq(shmring_spsc_create(c.pong, &o, SHMRING_ROLE_CONSUMER, &in), 0);
 	shmring_spsc_set_spin(in, 0);
+	shmring_spsc_set_spin(out, 0);
+	struct shmring_hdr *ping_h = shmring_seg_hdr(shmring_spsc_seg(out));
+	struct shmring_hdr *pong_h = shmring_seg_hdr(shmring_spsc_seg(in));
+	uint64_t t0 = shmring_now_ns();
 	pid_t pid = tu_fork(ponger, &c);
-	uint64_t v;
+	uint64_t peer_before = 0; /* the ponger has not slept on the ping ring yet */
+	struct pp_msg m;
 	for (uint64_t i = 0; i < c.n; i++) {
-		cr_assert_eq(shmring_spsc_send(out, &i, sizeof(i), SHMRING_FOREVER), 0);
-		cr_assert_eq(shmring_spsc_recv(in, &v, sizeof(v), SHMRING_FOREVER), 8);
-		cr_assert_eq(v, i);
+		await_peer_asleep(ping_h, peer_before);
+		m = (struct pp_msg){ i, shmring_load_relaxed(&pong_h->stats.sleeps) };
+		cr_assert_eq(shmring_spsc_send(out, &m, sizeof(m), SHMRING_FOREVER), 0);
+		cr_assert_eq(shmring_spsc_recv(in, &m, sizeof(m), SHMRING_FOREVER), (int)sizeof(m));
+		cr_assert_eq(m.seq, i);
+		peer_before = m.sleeps;
 	}
 	cr_assert_eq(tu_wait(pid), 0);
-	struct shmring_hdr *h = shmring_seg_hdr(shmring_spsc_seg(in));
-	/* both sides really slept: the pong ring's consumer (us) slept on most trips */
-	cr_assert_gt(shmring_load_relaxed(&h->stats.sleeps), c.n / 2,
-		     "only %llu sleeps in %llu trips",
-		     (unsigned long long)shmring_load_relaxed(&h->stats.sleeps), (unsigned long long)c.n);
+	double secs = (double)(shmring_now_ns() - t0) / 1e9;
+	uint64_t ps = shmring_load_relaxed(&ping_h->stats.sleeps);
+	uint64_t qs = shmring_load_relaxed(&pong_h->stats.sleeps);
+	uint64_t pw = shmring_load_relaxed(&ping_h->stats.wake_syscalls);
+	uint64_t qw = shmring_load_relaxed(&pong_h->stats.wake_syscalls);
+	cr_log_info("ping_pong: %llu trips in %.1f s; sleeps ping %llu pong %llu (beyond one per trip: "
+	       "peer-check slices or spurious wakeups); wake syscalls ping %llu pong %llu",
+	       (unsigned long long)c.n, secs, (unsigned long long)ps, (unsigned long long)qs,
+	       (unsigned long long)pw, (unsigned long long)qw);
+	cr_assert_geq(ps, c.n, "the ponger slept %llu times in %llu trips", (unsigned long long)ps,
+		      (unsigned long long)c.n);
+	cr_assert_geq(qs, c.n, "the pinger slept %llu times in %llu trips", (unsigned long long)qs,
+		      (unsigned long long)c.n);
+	cr_assert_geq(pw, c.n, "%llu wake syscalls for %llu sleeps on the ping ring",
+		      (unsigned long long)pw, (unsigned long long)c.n);
+	cr_assert_geq(qw, c.n, "%llu wake syscalls for %llu sleeps on the pong ring",
+		      (unsigned long long)qw, (unsigned long long)c.n);
 	shmring_spsc_close(out);
 	shmring_spsc_close(in);
 	shmring_seg_unlink(c.ping);
@@ -437,65 +782,142 @@ Test(spsc, one_wake_syscall_per_sleep_however_many_commits, .timeout = 60)
 	shmring_seg_unlink(c.name);
 }
 
+/* The peer of each blocked call is alive in another process (else the call would
+ * return -EPIPE): ring A's producer and ring B's consumer, until the gate opens. */
+struct tmo_cfg {
+	char a[64], b[64];
+	struct tu_gate ready, done;
+};
+
+static int tmo_peer(void *arg)
+{
+	struct tmo_cfg *c = arg;
+	struct shmring_spsc *ap, *bc;
+	if (shmring_spsc_open(c->a, SHMRING_ROLE_PRODUCER, &ap) ||
+	    shmring_spsc_open(c->b, SHMRING_ROLE_CONSUMER, &bc))
+		return 10;
+	tu_gate_open(&c->ready);
+	tu_gate_wait(&c->done);
+	shmring_spsc_close(ap);
+	shmring_spsc_close(bc);
+	return 0;
+}
+
+/* A blocking call with a timeout returns -ETIMEDOUT no earlier than its deadline and
+ * not long after it (bound: the timeout + 1 s, for a loaded machine). */
+static void check_timeout(const char *what, uint64_t t0, int timeout_ms)
+{
+	uint64_t el = shmring_now_ns() - t0;
+	uint64_t want = (uint64_t)timeout_ms * 1000000u;
+	cr_log_info("%s: timeout %d ms returned after %.3f ms (%+.3f ms)", what, timeout_ms,
+		    (double)el / 1e6, ((double)el - (double)want) / 1e6);
+	cr_assert_geq(el, want, "%s returned after %llu ns, before its deadline", what,
+		      (unsigned long long)el);
+	cr_assert_leq(el, want + 1000000000u, "%s returned %.3f ms after its deadline", what,
+		      (double)(el - want) / 1e6);
+}
+
 Test(spsc, timeouts_return_on_time)
 {
-	char name[64];
-	struct shmring_spsc *p, *c;
-	pair("timeout", 4096, 8, &p, &c, name, sizeof(name));
+	struct tmo_cfg c;
+	struct shmring_spsc *ac, *bp;
+	struct shmring_spsc_opts o = { .capacity = 4096 };
+	tu_name(c.a, sizeof(c.a), "tmo-a");
+	tu_name(c.b, sizeof(c.b), "tmo-b");
+	tu_gate_init(&c.ready);
+	tu_gate_init(&c.done);
+	cr_assert_eq(shmring_spsc_create(c.a, &o, SHMRING_ROLE_CONSUMER, &ac), 0);
+	cr_assert_eq(shmring_spsc_create(c.b, &o, SHMRING_ROLE_PRODUCER, &bp), 0);
+	pid_t pid = tu_fork(tmo_peer, &c);
+	tu_gate_wait(&c.ready);
 	struct shmring_rec rec = { 0 };
 	uint64_t t0 = shmring_now_ns();
-	cr_assert_eq(shmring_spsc_peek_wait(c, &rec, 50), -ETIMEDOUT);
-	uint64_t el = shmring_now_ns() - t0;
-	cr_assert_geq(el, 50000000u, "returned after %llu ns, before its deadline", (unsigned long long)el);
+	cr_assert_eq(shmring_spsc_peek_wait(ac, &rec, 50), -ETIMEDOUT);
+	check_timeout("peek_wait on an empty ring", t0, 50);
 	void *buf = NULL;
-	while (shmring_spsc_reserve(p, 64, &buf) == 0)
+	while (shmring_spsc_reserve(bp, 64, &buf) == 0)
 		;
 	t0 = shmring_now_ns();
-	cr_assert_eq(shmring_spsc_reserve_wait(p, 64, &buf, 30), -ETIMEDOUT);
-	el = shmring_now_ns() - t0;
-	cr_assert_geq(el, 30000000u);
-	struct shmring_hdr *h = shmring_seg_hdr(shmring_spsc_seg(p));
-	cr_assert_geq(shmring_load_relaxed(&h->stats.timeouts), 2);
-	unpair(p, c, name);
+	cr_assert_eq(shmring_spsc_reserve_wait(bp, 64, &buf, 30), -ETIMEDOUT);
+	check_timeout("reserve_wait on a full ring", t0, 30);
+	cr_assert_geq(shmring_load_relaxed(&shmring_seg_hdr(shmring_spsc_seg(ac))->stats.timeouts), 1);
+	cr_assert_geq(shmring_load_relaxed(&shmring_seg_hdr(shmring_spsc_seg(bp))->stats.timeouts), 1);
+	tu_gate_open(&c.done);
+	cr_assert_eq(tu_wait(pid), 0);
+	shmring_spsc_close(ac);
+	shmring_spsc_close(bp);
+	shmring_seg_unlink(c.a);
+	shmring_seg_unlink(c.b);
+	tu_gate_close(&c.ready);
+	tu_gate_close(&c.done);
 }
 
 /* ---- closing and dead peers ---- */
 
-Test(spsc, epipe_after_close_delivers_everything)
+static int closing_producer(void *a)
 {
-	char name[64];
-	struct shmring_spsc *p, *c;
-	pair("close", 65536, 8, &p, &c, name, sizeof(name));
+	struct peer_cfg *c = a;
+	struct shmring_spsc *r;
+	if (shmring_spsc_open(c->name, SHMRING_ROLE_PRODUCER, &r) != 0)
+		return 10;
 	for (uint64_t i = 0; i < 100; i++) {
 		uint8_t b[64];
 		make_rec(b, sizeof(b), i);
-		cr_assert_eq(shmring_spsc_send(p, b, sizeof(b), 0), 0);
+		if (shmring_spsc_send(r, b, sizeof(b), 0) != 0)
+			return 11;
 	}
-	shmring_spsc_close(p);
+	shmring_spsc_close(r);
+	return 0;
+}
+
+Test(spsc, epipe_after_close_delivers_everything)
+{
+	struct peer_cfg pc;
+	struct shmring_spsc *c;
+	peer_cfg_init(&pc, "close");
+	struct shmring_spsc_opts o = { .capacity = 65536 };
+	cr_assert_eq(shmring_spsc_create(pc.name, &o, SHMRING_ROLE_CONSUMER, &c), 0);
+	pid_t pid = tu_fork(closing_producer, &pc);
+	/* the producer has committed everything and closed before we read any */
+	cr_assert_eq(tu_wait(pid), 0);
 	uint8_t b[64];
 	for (uint64_t i = 0; i < 100; i++) {
 		cr_assert_eq(shmring_spsc_recv(c, b, sizeof(b), 1000), 64);
 		cr_assert_eq(check_rec(b, 64, i), 0);
 	}
 	cr_assert_eq(shmring_spsc_recv(c, b, sizeof(b), SHMRING_FOREVER), -EPIPE);
+	cr_assert_eq(shmring_spsc_peer_closed(c), 1, "closed, not died");
 	shmring_spsc_close(c);
-	shmring_seg_unlink(name);
+	peer_cfg_fini(&pc);
+}
+
+static int closing_consumer(void *a)
+{
+	struct peer_cfg *c = a;
+	struct shmring_spsc *r;
+	if (shmring_spsc_open(c->name, SHMRING_ROLE_CONSUMER, &r) != 0)
+		return 10;
+	shmring_spsc_close(r);
+	return 0;
 }
 
 Test(spsc, consumer_closed_gives_producer_epipe)
 {
-	char name[64];
-	struct shmring_spsc *p, *c;
-	pair("cclose", 4096, 8, &p, &c, name, sizeof(name));
-	shmring_spsc_close(c);
+	struct peer_cfg pc;
+	struct shmring_spsc *p;
+	peer_cfg_init(&pc, "cclose");
+	struct shmring_spsc_opts o = { .capacity = 4096 };
+	cr_assert_eq(shmring_spsc_create(pc.name, &o, SHMRING_ROLE_PRODUCER, &p), 0);
+	cr_assert_eq(tu_wait(tu_fork(closing_consumer, &pc)), 0);
 	void *buf = NULL;
 	int rc;
 	while ((rc = shmring_spsc_reserve(p, 64, &buf)) == 0)
 		shmring_spsc_commit(p);
 	cr_assert_eq(rc, -EPIPE);
 	cr_assert_eq(shmring_spsc_reserve_wait(p, 64, &buf, SHMRING_FOREVER), -EPIPE);
+	cr_assert_eq(shmring_spsc_peer_closed(p), 1, "closed, not died");
 	shmring_spsc_close(p);
-	shmring_seg_unlink(name);
+	peer_cfg_fini(&pc);
 }
 
 struct kill_cfg {
@@ -607,6 +1029,164 @@ Test(spsc, consumer_sigkilled_gives_blocked_producer_epipe, .timeout = 60)
 	tu_gate_close(&c.started);
 }
 
+/*
+ * The bound on noticing a dead peer: a call blocked for room (or for a record) returns
+ * -EPIPE within SHMRING_PEER_CHECK_MS of its peer's SIGKILL (asserted with 1 s to spare
+ * for a loaded machine; the measured delay is printed). Three processes: the blocked
+ * side (which created the ring), the doomed peer, and the test, which kills the peer
+ * once the blocked side is asleep in its wait (its sleep counted in the segment) and
+ * reads back when the call returned, on the same monotonic clock.
+ */
+struct dead_cfg {
+	char name[64];
+	struct tu_gate created, attached;
+	uint64_t nrec;     /* records the producer commits before it is killed */
+	/* written by the blocked side */
+	int rc, peer_closed;
+	uint64_t got, t_ret;
+};
+
+static struct dead_cfg *dead_cfg_new(const char *tag)
+{
+	struct dead_cfg *c = mmap(NULL, sizeof(*c), PROT_READ | PROT_WRITE,
+				  MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	cr_assert_neq(c, MAP_FAILED);
+	memset(c, 0, sizeof(*c));
+	tu_name(c->name, sizeof(c->name), tag);
+	tu_gate_init(&c->created);
+	tu_gate_init(&c->attached);
+	return c;
+}
+
+static void dead_cfg_free(struct dead_cfg *c)
+{
+	shmring_seg_unlink(c->name);
+	tu_gate_close(&c->created);
+	tu_gate_close(&c->attached);
+	munmap(c, sizeof(*c));
+}
+
+/* Fill the ring without sleeping, then block for room until the consumer is gone. */
+static int full_ring_producer(void *a)
+{
+	struct dead_cfg *c = a;
+	struct shmring_spsc *r;
+	struct shmring_spsc_opts o = { .capacity = 4096 };
+	if (shmring_spsc_create(c->name, &o, SHMRING_ROLE_PRODUCER, &r) != 0)
+		return 10;
+	tu_gate_open(&c->created);
+	void *buf = NULL;
+	int rc;
+	while ((rc = shmring_spsc_reserve(r, 64, &buf)) == 0)
+		shmring_spsc_commit(r);
+	if (rc != -EAGAIN)
+		return 11;
+	c->rc = shmring_spsc_reserve_wait(r, 64, &buf, SHMRING_FOREVER);
+	c->t_ret = shmring_now_ns();
+	c->peer_closed = shmring_spsc_peer_closed(r);
+	shmring_spsc_close(r);
+	return 0;
+}
+
+static int attached_consumer(void *a)
+{
+	struct dead_cfg *c = a;
+	struct shmring_spsc *r;
+	if (shmring_spsc_open(c->name, SHMRING_ROLE_CONSUMER, &r) != 0)
+		return 10;
+	tu_gate_open(&c->attached);
+	for (;;)
+		pause();
+}
+
+/* Drain the producer's records without sleeping, then block for more until it is gone. */
+static int empty_ring_consumer(void *a)
+{
+	struct dead_cfg *c = a;
+	struct shmring_spsc *r;
+	struct shmring_spsc_opts o = { .capacity = 1u << 16 };
+	if (shmring_spsc_create(c->name, &o, SHMRING_ROLE_CONSUMER, &r) != 0)
+		return 10;
+	tu_gate_open(&c->created);
+	struct shmring_rec rec = { 0 };
+	while (c->got < c->nrec) {
+		int rc = shmring_spsc_peek(r, &rec);
+		if (rc == -EAGAIN) {
+			sched_yield();
+			continue;
+		}
+		if (rc != 0 || check_rec(rec.data, rec.len, c->got) != 0)
+			return 11;
+		c->got++;
+		shmring_spsc_release(r);
+	}
+	c->rc = shmring_spsc_peek_wait(r, &rec, SHMRING_FOREVER);
+	c->t_ret = shmring_now_ns();
+	c->peer_closed = shmring_spsc_peer_closed(r);
+	shmring_spsc_close(r);
+	return 0;
+}
+
+static int committing_producer(void *a)
+{
+	struct dead_cfg *c = a;
+	struct shmring_spsc *r;
+	if (shmring_spsc_open(c->name, SHMRING_ROLE_PRODUCER, &r) != 0)
+		return 10;
+	for (uint64_t i = 0; i < c->nrec; i++) {
+		uint8_t b[40];
+		make_rec(b, sizeof(b), i);
+		if (shmring_spsc_send(r, b, sizeof(b), 0) != 0)
+			return 11;
+	}
+	tu_gate_open(&c->attached);
+	for (;;)
+		pause();
+}
+
+static void kill_peer_of_blocked(struct dead_cfg *c, int (*blocked)(void *), int (*doomed)(void *))
+{
+	pid_t bpid = tu_fork(blocked, c);
+	tu_gate_wait(&c->created);
+	pid_t dpid = tu_fork(doomed, c);
+	tu_gate_wait(&c->attached);
+	struct shmring_seg *seg;
+	cr_assert_eq(shmring_seg_open(c->name, SHMRING_KIND_SPSC, SHMRING_O_RDONLY, &seg), 0);
+	/* the blocked side sleeps only in its final blocking call */
+	while (shmring_load_relaxed(&shmring_seg_hdr(seg)->stats.sleeps) == 0)
+		sched_yield();
+	uint64_t t_kill = shmring_now_ns();
+	cr_assert_eq(kill(dpid, SIGKILL), 0);
+	cr_assert_eq(tu_wait(dpid), -SIGKILL);
+	cr_assert_eq(tu_wait(bpid), 0, "the blocked side failed");
+	cr_assert_eq(c->rc, -EPIPE, "blocked call returned %s", shmring_strerror(c->rc));
+	cr_assert_eq(c->peer_closed, 0, "the peer died, it did not close");
+	cr_assert_geq(c->t_ret, t_kill, "-EPIPE before the peer was killed");
+	uint64_t el = c->t_ret - t_kill;
+	uint64_t bound = (uint64_t)(SHMRING_PEER_CHECK_MS + 1000) * 1000000u;
+	cr_log_info("dead peer noticed %.3f ms after SIGKILL (SHMRING_PEER_CHECK_MS %d)",
+		    (double)el / 1e6, SHMRING_PEER_CHECK_MS);
+	cr_assert_leq(el, bound, "dead peer noticed after %.3f ms", (double)el / 1e6);
+	shmring_seg_close(seg);
+}
+
+Test(spsc, blocked_producer_sees_consumer_sigkill_within_peer_check_bound, .timeout = 60)
+{
+	struct dead_cfg *c = dead_cfg_new("dpc");
+	kill_peer_of_blocked(c, full_ring_producer, attached_consumer);
+	dead_cfg_free(c);
+}
+
+Test(spsc, blocked_consumer_drains_then_sees_producer_sigkill_within_peer_check_bound, .timeout = 60)
+{
+	struct dead_cfg *c = dead_cfg_new("dcp");
+	c->nrec = 100;
+	kill_peer_of_blocked(c, empty_ring_consumer, committing_producer);
+	cr_assert_eq(c->got, c->nrec, "drained %llu of %llu records", (unsigned long long)c->got,
+		     (unsigned long long)c->nrec);
+	dead_cfg_free(c);
+}
+
 /* ---- the same stream between two threads, so TSan sees both sides' accesses ---- */
 
 struct thr_cfg {
@@ -662,20 +1242,41 @@ Test(spsc, threads_stream_blocking_and_batched, .timeout = 600)
 	}
 }
 
+/* Detaches and stays alive: EOF must come from the detach, not from a death. */
+static int detaching_producer(void *a)
+{
+	struct peer_cfg *c = a;
+	struct shmring_spsc *r;
+	if (shmring_spsc_open(c->name, SHMRING_ROLE_PRODUCER, &r) != 0)
+		return 10;
+	if (shmring_spsc_send(r, "x", 1, 0) != 0)
+		return 11;
+	shmring_spsc_detach(r);
+	tu_gate_open(&c->g1);
+	tu_gate_wait(&c->g2);
+	return 0;
+}
+
 Test(spsc, producer_detached_without_close_is_eof_after_the_last_record)
 {
-	char name[64];
-	struct shmring_spsc *p, *c;
-	pair("detach", 8192, 8, &p, &c, name, sizeof(name));
-	cr_assert_eq(shmring_spsc_send(p, "x", 1, 0), 0);
-	shmring_spsc_detach(p);
+	struct peer_cfg pc;
+	struct shmring_spsc *c;
+	peer_cfg_init(&pc, "detach");
+	struct shmring_spsc_opts o = { .capacity = 8192 };
+	cr_assert_eq(shmring_spsc_create(pc.name, &o, SHMRING_ROLE_CONSUMER, &c), 0);
+	pid_t pid = tu_fork(detaching_producer, &pc);
+	tu_gate_wait(&pc.g1);
 	char b[4];
 	cr_assert_eq(shmring_spsc_recv(c, b, sizeof(b), 1000), 1);
 	cr_assert_eq(shmring_spsc_recv(c, b, sizeof(b), SHMRING_FOREVER), -EPIPE);
+	cr_assert_eq(shmring_spsc_peer_closed(c), 0, "detached, not closed");
+	tu_gate_open(&pc.g2);
+	cr_assert_eq(tu_wait(pid), 0);
 	shmring_spsc_close(c);
-	shmring_seg_unlink(name);
+	peer_cfg_fini(&pc);
 }
 
+/* One process: the test is about exact offsets within one producer's batch. */
 Test(spsc, shrink_the_last_reservation)
 {
 	char name[64];
@@ -708,6 +1309,7 @@ Test(spsc, shrink_the_last_reservation)
 	shmring_seg_unlink(name);
 }
 
+/* One process: it stages a crash at one exact point by rewriting ctrl->tail. */
 Test(spsc, replacement_producer_accepts_a_consumer_past_the_stale_tail)
 {
 	char name[64];
