@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 #include <xxhash.h>
@@ -725,7 +726,19 @@ Test(bcast, anonymous_memfd_channel)
 
 /* ---- stress across processes ---- */
 
-enum { MODE_COPY, MODE_PEEK, MODE_SLOW };
+/* The keep-up test: 2 M records at scale 1 take 3-8 s with a 1024-slot ring on a busy
+ * 2-CPU host; a 64-slot ring stalls the throttled writer 16 times as often (7-27 s). */
+#define KEEPUP_N 2000000
+#define KEEPUP_SLOTS 1024
+
+enum { MODE_COPY, MODE_PEEK, MODE_SLOW, MODE_IDLE };
+
+/* Which readers a stress run forks (reader i's mode). */
+enum {
+	READERS_MIXED, /* copy, peek, copy, slow (slow: stalls once, then hashes 6x more) */
+	READERS_COPY,  /* all copy: read_wait until -EPIPE, checking every checksum */
+	READERS_IDLE,  /* attached, never read or sleep until the writer is done (monitors) */
+};
 
 struct rres {
 	uint64_t count, missed_sum, first, last, bad, order, gaps_wrong, laps, lap_events, torn;
@@ -739,10 +752,50 @@ struct stress {
 	uint32_t slots;
 	uint64_t slot_size, n;
 	int nreaders;
+	int readers;  /* READERS_* */
 	int throttle; /* the test's writer never runs more than a ring ahead of any reader */
 	struct rres *res;
 	struct tu_gate ready[NREADERS];
+	struct tu_gate stall; /* the slow reader waits here until it has surely been lapped */
+	struct tu_gate done;  /* idle readers wait here until the writer has finished */
+	/* results, measured in the writer (this process) */
+	double wall_s, cpu_s, user_s, sys_s;
+	uint64_t wake_syscalls, sleeps;
 };
+
+static int reader_mode(const struct stress *s, int id)
+{
+	if (s->readers == READERS_IDLE)
+		return MODE_IDLE;
+	if (s->readers == READERS_COPY)
+		return MODE_COPY;
+	if (id == 1)
+		return MODE_PEEK;
+	/* a reader kept within a ring by the throttled writer is never slow */
+	return id == 3 && !s->throttle ? MODE_SLOW : MODE_COPY;
+}
+
+static const char *mode_name(int mode)
+{
+	return mode == MODE_PEEK ? "peek" : mode == MODE_SLOW ? "slow" : mode == MODE_IDLE ? "idle" : "copy";
+}
+
+/* A monitor: attached the whole run, samples the newest record once at the end. */
+static int idle_proc(struct stress *s, int id)
+{
+	struct shmring_bcast *r;
+	if (shmring_bcast_open(s->name, SHMRING_ROLE_READER, 0, &r) != 0)
+		return 10;
+	tu_gate_open(&s->ready[id]);
+	tu_gate_wait(&s->done); /* a pipe, not the channel's wait queue: it never sleeps there */
+	uint8_t *buf = malloc(s->slot_size);
+	struct shmring_bcast_rec rec = { 0 };
+	int len = shmring_bcast_read_latest(r, buf, s->slot_size, &rec);
+	int ok = len >= (int)REC_HDR && rec_ok(buf, (size_t)len, rec.seq) && rec.seq == s->n - 1;
+	free(buf);
+	shmring_bcast_close(r);
+	return ok ? 0 : 11;
+}
 
 static int reader_proc(struct stress *s, int id, int mode)
 {
@@ -772,9 +825,12 @@ static int reader_proc(struct stress *s, int id, int mode)
 			len = (size_t)rc;
 		}
 		int ok = rec_ok(p, len, rec.seq);
-		if (mode == MODE_SLOW) /* a reader with real work to do per record */
+		if (mode == MODE_SLOW) { /* a reader with real work to do per record */
+			if (res->count == 0) /* and once a stall: the writer laps it for sure */
+				tu_gate_wait(&s->stall);
 			for (int k = 0; k < 6; k++)
 				ok &= XXH3_64bits(p, len) == XXH3_64bits(buf, len);
+		}
 		if (mode == MODE_PEEK && shmring_bcast_release(r) != 0)
 			continue; /* overwritten while we used it: discard, as the contract says */
 		if (!ok)
@@ -808,9 +864,9 @@ static struct stress *g_stress;
 static int reader_main(void *arg)
 {
 	int id = (int)(intptr_t)arg;
-	int mode = id == 1 ? MODE_PEEK : id == 3 ? MODE_SLOW : MODE_COPY;
-	if (g_stress->throttle && mode == MODE_SLOW)
-		mode = MODE_COPY;
+	int mode = reader_mode(g_stress, id);
+	if (mode == MODE_IDLE)
+		return idle_proc(g_stress, id);
 	return reader_proc(g_stress, id, mode);
 }
 
@@ -826,44 +882,90 @@ static uint64_t min_progress(struct stress *s)
 	return m;
 }
 
-/* Returns the writer's rate in records per second. */
-static double run_stress(struct stress *s)
+/* CPU time of the calling thread: the writer's own work, whoever else runs. */
+static double cpu_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* The same, split into user and kernel time (tick-sampled: a rough split of cpu_s()). */
+static void cpu_split(double *user, double *sys)
+{
+	struct rusage ru;
+	getrusage(RUSAGE_THREAD, &ru);
+	*user = (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec * 1e-6;
+	*sys = (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec * 1e-6;
+}
+
+/* Fork the readers, write s->n records of random sizes (16..slot_size) with checksums,
+ * end the stream and check what every reader saw. Fills the results in s. */
+static void run_stress(struct stress *s)
 {
 	pool_init();
 	s->res = shared_alloc(sizeof(struct rres) * NREADERS);
 	struct shmring_bcast *w = make_writer(s->name, sizeof(s->name), "bc-stress", s->slots,
 					      s->slot_size);
 	pid_t pids[NREADERS];
+	int modes[NREADERS];
+	int slow = -1;
 	g_stress = s;
+	tu_gate_init(&s->stall);
+	tu_gate_init(&s->done);
 	for (int i = 0; i < s->nreaders; i++) {
+		modes[i] = reader_mode(s, i);
+		if (modes[i] == MODE_SLOW)
+			slow = i;
 		tu_gate_init(&s->ready[i]);
 		pids[i] = tu_fork(reader_main, (void *)(intptr_t)i);
 		cr_assert_gt(pids[i], 0);
 	}
 	for (int i = 0; i < s->nreaders; i++)
 		tu_gate_wait(&s->ready[i]);
-	uint64_t rng = 12345;
-	double t0 = now_s();
+	/* the slow reader is at record 0 and stalls after its first record: once two rings
+	 * are published, the slot of its next record holds a later one */
+	uint64_t unstall = slow >= 0 ? 2 * (uint64_t)s->slots : UINT64_MAX;
+	cr_assert_gt(s->n, 2 * (uint64_t)s->slots);
+	uint64_t rng = 12345, floor = 0;
+	double u0, k0, u1, k1;
+	cpu_split(&u0, &k0);
+	double t0 = now_s(), c0 = cpu_s();
 	for (uint64_t i = 0; i < s->n; i++) {
 		size_t len = rand_len(&rng, s->slot_size);
-		if (s->throttle)
-			while (i - min_progress(s) >= s->slots)
+		if (s->throttle && i - floor >= s->slots) /* the readers' minimum, re-read */
+			while ((floor = min_progress(s)), i - floor >= s->slots) /* only when due */
 				sched_yield();
+		if (i == unstall)
+			tu_gate_open(&s->stall);
 		void *buf = NULL;
 		cr_assert_eq(shmring_bcast_reserve(w, len, &buf), 0);
 		rec_make(buf, i, len, &rng); /* zero-copy: built in the slot */
 		cr_assert_eq(shmring_bcast_commit(w), 0);
 	}
-	double dt = now_s() - t0;
+	s->cpu_s = cpu_s() - c0;
+	s->wall_s = now_s() - t0;
+	cpu_split(&u1, &k1);
+	s->user_s = u1 - u0;
+	s->sys_s = k1 - k0;
 	struct shmring_hdr *hdr = shmring_seg_hdr(shmring_bcast_seg(w));
+	s->wake_syscalls = shmring_load_relaxed(&hdr->stats.wake_syscalls);
+	s->sleeps = shmring_load_relaxed(&w->rpage->stats.sleeps);
 	fprintf(stderr, "  writer: %llu wake syscalls for %llu records; readers slept %llu times\n",
-		(unsigned long long)shmring_load_relaxed(&hdr->stats.wake_syscalls),
-		(unsigned long long)s->n, (unsigned long long)shmring_load_relaxed(&w->rpage->stats.sleeps));
+		(unsigned long long)s->wake_syscalls, (unsigned long long)s->n,
+		(unsigned long long)s->sleeps);
+	for (int i = 0; i < s->nreaders; i++)
+		if (modes[i] == MODE_IDLE)
+			tu_gate_open(&s->done);
 	shmring_bcast_close(w);
+	int kept_up = 0;
 	for (int i = 0; i < s->nreaders; i++) {
 		struct rres *q = &s->res[i];
 		int st = tu_wait(pids[i]);
-		cr_assert_eq(st, 0, "reader %d exited with %d", i, st);
+		cr_assert_eq(st, 0, "reader %d (%s) exited with %d", i, mode_name(modes[i]), st);
+		tu_gate_close(&s->ready[i]);
+		if (modes[i] == MODE_IDLE) /* it sampled the last record, checksum intact */
+			continue;
 		cr_assert_eq(q->bad, 0, "reader %d accepted %llu records with a bad checksum", i,
 			     (unsigned long long)q->bad);
 		cr_assert_eq(q->order, 0, "reader %d went backwards", i);
@@ -877,101 +979,94 @@ static double run_stress(struct stress *s)
 		 * which the handle counts as laps too, and they are part of the gaps) */
 		cr_assert_eq(q->laps, q->missed_sum, "reader %d: laps %llu, gaps %llu", i,
 			     (unsigned long long)q->laps, (unsigned long long)q->missed_sum);
+		/* a reader that kept up (never lapped) got every record, in order */
+		if (q->lap_events == 0) {
+			cr_assert_eq(q->count, s->n, "reader %d was never lapped but got %llu of %llu",
+				     i, (unsigned long long)q->count, (unsigned long long)s->n);
+			cr_assert_eq(q->first, 0);
+			kept_up++;
+		}
 		if (s->throttle)
-			cr_assert_eq(q->missed_sum, 0, "reader %d kept up but missed records", i);
+			cr_assert_eq(q->lap_events, 0, "reader %d kept up but was lapped", i);
+		/* the slow reader is lapped, reports it (rec.missed, checked above), and
+		 * recovers: it read on to the last record and to end of stream */
+		if (modes[i] == MODE_SLOW)
+			cr_assert_gt(q->lap_events, 0, "the slow reader was never lapped");
 		fprintf(stderr, "  reader %d (%s): %llu records, %llu missed in %llu laps, %llu torn copies\n",
-			i, i == 1 ? "peek" : (i == 3 && !s->throttle) ? "slow" : "copy",
-			(unsigned long long)q->count, (unsigned long long)q->missed_sum,
-			(unsigned long long)q->lap_events, (unsigned long long)q->torn);
-		tu_gate_close(&s->ready[i]);
+			i, mode_name(modes[i]), (unsigned long long)q->count,
+			(unsigned long long)q->missed_sum, (unsigned long long)q->lap_events,
+			(unsigned long long)q->torn);
 	}
+	if (s->readers != READERS_IDLE && s->nreaders > 0)
+		fprintf(stderr, "  %d of %d readers kept up (never lapped: every record, in order)\n",
+			kept_up, s->nreaders);
+	tu_gate_close(&s->stall);
+	tu_gate_close(&s->done);
 	cr_assert_eq(shmring_seg_unlink(s->name), 0);
 	munmap(s->res, sizeof(struct rres) * NREADERS);
-	return (double)s->n / dt;
 }
 
 Test(bcast, stress_1_writer_4_reader_processes, .timeout = 300)
 {
 	struct stress s = { .slots = 1024, .slot_size = 1024, .nreaders = NREADERS,
-			    .n = tu_scaled(2000000, 20000) };
-	double rate = run_stress(&s);
-	fprintf(stderr, "bcast: writer %.2f M records/s with %d reader processes (%llu records, 16..1024 B)\n",
-		rate / 1e6, NREADERS, (unsigned long long)s.n);
+			    .readers = READERS_MIXED, .n = tu_scaled(2000000, 20000) };
+	double t0 = now_s();
+	run_stress(&s);
+	fprintf(stderr, "bcast: writer %.2f M records/s with %d reader processes (%llu records, 16..1024 B),"
+		" %.1f s in all\n", (double)s.n / s.wall_s / 1e6, NREADERS, (unsigned long long)s.n,
+		now_s() - t0);
 }
 
+/* The writer is throttled (it never runs a ring ahead of the slowest reader, waiting on
+ * the readers' progress words), so no reader is ever lapped: each gets every record, in
+ * order, with a correct checksum. */
 Test(bcast, readers_that_keep_up_get_every_record, .timeout = 300)
 {
-	struct stress s = { .slots = 64, .slot_size = 512, .nreaders = NREADERS, .throttle = 1,
-			    .n = tu_scaled(200000, 5000) };
-	run_stress(&s);
-}
-
-/* The writer's rate alone and with readers attached that do not read (a monitor that
- * samples now and then): attachment itself must cost the writer nothing, since it never
- * reads what readers write except the sleeper count, and no reader sleeps here. Compare
- * with the figure the stress test prints for readers that read everything. Measured and
- * printed, not asserted (no timing thresholds in tests). */
-struct idle_args {
-	const char *name;
-	struct tu_gate ready, done;
-};
-
-static int idle_reader(void *arg)
-{
-	struct idle_args *a = arg;
-	struct shmring_bcast *r;
-	if (shmring_bcast_open(a->name, SHMRING_ROLE_READER, 0, &r) != 0)
-		return 10;
-	tu_gate_open(&a->ready);
-	tu_gate_wait(&a->done);
-	uint8_t buf[1024];
-	int len = shmring_bcast_read_latest(r, buf, sizeof(buf), NULL); /* samples once */
-	shmring_bcast_close(r);
-	return len >= (int)REC_HDR ? 0 : 11;
-}
-
-static double timed_writer(struct shmring_bcast *w, uint64_t n)
-{
-	uint64_t rng = 12345;
+	struct stress s = { .slots = KEEPUP_SLOTS, .slot_size = 1024, .nreaders = NREADERS,
+			    .readers = READERS_MIXED, .throttle = 1, .n = tu_scaled(KEEPUP_N, 5000) };
 	double t0 = now_s();
-	for (uint64_t i = 0; i < n; i++) {
-		size_t len = rand_len(&rng, 1024);
-		void *buf = NULL;
-		cr_assert_eq(shmring_bcast_reserve(w, len, &buf), 0);
-		rec_make(buf, i, len, &rng);
-		cr_assert_eq(shmring_bcast_commit(w), 0);
-	}
-	return (double)n / (now_s() - t0);
+	run_stress(&s);
+	fprintf(stderr, "bcast: keep-up: %d readers got all %llu records (16..1024 B), %.1f s in all\n",
+		NREADERS, (unsigned long long)s.n, now_s() - t0);
 }
 
-Test(bcast, writer_rate_alone_and_with_idle_readers, .timeout = 300)
+/* The writer's rate alone, with 4 readers attached that do not read (monitors that
+ * sample once at the end), and with 4 readers that read every record they can (checking
+ * every checksum), each on a channel of its own. Attachment must cost the writer
+ * nothing: it never reads what readers write except the wait queue's pending flag, and
+ * no reader sleeps in the first two runs, so no wake syscall is made (asserted).
+ * Printed, not asserted (no timing thresholds in tests): wall-clock rate and rate per
+ * CPU-second of the writer thread. On a host with fewer CPUs than processes the readers
+ * take the writer's CPU, which the wall-clock figure shows; the per-CPU-second figure
+ * shows whether they slow the writer's own work (cache-line traffic on the slots,
+ * wake syscalls). */
+static void rate_line(const char *what, const struct stress *s)
 {
-	char name[96];
-	pool_init();
+	fprintf(stderr, "bcast: writer %-24s %6.2f M rec/s wall, %6.2f M rec/s per CPU-s"
+		" (%.2f s wall, %.2f s CPU = ~%.2f user + ~%.2f sys, %llu wake syscalls)\n", what,
+		(double)s->n / s->wall_s / 1e6, (double)s->n / s->cpu_s / 1e6, s->wall_s, s->cpu_s,
+		s->user_s, s->sys_s, (unsigned long long)s->wake_syscalls);
+}
+
+Test(bcast, writer_rate_alone_and_with_reading_readers, .timeout = 300)
+{
 	uint64_t n = tu_scaled(2000000, 20000);
-	struct shmring_bcast *w = make_writer(name, sizeof(name), "bc-rate", 1024, 1024);
-	double alone = timed_writer(w, n);
-	struct idle_args a = { .name = name };
-	tu_gate_init(&a.ready);
-	tu_gate_init(&a.done);
-	pid_t pids[NREADERS];
-	for (int i = 0; i < NREADERS; i++)
-		pids[i] = tu_fork(idle_reader, &a);
-	for (int i = 0; i < NREADERS; i++)
-		tu_gate_wait(&a.ready);
-	double idle = timed_writer(w, n);
-	struct shmring_hdr *hdr = shmring_seg_hdr(shmring_bcast_seg(w));
-	cr_assert_eq(shmring_load_relaxed(&hdr->stats.wake_syscalls), 0);
-	for (int i = 0; i < NREADERS; i++)
-		tu_gate_open(&a.done);
-	for (int i = 0; i < NREADERS; i++)
-		cr_assert_eq(tu_wait(pids[i]), 0);
-	shmring_bcast_close(w);
-	tu_gate_close(&a.ready);
-	tu_gate_close(&a.done);
-	cr_assert_eq(shmring_seg_unlink(name), 0);
-	fprintf(stderr, "bcast: writer %.2f M records/s alone, %.2f M records/s with %d idle readers attached"
-		" (%llu records, 16..1024 B)\n", alone / 1e6, idle / 1e6, NREADERS, (unsigned long long)n);
+	struct stress alone = { .slots = 1024, .slot_size = 1024, .nreaders = 0, .n = n };
+	run_stress(&alone);
+	cr_assert_eq(alone.wake_syscalls, 0, "a wake syscall with no reader");
+	struct stress idle = { .slots = 1024, .slot_size = 1024, .nreaders = NREADERS,
+			       .readers = READERS_IDLE, .n = n };
+	run_stress(&idle);
+	cr_assert_eq(idle.sleeps, 0);
+	cr_assert_eq(idle.wake_syscalls, 0, "a wake syscall while no reader sleeps");
+	struct stress reading = { .slots = 1024, .slot_size = 1024, .nreaders = NREADERS,
+				  .readers = READERS_COPY, .n = n };
+	run_stress(&reading);
+	fprintf(stderr, "bcast: writer rate, %llu records of 16..1024 B, 1024 slots:\n",
+		(unsigned long long)n);
+	rate_line("alone:", &alone);
+	rate_line("with 4 idle readers:", &idle);
+	rate_line("with 4 reading readers:", &reading);
 }
 
 /* ---- read_latest against a writer at full speed ---- */
@@ -1005,6 +1100,13 @@ static int fast_writer(void *arg)
 	return 0;
 }
 
+/* bcast.h: once a record exists, read_latest returns -EAGAIN only when 64 copies in a
+ * row were overwritten under it (a writer faster than the copy, or a reader preempted
+ * again and again). The API allows that, so the test does not assert it never happens:
+ * it calls again, up to LATEST_RETRIES times, and asserts that every read ends with a
+ * complete record with a correct checksum. How often it had to is printed. */
+#define LATEST_RETRIES 1000
+
 Test(bcast, read_latest_always_complete_under_full_speed_writer, .timeout = 120)
 {
 	char name[96];
@@ -1020,15 +1122,22 @@ Test(bcast, read_latest_always_complete_under_full_speed_writer, .timeout = 120)
 	pid_t pid = tu_fork(fast_writer, a);
 	tu_gate_wait(&a->opened);
 	uint8_t *buf = malloc(a->slot_size);
+	/* a record exists from here on: -EAGAIN can only mean starved */
 	cr_assert_eq(shmring_bcast_wait(r, LONG_MS), 1);
-	uint64_t reads = tu_scaled(100000, 2000), last = 0, distinct = 0, again = 0;
+	uint64_t reads = tu_scaled(100000, 2000), last = 0, distinct = 0;
+	uint64_t starved = 0, retries = 0, most = 0;
 	for (uint64_t i = 0; i < reads; i++) {
 		struct shmring_bcast_rec rec = { 0 };
-		int len = shmring_bcast_read_latest(r, buf, a->slot_size, &rec);
-		if (len == -EAGAIN) { /* 64 copies in a row lost to the writer: try again */
-			again++;
-			continue;
-		}
+		uint64_t k = 0;
+		int len;
+		while ((len = shmring_bcast_read_latest(r, buf, a->slot_size, &rec)) == -EAGAIN &&
+		       k < LATEST_RETRIES)
+			k++;
+		starved += k > 0;
+		retries += k;
+		most = k > most ? k : most;
+		cr_assert_neq(len, -EAGAIN, "read %llu: read_latest starved %d times in a row",
+			      (unsigned long long)i, LATEST_RETRIES + 1);
 		cr_assert_geq(len, (int)REC_HDR, "read_latest: %s", shmring_strerror(len));
 		cr_assert(rec_ok(buf, (size_t)len, rec.seq), "record %llu torn or corrupt",
 			  (unsigned long long)rec.seq);
@@ -1040,10 +1149,13 @@ Test(bcast, read_latest_always_complete_under_full_speed_writer, .timeout = 120)
 	cr_assert_eq(tu_wait(pid), 0);
 	struct shmring_bcast_stats st;
 	shmring_bcast_stats(r, &st);
-	fprintf(stderr, "bcast: read_latest %llu reads, %llu distinct records, %llu torn copies retried,"
-		" %llu starved calls, writer at %llu records\n",
+	fprintf(stderr, "bcast: read_latest %llu reads, all complete and checksummed; %llu distinct"
+		" records, %llu torn copies retried inside the call; %llu reads starved (-EAGAIN)"
+		" and called again, %llu extra calls in all, at most %llu for one read;"
+		" writer at %llu records\n",
 		(unsigned long long)reads, (unsigned long long)distinct, (unsigned long long)st.torn,
-		(unsigned long long)again, (unsigned long long)shmring_bcast_published(r));
+		(unsigned long long)starved, (unsigned long long)retries, (unsigned long long)most,
+		(unsigned long long)shmring_bcast_published(r));
 	free(buf);
 	tu_gate_close(&a->opened);
 	shmring_bcast_close(r);
