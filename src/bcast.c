@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -91,7 +92,8 @@ int shmring__bcast_broken(struct shmring_bcast *b, int err)
  * segment's descriptor is O_RDONLY then; reopening it through /proc/self/fd gives a
  * read-write descriptor for the same file (no name lookup, so no race with an unlink
  * and re-create), subject to the file's permissions. The descriptor is closed at once:
- * the mapping keeps the file, and no lock is ever taken on it. */
+ * the mapping keeps the file, and no lock is taken through it (the reader lock has a
+ * descriptor of its own, reader_lock()). */
 static void map_rpage(struct shmring_bcast *b)
 {
 	struct shmring_seg *seg = b->seg;
@@ -114,6 +116,111 @@ static void map_rpage(struct shmring_bcast *b)
 		return;
 	b->rpage_map = m;
 	b->rpage = m;
+}
+
+/* ---- the reader lock (bcast.h, READERS' LIVENESS) ---- */
+
+static pthread_mutex_t lock_mutex = PTHREAD_MUTEX_INITIALIZER;
+static pthread_once_t lock_once = PTHREAD_ONCE_INIT;
+static struct shmring_bcast *lock_head; /* readers holding the lock through lock_fd */
+
+static void lock_atfork_prepare(void)
+{
+	pthread_mutex_lock(&lock_mutex);
+}
+
+static void lock_atfork_parent(void)
+{
+	pthread_mutex_unlock(&lock_mutex);
+}
+
+/* A child shares its parent's open file descriptions, and with them the parent's reader
+ * locks: it closes its copies, so that a reader's lock lasts as long as the reader's
+ * handle in the parent and not as long as any child (handles do not survive fork()
+ * anyway; the registry does the same for participant locks). */
+static void lock_atfork_child(void)
+{
+	for (struct shmring_bcast *b = lock_head; b; b = b->lock_next) {
+		close(b->lock_fd);
+		b->lock_fd = -1;
+	}
+	lock_head = NULL;
+	pthread_mutex_unlock(&lock_mutex);
+}
+
+static void lock_init(void)
+{
+	pthread_atfork(lock_atfork_prepare, lock_atfork_parent, lock_atfork_child);
+}
+
+static int reader_lock_on(int fd)
+{
+	struct flock fl = {
+		.l_type = F_RDLCK,
+		.l_whence = SEEK_SET,
+		.l_start = SHMRING_BCAST_READER_LOCK,
+		.l_len = 1,
+	};
+	if (fcntl(fd, F_OFD_SETLK, &fl) == 0)
+		return 0;
+	int err = errno;
+	return shmring__fail(err == EAGAIN || err == EACCES ? -EBUSY : -err,
+			     "bcast: reader lock on byte %u: %s", SHMRING_BCAST_READER_LOCK,
+			     strerror(err));
+}
+
+/* Take this reader's lock through an open file description of its own, so that closing
+ * the handle drops exactly its lock, whatever other handles this process has open on
+ * the segment (they share the registry's descriptor). */
+static int reader_lock(struct shmring_bcast *b)
+{
+	int segfd = b->seg->fd;
+	char p[64];
+	if (segfd < 0)
+		return shmring__fail(-EBADF, "bcast: no descriptor to take the reader lock on");
+	pthread_once(&lock_once, lock_init);
+	snprintf(p, sizeof(p), "/proc/self/fd/%d", segfd);
+	/* held from the open to the listing: a fork() meanwhile would leave the child a copy
+	 * of the descriptor that its atfork handler does not know of */
+	pthread_mutex_lock(&lock_mutex);
+	int fd = open(p, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		pthread_mutex_unlock(&lock_mutex);
+		/* no /proc: lock through the shared descriptor; the lock then lasts until this
+		 * process's last handle of the segment closes (documented in bcast.h) */
+		return reader_lock_on(segfd);
+	}
+	int rc = reader_lock_on(fd);
+	if (rc) {
+		pthread_mutex_unlock(&lock_mutex);
+		close(fd);
+		return rc;
+	}
+	b->lock_fd = fd;
+	b->lock_prev = NULL;
+	b->lock_next = lock_head;
+	if (lock_head)
+		lock_head->lock_prev = b;
+	lock_head = b;
+	pthread_mutex_unlock(&lock_mutex);
+	return 0;
+}
+
+static void reader_unlock(struct shmring_bcast *b)
+{
+	pthread_mutex_lock(&lock_mutex);
+	if (b->lock_fd >= 0) {
+		if (b->lock_prev)
+			b->lock_prev->lock_next = b->lock_next;
+		else
+			lock_head = b->lock_next;
+		if (b->lock_next)
+			b->lock_next->lock_prev = b->lock_prev;
+		/* the only descriptor of its open file description: closing it drops the lock */
+		close(b->lock_fd);
+		b->lock_fd = -1;
+	}
+	pthread_mutex_unlock(&lock_mutex);
 }
 
 /* A writer replacing another (dead, or closed) resumes after the last complete record.
@@ -179,6 +286,7 @@ static int attach(struct shmring_seg *seg, uint32_t role, unsigned flags, int cr
 		shmring_seg_close(seg);
 		return -ENOMEM;
 	}
+	b->lock_fd = -1;
 	b->seg = seg;
 	b->ctrl = &((struct shmring_bcast_ctrl *)shmring_seg_ctrl(seg))->w;
 	b->slots = shmring_seg_data(seg);
@@ -210,6 +318,9 @@ static int attach(struct shmring_seg *seg, uint32_t role, unsigned flags, int cr
 		/* reopen after a close: pairs with the acquire loads of state by readers */
 		shmring_store_release(&b->ctrl->state, SHMRING_BCAST_OPEN);
 	} else {
+		/* visible as a live reader (to shmdump, and so to clean) from here on */
+		if ((rc = reader_lock(b)) != 0)
+			goto fail;
 		map_rpage(b);
 		if (b->rpage) {
 			atomic_fetch_add_explicit(&b->rpage->readers, 1, memory_order_relaxed);
@@ -232,6 +343,7 @@ static int attach(struct shmring_seg *seg, uint32_t role, unsigned flags, int cr
 fail:
 	if (b->rpage && role != SHMRING_ROLE_PRODUCER)
 		atomic_fetch_sub_explicit(&b->rpage->readers, 1, memory_order_relaxed);
+	reader_unlock(b);
 	if (b->rpage_map)
 		munmap(b->rpage_map, SHMRING_PAGE);
 	shmring_seg_close(seg);
@@ -358,6 +470,7 @@ int shmring_bcast_close(struct shmring_bcast *b)
 		flush_torn(b);
 		atomic_fetch_sub_explicit(&b->rpage->readers, 1, memory_order_relaxed);
 	}
+	reader_unlock(b); /* no-op for the writer */
 	if (b->rpage_map)
 		munmap(b->rpage_map, SHMRING_PAGE);
 	shmring_seg_close(b->seg);

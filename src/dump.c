@@ -276,12 +276,30 @@ static void spsc_geometry(struct ctx *c, struct spsc_view *v)
 	v->cap = h->geo[SHMRING_SPSC_GEO_CAPACITY];
 	v->max_record = h->geo[SHMRING_SPSC_GEO_MAX_RECORD];
 	v->align = h->geo[SHMRING_SPSC_GEO_ALIGN];
-	if (!is_pow2(v->cap) || v->cap < SHMRING_PAGE || v->cap != h->data_size) {
+	if (!is_pow2(v->cap) || v->cap < SHMRING_PAGE) {
 		prob(c, "geo[0]", v->cap,
 		     "spsc capacity must be a power of two >= 4096 equal to data_size (%llu)",
 		     (unsigned long long)h->data_size);
 		ok = 0;
+	} else if (v->cap != h->data_size) {
+		/* One of the two is wrong. The data region was made to end the file: if the
+		 * capacity is what lies between data_off and total_size, data_size is the
+		 * damaged word (and a data region already reported out of bounds is not
+		 * reported twice). */
+		if (h->data_off <= h->total_size && v->cap == h->total_size - h->data_off) {
+			if (c->data_ok)
+				prob(c, "data_size", h->data_size,
+				     "spsc data region must be the ring's capacity (geo[0] = %llu, "
+				     "which fills the file from data_off)", (unsigned long long)v->cap);
+		} else {
+			prob(c, "geo[0]", v->cap, "spsc capacity must equal data_size (%llu)",
+			     (unsigned long long)h->data_size);
+		}
+		ok = 0;
 	}
+	if (h->max_parts != 2 && h->max_parts != 0 && h->max_parts <= SHMRING_MAX_PARTS)
+		prob(c, "max_parts", h->max_parts, "spsc uses exactly two participant slots "
+		     "(0 the producer, 1 the consumer)");
 	if (!is_pow2(v->align) || v->align < 8 || v->align > SHMRING_PAGE) {
 		prob(c, "geo[2]", v->align, "spsc record alignment must be a power of two in [8, 4096]");
 		ok = 0;
@@ -645,6 +663,35 @@ static uint64_t pool_meta_off(const struct pool_view *v, uint32_t i, size_t fiel
 	return v->meta + (uint64_t)i * sizeof(struct shmring_pool_meta) + field;
 }
 
+/* A published frame that someone holds (queued or taken) and that carries a checksum:
+ * the payload must hash to it. Its fields and payload do not change while the holder
+ * bits are set and the buffer is not loaned, so on a live pool the verdict only counts
+ * if state, seq, len and checksum read again are what they were (the buffer was not
+ * freed and reused during the hash). */
+static void pool_check_sum(struct ctx *c, const struct pool_view *v, uint32_t i, uint64_t st,
+			   uint64_t len, uint32_t *bad)
+{
+	uint64_t seq = rd64(c, pool_meta_off(v, i, offsetof(struct shmring_pool_meta, seq)));
+	uint64_t sum = rd64(c, pool_meta_off(v, i, offsetof(struct shmring_pool_meta, checksum)));
+	/* pool_geometry checked that the data region holds nbufs * stride bytes */
+	uint64_t calc = shmring_pool_checksum(c->buf + c->h.data_off + (uint64_t)i * v->g.stride,
+					      (size_t)len);
+	if (calc == sum)
+		return;
+	if (rd64(c, pool_meta_off(v, i, offsetof(struct shmring_pool_meta, state))) != st ||
+	    rd64(c, pool_meta_off(v, i, offsetof(struct shmring_pool_meta, seq))) != seq ||
+	    rd64(c, pool_meta_off(v, i, offsetof(struct shmring_pool_meta, len))) != len ||
+	    rd64(c, pool_meta_off(v, i, offsetof(struct shmring_pool_meta, checksum))) != sum)
+		return; /* reused meanwhile: no verdict */
+	if ((*bad)++ < 8) {
+		char f[SHMRING_DUMP_FIELD_MAX];
+		snprintf(f, sizeof(f), "pool.meta[%u].checksum", i);
+		prob(c, f, sum, "frame %llu (%llu bytes in buffer %u) hashes to 0x%016llx, not to "
+		     "its checksum", (unsigned long long)seq, (unsigned long long)len, i,
+		     (unsigned long long)calc);
+	}
+}
+
 static void pool_check(struct ctx *c)
 {
 	struct pool_view v;
@@ -652,6 +699,10 @@ static void pool_check(struct ctx *c)
 	char f[SHMRING_DUMP_FIELD_MAX];
 	if (c->h.flags & 0xffff0000u & ~SHMRING_POOL_F_CHECKSUM)
 		prob(c, "flags", c->h.flags, "unknown pool flags");
+	if (c->h.max_parts != SHMRING_MAX_PARTS && c->h.max_parts != 0 &&
+	    c->h.max_parts < SHMRING_MAX_PARTS)
+		prob(c, "max_parts", c->h.max_parts, "a pool's participant table has %u slots",
+		     SHMRING_MAX_PARTS);
 	if (!pool_geometry(c, &v))
 		return;
 	memcpy(&k, c->buf + v.ctrl, sizeof(k));
@@ -693,6 +744,9 @@ static void pool_check(struct ctx *c)
 			snprintf(f, sizeof(f), "pool.meta[%u].flags", i);
 			prob(c, f, fl, "unknown frame flags");
 		}
+		if ((st & subs_mask) && !(st & SHMRING_POOL_LOANED) &&
+		    (fl & SHMRING_POOL_FRAME_F_CHECKSUM) && len <= v.g.buf_size)
+			pool_check_sum(c, &v, i, st, len, &bad);
 	}
 	uint32_t nsubs = 0;
 	for (uint32_t i = 0; i < v.g.max_subs; i++) {
@@ -901,6 +955,17 @@ static void bcast_check(struct ctx *c)
 	}
 	if (!c->info)
 		return;
+	/* Readers count on the reader page (they cannot write the header): their laps,
+	 * sleeps and timeouts (and any other slow-path counter there) are added to the
+	 * header's, so that the statistics are the channel's. Each read once, from r. */
+	struct shmring_dump_stats *st = &c->info->stats;
+	st->wake_syscalls += shmring_load_relaxed(&r.stats.wake_syscalls);
+	st->sleeps += shmring_load_relaxed(&r.stats.sleeps);
+	st->drops += shmring_load_relaxed(&r.stats.drops);
+	st->laps += shmring_load_relaxed(&r.stats.laps);
+	st->abandoned += shmring_load_relaxed(&r.stats.abandoned);
+	st->peer_deaths += shmring_load_relaxed(&r.stats.peer_deaths);
+	st->timeouts += shmring_load_relaxed(&r.stats.timeouts);
 	c->info->fill = v.pub < v.slots ? v.pub : v.slots;
 	kv(c, "slots", v.slots);
 	kv(c, "slot_size", v.slot_size);
@@ -915,6 +980,7 @@ static void bcast_check(struct ctx *c)
 	kv(c, "reader_laps", shmring_load_relaxed(&r.stats.laps));
 	kv(c, "reader_torn", shmring_load_relaxed(&r.torn));
 	kv(c, "reader_sleeps", shmring_load_relaxed(&r.stats.sleeps));
+	kv(c, "reader_timeouts", shmring_load_relaxed(&r.stats.timeouts));
 	kv(c, "readers_q.waiters", shmring_load_relaxed(&r.q.waiters));
 }
 
@@ -1106,38 +1172,69 @@ static void check_header(struct ctx *c)
 	}
 }
 
+/* start_time is in clock ticks since boot (USER_HZ, 100 on Linux): 2^42 ticks is over a
+ * century even at 1000 Hz. */
+#define START_TIME_MAX (UINT64_C(1) << 42)
+
+static uint32_t rd32_acquire(const struct ctx *c, uint64_t off)
+{
+	const uint8_t *p = c->buf + off;
+	if (((uintptr_t)p & 3) == 0)
+		return __atomic_load_n((const uint32_t *)(const void *)p, __ATOMIC_ACQUIRE);
+	uint32_t v;
+	memcpy(&v, p, 4);
+	return v;
+}
+
+static void part_prob(struct ctx *c, uint32_t i, const char *field, uint64_t value,
+		      const char *msg)
+{
+	char f[SHMRING_DUMP_FIELD_MAX];
+	snprintf(f, sizeof(f), "parts[%u].%s", i, field);
+	prob(c, f, value, "%s", msg);
+}
+
+/* Each slot is read from the buffer, state first with acquire (pairs with the release
+ * store of state in participant.c's fill_slot()), so that a slot seen in use shows the
+ * fields its owner wrote before it: a live first join never looks half done. */
 static void check_parts(struct ctx *c)
 {
 	uint32_t maxp = c->h.max_parts <= SHMRING_MAX_PARTS ? c->h.max_parts : SHMRING_MAX_PARTS;
 	char f[SHMRING_DUMP_FIELD_MAX];
 
 	for (uint32_t i = 0; i < SHMRING_MAX_PARTS; i++) {
-		const struct shmring_part *p = &c->h.parts[i];
-		uint32_t state = shmring_load_relaxed(&p->state);
-		uint32_t role = shmring_load_relaxed(&p->role);
-		int32_t pid = shmring_load_relaxed(&p->pid);
+		uint64_t base = SHMRING_PARTS_OFF + (uint64_t)i * SHMRING_PART_SIZE;
+		uint32_t state = rd32_acquire(c, base + offsetof(struct shmring_part, state));
 		if (i >= maxp) {
-			if (state != SHMRING_PART_FREE) {
-				snprintf(f, sizeof(f), "parts[%u].state", i);
-				prob(c, f, state, "slot beyond max_parts (%u) is in use", maxp);
-			}
+			if (state != SHMRING_PART_FREE)
+				part_prob(c, i, "state", state, "slot beyond max_parts is in use");
 			continue;
 		}
 		if (state > SHMRING_PART_LEFT) {
-			snprintf(f, sizeof(f), "parts[%u].state", i);
-			prob(c, f, state, "unknown participant state");
+			part_prob(c, i, "state", state, "unknown participant state");
 			continue;
 		}
 		if (state == SHMRING_PART_FREE)
 			continue;
-		if (role == SHMRING_ROLE_NONE || role > SHMRING_ROLE_OBSERVER) {
-			snprintf(f, sizeof(f), "parts[%u].role", i);
-			prob(c, f, role, "unknown participant role");
-		}
-		if (pid <= 0 || pid > PID_LIMIT) {
-			snprintf(f, sizeof(f), "parts[%u].pid", i);
-			prob(c, f, (uint64_t)(int64_t)pid, "not a valid process id");
-		}
+		uint32_t role = rd32(c, base + offsetof(struct shmring_part, role));
+		int32_t pid = (int32_t)rd32(c, base + offsetof(struct shmring_part, pid));
+		uint32_t gen = rd32(c, base + offsetof(struct shmring_part, gen));
+		uint64_t start = rd64(c, base + offsetof(struct shmring_part, start_time));
+		uint64_t joined = rd64(c, base + offsetof(struct shmring_part, joined_ns));
+		if (role == SHMRING_ROLE_NONE || role > SHMRING_ROLE_OBSERVER)
+			part_prob(c, i, "role", role, "unknown participant role");
+		if (pid <= 0 || pid > PID_LIMIT)
+			part_prob(c, i, "pid", (uint64_t)(int64_t)pid, "not a valid process id");
+		/* every join bumps gen before the slot goes active (it wraps to 0 only after
+		 * 2^32 joins of one slot) */
+		if (gen == 0)
+			part_prob(c, i, "gen", gen, "a slot in use has been joined at least once");
+		/* 0 is allowed: the joiner could not read /proc/PID/stat */
+		if (start >= START_TIME_MAX)
+			part_prob(c, i, "start_time", start,
+				  "not a process start time (clock ticks since boot)");
+		if (joined < CREATED_MIN || joined >= CREATED_MAX)
+			part_prob(c, i, "joined_ns", joined, "join time is not a plausible date");
 		/* SPSC pins its two roles to slots 0 and 1 */
 		if (c->h.kind == SHMRING_KIND_SPSC && i <= SHMRING_SPSC_SLOT_CONSUMER &&
 		    role != (i == SHMRING_SPSC_SLOT_PRODUCER ? SHMRING_ROLE_PRODUCER
@@ -1147,6 +1244,40 @@ static void check_parts(struct ctx *c)
 			prob(c, f, role, "spsc slot %u must hold the %s", i,
 			     i == 0 ? "producer" : "consumer");
 		}
+	}
+}
+
+/* Words nobody writes: the statistics lines' spare words and the reserved area
+ * [512, 1024) of the header page are zero (FORMAT.md). Checked on the copy. */
+static void check_spare(struct ctx *c)
+{
+	const struct shmring_stats *s = &c->h.stats;
+	char f[SHMRING_DUMP_FIELD_MAX];
+	for (unsigned k = 0; k < sizeof(s->fast_spare) / sizeof(s->fast_spare[0]); k++) {
+		uint64_t v = shmring_load_relaxed(&s->fast_spare[k]);
+		if (v) {
+			snprintf(f, sizeof(f), "stats.fast_spare[%u]", k);
+			prob(c, f, v, "spare statistics word (offset %zu) is not zero",
+			     offsetof(struct shmring_hdr, stats.fast_spare) + 8 * k);
+		}
+	}
+	for (unsigned k = 0; k < sizeof(s->slow_spare) / sizeof(s->slow_spare[0]); k++) {
+		uint64_t v = shmring_load_relaxed(&s->slow_spare[k]);
+		if (v) {
+			snprintf(f, sizeof(f), "stats.slow_spare[%u]", k);
+			prob(c, f, v, "spare statistics word (offset %zu) is not zero",
+			     offsetof(struct shmring_hdr, stats.slow_spare) + 8 * k);
+		}
+	}
+	unsigned first = 0, n = 0;
+	for (unsigned k = 0; k < sizeof(c->h.pad); k++) {
+		if (c->h.pad[k] && n++ == 0)
+			first = k;
+	}
+	if (n) {
+		snprintf(f, sizeof(f), "pad[%u]", first);
+		prob(c, f, c->h.pad[first], "reserved header byte at offset %zu is not zero "
+		     "(%u non-zero bytes in [512, 1024))", offsetof(struct shmring_hdr, pad) + first, n);
 	}
 }
 
@@ -1176,6 +1307,7 @@ static void fill_info(struct ctx *c)
 		unsigned char ch = (unsigned char)h->name[k];
 		i->name[k] = (ch >= 0x20 && ch < 0x7f) ? (char)ch : '?';
 	}
+	memcpy(i->reserved, h->reserved, sizeof(i->reserved));
 	i->checksum = h->checksum;
 
 	const struct shmring_stats *s = &h->stats;
@@ -1227,6 +1359,7 @@ static int run(struct ctx *c)
 		fill_info(c);
 	}
 	check_header(c);
+	check_spare(c);
 	check_parts(c);
 	const struct kind_ops *k = find_kind(c->h.kind);
 	if (k && c->h.total_size == c->len) {

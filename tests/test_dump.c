@@ -2,6 +2,7 @@
 /* shmring/dump.h: decoding and checking a segment from its bytes, including bytes that
  * are truncated, damaged, random, or changing under the reader. */
 #include <criterion/criterion.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
@@ -312,6 +313,14 @@ Test(dump, each_field_corrupted_is_named)
 		{ "parts[0].role", 1028, 4, 6 },
 		{ "parts[1].pid", 1024 + 64 + 8, 4, 0 },
 		{ "parts[5].state", 1024 + 5 * 64, 4, 1 }, /* beyond max_parts (2) */
+		{ "parts[0].gen", 1024 + 12, 4, 0 },
+		{ "parts[1].start_time", 1024 + 64 + 16, 8, UINT64_MAX },
+		{ "parts[1].joined_ns", 1024 + 64 + 24, 8, 5 },
+		{ "stats.fast_spare[13]", 256 + 16 + 13 * 8, 8, 1 },
+		{ "stats.slow_spare[0]", 440, 8, UINT64_C(1) << 63 },
+		{ "pad[100]", 612, 1, 0x20 },
+		{ "max_parts", 44, 4, 3 },              /* spsc has two slots */
+		{ "data_size", 80, 8, 4096 },           /* geo[0] (8192) fills the file */
 		{ "spsc.tail", 4096, 8, 1 << 20 },
 		{ "spsc.head", 4096 + 128, 8, 4 },
 		{ "spsc.prod_closed", 4096 + 256, 4, 2 },
@@ -595,6 +604,18 @@ Test(dump, mpmc_decoded_checked_and_walked, .timeout = 120)
 	free(b);
 }
 
+struct first_rec {
+	uint64_t offset;
+	uint32_t flags;
+};
+
+static void keep_first(void *arg, const struct shmring_dump_record *r)
+{
+	struct first_rec *f = arg;
+	f->offset = r->offset;
+	f->flags = r->flags;
+}
+
 Test(dump, pool_decoded_checked_and_walked, .timeout = 120)
 {
 	char name[96];
@@ -632,6 +653,12 @@ Test(dump, pool_decoded_checked_and_walked, .timeout = 120)
 	expect_named(b, len, h.ctrl_off + offsetof(struct shmring_pool_ctrl, active), 6, 8,
 		     "pool.active");
 	expect_named(b, len, 88 + 8 * SHMRING_POOL_GEO_NBUFS, 5000, 8, "geo[0]");
+	/* a payload byte of a queued frame published with a checksum */
+	struct first_rec fr = { 0 };
+	cr_assert_eq(shmring_dump_records_buf(b, len, 1, keep_first, &fr), 1);
+	char field[SHMRING_DUMP_FIELD_MAX];
+	snprintf(field, sizeof(field), "pool.meta[%u].checksum", fr.flags); /* flags: buffer */
+	expect_named(b, len, fr.offset + 99, (uint8_t)~b[fr.offset + 99], 1, field);
 	damage_rounds(b, len, 12);
 	free(b);
 }
@@ -668,4 +695,106 @@ Test(dump, bcast_decoded_checked_and_walked, .timeout = 120)
 	expect_named(b, len, 88 + 8 * SHMRING_BCAST_GEO_STRIDE, 64, 8, "geo[2]");
 	damage_rounds(b, len, 13);
 	free(b);
+}
+
+/* Readers count laps, sleeps and timeouts on the reader page (they cannot write the
+ * header): the decoded statistics add them to the header's. */
+Test(dump, bcast_reader_page_statistics_are_added)
+{
+	char name[96];
+	struct shmring_bcast *wr, *rd;
+	struct shmring_bcast_opts o = { .slots = 4, .slot_size = 200 };
+	uint8_t buf[200];
+	tu_name(name, sizeof(name), "dumpblap");
+	cr_assert_eq(shmring_bcast_create(name, &o, SHMRING_ROLE_PRODUCER, &wr), 0);
+	cr_assert_eq(shmring_bcast_open(name, SHMRING_ROLE_READER, SHMRING_BCAST_START_OLDEST, &rd), 0);
+	cr_assert_not_null(rd->rpage, "the reader page is writable for the reader");
+	for (unsigned k = 0; k < 9; k++) {
+		tu_fill(buf, 150, k);
+		cr_assert_eq(shmring_bcast_publish(wr, buf, 150), 0);
+	}
+	struct shmring_bcast_rec rec = { 0 };
+	cr_assert_eq(shmring_bcast_read(rd, buf, sizeof(buf), &rec), 150);
+	cr_assert_eq(rec.missed, 6, "9 published in 4 slots: the reader at 0 resumes at 6");
+	/* a timed-out wait counts a timeout on the reader page */
+	cr_assert_eq(shmring_bcast_seek(rd, SHMRING_BCAST_SEEK_NEXT), 0);
+	cr_assert_eq(shmring_bcast_wait(rd, 1), -ETIMEDOUT);
+	size_t len;
+	uint8_t *b = slurp(name, &len);
+	shmring_bcast_close(rd);
+	shmring_bcast_close(wr);
+	shmring_seg_unlink(name);
+
+	struct shmring_dump_info *i = expect_consistent(b, len, SHMRING_KIND_BCAST, "slots", 4);
+	cr_expect(has_kv(i, "reader_laps", 6));
+	cr_expect(has_kv(i, "reader_timeouts", 1));
+	cr_expect_eq(i->stats.laps, 6, "header laps (0) + reader page laps (6)");
+	cr_expect_eq(i->stats.timeouts, 1);
+	cr_expect_eq(i->stats.msgs, 9);
+	free(i);
+	free(b);
+}
+
+/* The reader lock shmdump tells live readers by (bcast.h, READERS' LIVENESS). OFD locks
+ * of different open file descriptions conflict even within one process, so a fresh
+ * descriptor here sees the readers' locks as shmdump would. */
+static int reader_lock_held(const char *name)
+{
+	char path[128];
+	cr_assert_eq(shmring_seg_path(name, path, sizeof(path)), 0);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	cr_assert(fd >= 0);
+	struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET,
+			    .l_start = SHMRING_BCAST_READER_LOCK, .l_len = 1 };
+	cr_assert_eq(fcntl(fd, F_OFD_GETLK, &fl), 0);
+	close(fd);
+	return fl.l_type != F_UNLCK;
+}
+
+static struct tu_gate child_up, child_gate;
+
+static int hold_inherited(void *arg)
+{
+	(void)arg;
+	tu_gate_open(&child_up);   /* fork()'s child handlers have run */
+	tu_gate_wait(&child_gate); /* alive, with the parent's handles inherited */
+	return 0;
+}
+
+Test(dump, bcast_reader_lock_follows_each_reader, .timeout = 60)
+{
+	char name[96];
+	struct shmring_bcast *wr, *r1, *r2, *r3, *rw;
+	struct shmring_bcast_opts o = { .slots = 4, .slot_size = 64 };
+	tu_name(name, sizeof(name), "dumpblock");
+	cr_assert_eq(shmring_bcast_create(name, &o, SHMRING_ROLE_PRODUCER, &wr), 0);
+	cr_assert_not(reader_lock_held(name), "the writer takes no reader lock");
+	/* two readers of one process share the segment's mapping and descriptor; each has
+	 * its lock on a description of its own, so closing one keeps the other's */
+	cr_assert_eq(shmring_bcast_open(name, SHMRING_ROLE_READER, 0, &r1), 0);
+	cr_assert_eq(shmring_bcast_open(name, SHMRING_ROLE_READER, 0, &r2), 0);
+	cr_assert(reader_lock_held(name));
+	shmring_bcast_close(r1);
+	cr_assert(reader_lock_held(name), "the second reader is still open");
+	shmring_bcast_close(r2);
+	cr_assert_not(reader_lock_held(name), "no reader open");
+	/* a child made by fork() does not keep its parent's reader alive */
+	cr_assert_eq(shmring_bcast_open(name, SHMRING_ROLE_READER, 0, &r3), 0);
+	tu_gate_init(&child_up);
+	tu_gate_init(&child_gate);
+	pid_t pid = tu_fork(hold_inherited, NULL);
+	tu_gate_wait(&child_up);
+	shmring_bcast_close(r3);
+	cr_expect(!reader_lock_held(name), "the child closed its copy of the reader lock");
+	tu_gate_open(&child_gate);
+	cr_assert_eq(tu_wait(pid), 0);
+	tu_gate_close(&child_up);
+	tu_gate_close(&child_gate);
+	/* a reader on the writer's mapping (RW_MAPPING) holds one too */
+	cr_assert_eq(shmring_bcast_open(name, SHMRING_ROLE_READER, SHMRING_BCAST_RW_MAPPING, &rw), 0);
+	cr_assert(reader_lock_held(name));
+	shmring_bcast_close(rw);
+	cr_assert_not(reader_lock_held(name));
+	shmring_bcast_close(wr);
+	shmring_seg_unlink(name);
 }

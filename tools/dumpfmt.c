@@ -80,6 +80,37 @@ static void rec_json(void *arg, const struct shmring_dump_record *r)
 	jw_obj_end(o->w);
 }
 
+/* ---- broadcast readers (not in the participant table; see segview.h) ---- */
+
+static void readers_json(struct jw *w, const struct seg_view *v)
+{
+	if (v->info.kind != SHMRING_KIND_BCAST)
+		return;
+	jw_obj(w, "readers");
+	if (v->readers_locked < 0)
+		jw_null(w, "lock_held");
+	else
+		jw_bool(w, "lock_held", v->readers_locked);
+	jw_u64(w, "open_count", v->readers_open);
+	jw_bool(w, "at_least", v->readers_at_least);
+	jw_obj_end(w);
+}
+
+static void readers_text(FILE *f, const struct seg_view *v)
+{
+	if (v->info.kind != SHMRING_KIND_BCAST)
+		return;
+	if (v->readers_locked > 0)
+		fprintf(f, "readers          live: the reader lock is held; %s%llu open by the reader "
+			"page's count\n", v->readers_at_least ? "at least 1, " : "",
+			(unsigned long long)v->readers_open);
+	else if (v->readers_locked == 0)
+		fprintf(f, "readers          none live: the reader lock is free; %llu open by the "
+			"reader page's count\n", (unsigned long long)v->readers_open);
+	else
+		fprintf(f, "readers          unknown: the reader lock could not be tested\n");
+}
+
 /* ---- show ---- */
 
 static void problem_line(FILE *f, const char *indent, const struct shmring_dump_problem *p)
@@ -108,6 +139,8 @@ void fmt_show_text(FILE *f, const struct seg_view *v, unsigned records)
 	fprintf(f, "path             %s\n", v->path);
 	fprintf(f, "state            %s (%u live, %u dead participants)\n",
 		seg_state_name(v->state), v->live, v->dead);
+	fprintf(f, "magic            0x%016llx%s\n", (unsigned long long)i->magic,
+		i->magic == SHMRING_MAGIC ? " (SHMRNG1)" : "");
 	fprintf(f, "kind             %s (%u)\n", i->kind_name, i->kind);
 	fprintf(f, "layout_version   %u\n", i->layout_version);
 	fprintf(f, "flags            0x%08x%s%s\n", i->flags,
@@ -126,6 +159,9 @@ void fmt_show_text(FILE *f, const struct seg_view *v, unsigned records)
 		(unsigned long long)i->created_ns);
 	fprintf(f, "creator_pid      %d\n", i->creator_pid);
 	fprintf(f, "name             %s\n", i->name);
+	fprintf(f, "reserved         %llu %llu %llu %llu\n", (unsigned long long)i->reserved[0],
+		(unsigned long long)i->reserved[1], (unsigned long long)i->reserved[2],
+		(unsigned long long)i->reserved[3]);
 	fprintf(f, "checksum         0x%016llx (%s)\n", (unsigned long long)i->checksum,
 		i->checksum == i->checksum_calc ? "verified"
 						: "MISMATCH");
@@ -157,6 +193,8 @@ void fmt_show_text(FILE *f, const struct seg_view *v, unsigned records)
 				fmt_time(p->joined_ns, t, sizeof(t)));
 		}
 	}
+
+	readers_text(f, v);
 
 	const struct shmring_dump_stats *s = &i->stats;
 	fprintf(f, "statistics\n");
@@ -207,6 +245,10 @@ static void header_json(struct jw *w, const struct shmring_dump_info *i)
 		jw_u64(w, NULL, i->geo[k]);
 	jw_arr_end(w);
 	jw_str(w, "name", i->name);
+	jw_arr(w, "reserved");
+	for (unsigned k = 0; k < 4; k++)
+		jw_u64(w, NULL, i->reserved[k]);
+	jw_arr_end(w);
 	jw_hex(w, "checksum", i->checksum);
 	jw_hex(w, "checksum_computed", i->checksum_calc);
 	jw_bool(w, "checksum_ok", i->checksum == i->checksum_calc);
@@ -288,6 +330,7 @@ void fmt_show_json(FILE *f, const struct seg_view *v, unsigned records)
 		jw_obj_end(&w);
 	}
 	jw_arr_end(&w);
+	readers_json(&w, v);
 	jw_obj_end(&w);
 
 	const struct shmring_dump_stats *s = &i->stats;
@@ -368,7 +411,8 @@ void fmt_list_row(FILE *f, const struct seg_view *v)
 	else
 		snprintf(fill, sizeof(fill), "%.1f%%", pct);
 	snprintf(pr, sizeof(pr), "%u/%u", v->prod_live, v->prod_dead);
-	snprintf(co, sizeof(co), "%u/%u", v->cons_live, v->cons_dead);
+	snprintf(co, sizeof(co), "%s%u/%u", v->readers_at_least ? ">=" : "", v->cons_live,
+		 v->cons_dead);
 	fprintf(f, "%-32s %-6s %10s %10s %7s %-9s %-9s %s\n", v->name, i->kind_name, sz, cap, fill,
 		pr, co, seg_state_name(v->state));
 }
@@ -396,7 +440,9 @@ void fmt_list_json(struct jw *w, const struct seg_view *v)
 	jw_obj(w, "consumers");
 	jw_u64(w, "live", v->cons_live);
 	jw_u64(w, "dead", v->cons_dead);
+	jw_bool(w, "exact", v->cons_exact);
 	jw_obj_end(w);
+	readers_json(w, v);
 	jw_str(w, "state", seg_state_name(v->state));
 	jw_u64(w, "problem_count", i->nproblems);
 	jw_obj_end(w);

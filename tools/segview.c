@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 #include "segview.h"
 
+#include "shmring/bcast.h"
+
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -19,19 +21,72 @@ const char *seg_state_name(enum seg_state s)
 	}
 }
 
-/* Liveness without the library's handle (a segment it refuses to open): the same OFD
- * lock test, on the byte layout.h assigns to the slot. */
-static int raw_alive(int fd, uint32_t slot)
+/* 1 if some open file description holds a lock on byte off of the file, 0 if none
+ * does, -1 if the test failed. Asking for a write lock conflicts with any lock, read or
+ * write; ours (this descriptor) holds none. */
+static int byte_locked(int fd, off_t off)
 {
 	struct flock fl = {
 		.l_type = F_WRLCK,
 		.l_whence = SEEK_SET,
-		.l_start = SHMRING_PARTS_OFF + (off_t)SHMRING_PART_SIZE * slot,
+		.l_start = off,
 		.l_len = 1,
 	};
 	if (fcntl(fd, F_OFD_GETLK, &fl) != 0)
 		return -1;
 	return fl.l_type != F_UNLCK;
+}
+
+/* Liveness without the library's handle (a segment it refuses to open): the same OFD
+ * lock test, on the byte layout.h assigns to the slot. */
+static int raw_alive(int fd, uint32_t slot)
+{
+	return byte_locked(fd, SHMRING_PARTS_OFF + (off_t)SHMRING_PART_SIZE * slot);
+}
+
+/* More reader handles than this in the reader page's count is damage, not a count. */
+#define READERS_PLAUSIBLE (UINT64_C(1) << 20)
+
+static uint64_t kv_of(const struct shmring_dump_info *i, const char *key, int *found)
+{
+	for (uint32_t k = 0; k < i->nkv && k < SHMRING_DUMP_KV_MAX; k++) {
+		if (strcmp(i->kv[k].key, key) == 0) {
+			*found = 1;
+			return i->kv[k].val;
+		}
+	}
+	*found = 0;
+	return 0;
+}
+
+/* Broadcast readers: the reader lock (bcast.h) says whether any is live; the reader
+ * page's count, how many there may be. */
+static void reader_liveness(struct seg_view *v)
+{
+	const struct shmring_dump_info *i = &v->info;
+	int found = 0;
+
+	v->readers_locked = -1;
+	v->readers_open = 0;
+	v->readers_at_least = 0;
+	v->cons_exact = 1;
+	if (i->kind != SHMRING_KIND_BCAST || v->len < SHMRING_HDR_SIZE || v->fd < 0)
+		return;
+	v->readers_locked = byte_locked(v->fd, SHMRING_BCAST_READER_LOCK);
+	uint64_t n = kv_of(i, "readers_open", &found);
+	int plausible = found && n <= READERS_PLAUSIBLE;
+	v->readers_open = found ? n : 0;
+	v->cons_exact = v->readers_locked == 0 && found && n == 0;
+	if (v->readers_locked > 0) {
+		unsigned live = plausible && n >= 1 ? (unsigned)n : 1;
+		v->readers_at_least = !(plausible && n >= 1);
+		v->cons_live += live;
+		v->live += live;
+	} else if (v->readers_locked == 0 && plausible) {
+		/* nobody holds the lock: every handle the page still counts died open */
+		v->cons_dead += (unsigned)n;
+		v->dead += (unsigned)n;
+	}
 }
 
 static void liveness(struct seg_view *v)
@@ -68,6 +123,7 @@ static void liveness(struct seg_view *v)
 			v->cons_dead += cons;
 		}
 	}
+	reader_liveness(v);
 	if (v->decode_rc != 0 || i->nproblems != 0)
 		v->state = SEG_CORRUPT;
 	else

@@ -24,8 +24,19 @@ struct seg_view {
 	size_t len;
 	int decode_rc;           /* shmring_dump_decode_buf(): 0 or -EPROTO */
 	struct shmring_dump_info info;
-	/* participants in the ACTIVE state, by liveness */
+	/* participants in the ACTIVE state, by liveness; broadcast readers (not in the
+	 * participant table) are counted as consumers, see below */
 	unsigned prod_live, prod_dead, cons_live, cons_dead, live, dead;
+	/* broadcast only: 1 some reader holds the reader lock (bcast.h), 0 none does, -1 not
+	 * a broadcast segment or not known. readers_open is the reader page's count of open
+	 * reader handles (crashed readers stay counted). With the lock held the live
+	 * readers are readers_open, or at least 1 when that count is implausible
+	 * (readers_at_least); with it free every counted reader is dead. */
+	int readers_locked;
+	uint64_t readers_open;
+	int readers_at_least;
+	int cons_exact;          /* 0: the consumer counts include broadcast readers, which
+				  * come from the reader page's count (see above) */
 	enum seg_state state;
 };
 

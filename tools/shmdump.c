@@ -275,6 +275,12 @@ static int cmd_check(const char *arg, int json)
 		else
 			fmt_check_text(stdout, v);
 		rc = (v->decode_rc == 0 && v->info.nproblems == 0) ? 0 : EXIT_PROBLEM;
+		if (v->decode_rc != 0) {
+			/* not a segment at all: bad input, which also gets its one line on
+			 * stderr (the problem lines on stdout stay, for scripts) */
+			fflush(stdout);
+			say_problem(v);
+		}
 		seg_view_close(v);
 	}
 	free(v);
@@ -331,7 +337,8 @@ static int cmd_watch(const char *arg, double interval, long count)
 		else
 			snprintf(fill, sizeof(fill), "%.1f%%", pct);
 		snprintf(pr, sizeof(pr), "%u/%u", v->prod_live, v->prod_dead);
-		snprintf(co, sizeof(co), "%u/%u", v->cons_live, v->cons_dead);
+		snprintf(co, sizeof(co), "%s%u/%u", v->readers_at_least ? ">=" : "", v->cons_live,
+			 v->cons_dead);
 		if (k == 0 || dt <= 0) {
 			printf("%-8s %12s %12s %7s %10s %10s %-9s %-9s %s\n", t, "-", "-", fill, "-",
 			       "-", pr, co, seg_state_name(v->state));

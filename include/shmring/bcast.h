@@ -88,6 +88,18 @@
  * participant table: they are invisible to the writer by design (it never waits for
  * them), and they could not write the table through their read-only mapping.
  *
+ * READERS' LIVENESS. So that tools can tell a channel still in use from a stale one,
+ * every reader handle holds an OFD read lock (F_OFD_SETLK, F_RDLCK) on byte
+ * SHMRING_BCAST_READER_LOCK of the segment file, through an open file description of
+ * its own (a descriptor reopened read-only from /proc/self/fd, close-on-exec, closed
+ * in a child after fork()). Read locks are shared, so any number of readers hold it at
+ * once; closing the handle releases that handle's lock only, and the kernel drops it
+ * when the process dies, however it dies. F_OFD_GETLK asking for F_WRLCK on that byte
+ * says whether at least one live reader exists (shmdump does this). If the descriptor
+ * cannot be reopened (no /proc), the lock is taken through the segment's own
+ * descriptor, which the process's handles of that segment share: it then lasts until
+ * the last of them closes. The writer takes no reader lock.
+ *
  * NEVER TRUST SHARED MEMORY. Geometry is copied at attach and never re-read. Every
  * value a reader takes from the segment is read once and bounded: a length above the
  * slot size, a sequence word that names a record of another slot, or a count past
@@ -124,6 +136,11 @@
 #define SHMRING_BCAST_RPAGE_OFF 4096u
 #define SHMRING_BCAST_CTRL_SIZE 8192u
 #define SHMRING_BCAST_SEQ_MAX (UINT64_C(1) << 62) /* record counts beyond: -EPROTO */
+/* The byte of the segment file every open reader holds an OFD read lock on (see
+ * READERS' LIVENESS above): in the reserved area [512, 1024) of the header page, apart
+ * from the participant-slot lock bytes (1024 + 64 * slot). A lock only: nothing is
+ * written there. */
+#define SHMRING_BCAST_READER_LOCK 512u
 
 /* ctrl->state */
 #define SHMRING_BCAST_OPEN 0u
@@ -251,6 +268,8 @@ struct shmring_bcast {
 	uint64_t torn_flushed;  /* part of torn already added to the reader page */
 	/* slow path */
 	void *rpage_map;        /* a reader's own writable mapping of the reader page */
+	int lock_fd;            /* reader: own descriptor holding the reader lock, or -1 */
+	struct shmring_bcast *lock_prev, *lock_next; /* this process's lock holders */
 };
 
 /*

@@ -74,6 +74,7 @@ struct shmring_dump_info {
 	uint64_t parts_off, ctrl_off, ctrl_size, data_off, data_size;
 	uint64_t geo[SHMRING_GEO_WORDS];
 	char name[SHMRING_NAME_MAX + 1]; /* made printable and NUL terminated */
+	uint64_t reserved[4];   /* the header's reserved words (must be 0) */
 	uint64_t checksum;      /* as stored */
 	uint64_t checksum_calc; /* as computed over the bytes */
 	struct shmring_dump_stats stats;

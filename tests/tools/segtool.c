@@ -13,7 +13,16 @@
  * KIND spsc does all of the above. mpmc (CAPACITY cells of LEN bytes), pool (CAPACITY
  * buffers of LEN bytes, one subscriber, checksums on) and bcast (CAPACITY slots of LEN
  * bytes) publish RECORDS messages, consume CONSUME of them (not bcast), and then hold
- * or detach.
+ * or detach. bcast has two more modes:
+ *   reader   attach to the existing channel NAME as a reader (nothing else), print
+ *            "ready", wait for EOF on stdin, close, exit 0 (the other arguments unused)
+ *   lapped   open a reader at the oldest record before publishing, publish RECORDS
+ *            (more than CAPACITY: the reader is lapped), let the reader read one
+ *            record, then detach everyone
+ *
+ *   segtool rehash PATH
+ * recomputes the header checksum of the segment file PATH in place (for tests that
+ * damage one header field and want only that field to be wrong).
  */
 #include "shmring/bcast.h"
 #include "shmring/mpmc.h"
@@ -99,18 +108,38 @@ static int other_kind(const char *kind, const char *name, uint64_t cap, unsigned
 			hold();
 		shmring_pool_close(s);
 		shmring_pool_close(p);
+	} else if (strcmp(kind, "bcast") == 0 && strcmp(mode, "reader") == 0) {
+		struct shmring_bcast *r;
+		if ((rc = shmring_bcast_open(name, SHMRING_ROLE_READER, 0, &r)))
+			return die("bcast open reader", rc);
+		hold();
+		shmring_bcast_close(r);
 	} else if (strcmp(kind, "bcast") == 0) {
-		struct shmring_bcast *w;
+		struct shmring_bcast *w, *r = NULL;
 		struct shmring_bcast_opts o = { .slots = (uint32_t)cap, .slot_size = len };
+		int lapped = strcmp(mode, "lapped") == 0;
 		if ((rc = shmring_bcast_create(name, &o, SHMRING_ROLE_PRODUCER, &w)))
 			return die("bcast create", rc);
+		if (lapped && (rc = shmring_bcast_open(name, SHMRING_ROLE_READER,
+						       SHMRING_BCAST_START_OLDEST, &r)))
+			return die("bcast open reader", rc);
 		for (unsigned k = 0; k < nrec; k++) {
 			pattern(buf, len, k);
 			if ((rc = shmring_bcast_publish(w, buf, len)))
 				return die("bcast publish", rc);
 		}
-		if (!det)
+		if (lapped) {
+			struct shmring_bcast_rec rec = { 0 };
+			if ((rc = shmring_bcast_read(r, buf, len, &rec)) < 0)
+				return die("bcast read", rc);
+			if (rec.missed == 0) {
+				fprintf(stderr, "segtool: the reader was not lapped\n");
+				return 1;
+			}
+			shmring_bcast_close(r);
+		} else if (!det) {
 			hold();
+		}
 		shmring_bcast_close(w);
 	} else {
 		return 2;
@@ -119,11 +148,31 @@ static int other_kind(const char *kind, const char *name, uint64_t cap, unsigned
 	return 0;
 }
 
+static int rehash(const char *path)
+{
+	uint8_t hdr[SHMRING_CHECKSUM_OFF + 8];
+	FILE *f = fopen(path, "r+b");
+	if (!f || fread(hdr, 1, sizeof(hdr), f) != sizeof(hdr)) {
+		fprintf(stderr, "segtool: cannot read the header of %s\n", path);
+		return 1;
+	}
+	uint64_t sum = shmring_hdr_checksum(hdr);
+	if (fseek(f, SHMRING_CHECKSUM_OFF, SEEK_SET) != 0 || fwrite(&sum, 8, 1, f) != 1 ||
+	    fclose(f) != 0) {
+		fprintf(stderr, "segtool: cannot write the checksum of %s\n", path);
+		return 1;
+	}
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
+	if (argc == 3 && strcmp(argv[1], "rehash") == 0)
+		return rehash(argv[2]);
 	if (argc != 8) {
 		fprintf(stderr, "usage: segtool spsc|mpmc|pool|bcast NAME CAPACITY RECORDS LEN CONSUME "
-			"hold|detach|producer\n");
+			"hold|detach|producer|reader|lapped\n"
+			"       segtool rehash PATH\n");
 		return 2;
 	}
 	if (strcmp(argv[1], "spsc") != 0)

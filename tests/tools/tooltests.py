@@ -87,9 +87,10 @@ def one_line_error(r, what):
 # segments with known contents
 
 def segtool(nm, cap=65536, records=5, length=100, consume=2, mode="hold", kind="spsc"):
-    """Start segtool; for hold/producer modes, return the process once it said ready."""
+    """Start segtool; for hold/producer/reader modes, return the process once it said
+    ready; detach and lapped run to the end."""
     args = [SEGTOOL, kind, nm, str(cap), str(records), str(length), str(consume), mode]
-    if mode == "detach":
+    if mode in ("detach", "lapped"):
         r = run(args)
         check(r.returncode == 0, "segtool failed: %s" % txt(r.stderr))
         return None
@@ -142,6 +143,29 @@ def normalise_json(obj, nm, pids):
     return obj
 
 
+MAN_SHMDUMP = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "docs", "man",
+                           "shmdump.1")
+
+
+def man_fields(kind):
+    """The ring.fields keys shmdump(1) documents for kind: the bold words of the man
+    page's ".B kind" entry in the JSON section."""
+    with open(MAN_SHMDUMP) as f:
+        man = f.read()
+    sec = man[man.index(".SH JSON OUTPUT"):]
+    sec = sec[:sec.index("\n.SH ", 1)]
+    m = re.search(r"(?m)^\.B %s\n(.*?)(?=^\.(TP|PP|SH|RE)\b)" % re.escape(kind), sec, re.S)
+    check(m, "shmdump.1 documents no ring fields for %s" % kind)
+    return set(re.findall(r"\\fB([^\\]+)\\fR", m.group(1)))
+
+
+def check_fields_documented(kind, fields):
+    doc = man_fields(kind)
+    check(doc == set(fields), "shmdump.1's fields for %s differ from show --json: "
+          "undocumented %r, documented but not emitted %r"
+          % (kind, sorted(set(fields) - doc), sorted(doc - set(fields))))
+
+
 def golden(fname, actual):
     path = os.path.join(GOLDEN, fname)
     if UPDATE:
@@ -174,6 +198,13 @@ def t_dump_show_golden():
               "show by path differs from show by name")
     finally:
         release(p)
+    # a broadcast channel left behind by a writer and a lapped reader: the reader line
+    # and the reader page's statistics added in
+    nm = name("show-bcast")
+    segtool(nm, cap=4, records=10, length=100, consume=0, kind="bcast", mode="lapped")
+    r = run([SHMDUMP, "show", nm, "--records", "1"])
+    check(r.returncode == 0, "show exit %d: %s" % (r.returncode, txt(r.stderr)))
+    golden("show_bcast.txt", normalise_text(txt(r.stdout), nm))
 
 
 def t_dump_json_golden():
@@ -194,10 +225,21 @@ def t_dump_json_golden():
               "list --json with a pattern: want one element, got %r" % out["list"])
         check(out["show"]["consistent"] is True and out["check"]["consistent"] is True,
               "fresh segment not consistent")
+        check_fields_documented("spsc", out["show"]["ring"]["fields"])
         norm = normalise_json(out, nm, [p.pid])
         golden("show_spsc.json", json.dumps(norm, indent=2, sort_keys=True) + "\n")
     finally:
         release(p)
+    nm = name("json-bcast")
+    segtool(nm, cap=4, records=10, length=100, consume=0, kind="bcast", mode="lapped")
+    out = {}
+    for key, args in (("show", ["show", nm, "--json", "--records", "1"]),
+                      ("list", ["list", nm, "--json"])):
+        r = run([SHMDUMP] + args)
+        check(r.returncode == 0, "%s exit %d: %s" % (key, r.returncode, txt(r.stderr)))
+        out[key] = json.loads(r.stdout)
+    norm = normalise_json(out, nm, [out["show"]["header"]["creator_pid"]])
+    golden("show_bcast.json", json.dumps(norm, indent=2, sort_keys=True) + "\n")
 
 
 def t_dump_list_liveness():
@@ -225,6 +267,40 @@ def t_dump_list_liveness():
     check(r.returncode == 0 and junk[9:] not in txt(r.stdout) and not r.stderr,
           "plain shmdump must list quietly without the junk file")
     check(nm in txt(r.stdout), "plain shmdump must list the segment")
+    # broadcast readers are not in the participant table: the reader lock shows them
+    bc = name("list-bcast")
+    w = segtool(bc, cap=4, records=3, length=100, consume=0, kind="bcast")
+    rd = segtool(bc, cap=4, records=0, length=100, consume=0, kind="bcast", mode="reader")
+
+    def bcast_row():
+        r = run([SHMDUMP, "list", bc])
+        rows = [l.split() for l in txt(r.stdout).splitlines()[1:]]
+        check(r.returncode == 0 and len(rows) == 1, "bcast list: %r" % txt(r.stdout))
+        return rows[0]
+
+    def bcast_json():
+        r = run([SHMDUMP, "list", bc, "--json"])
+        return json.loads(r.stdout)[0]
+
+    row = bcast_row()
+    check(row[1] == "bcast" and row[-3] == "1/0" and row[-2] == "1/0" and row[-1] == "ok",
+          "bcast writer and a reader, both live: %r" % row)
+    w.kill()
+    w.wait()
+    row = bcast_row()
+    check(row[-3] == "0/1" and row[-2] == "1/0" and row[-1] == "ok",
+          "bcast writer killed, reader live: want ok with a live consumer, got %r" % row)
+    e = bcast_json()
+    check(e["state"] == "ok" and e["consumers"]["live"] == 1 and
+          e["consumers"]["exact"] is False and e["readers"]["lock_held"] is True and
+          e["readers"]["open_count"] == 1, "bcast --json with a live reader: %r" % e)
+    rd.kill()
+    rd.wait()
+    e = bcast_json()
+    check(e["state"] == "stale" and e["consumers"]["live"] == 0 and
+          e["readers"]["lock_held"] is False,
+          "bcast writer and reader killed: want stale, got %r" % e)
+    check(e["consumers"]["dead"] == 1, "the killed reader is still counted open, so dead: %r" % e)
 
 
 def t_dump_other_kinds():
@@ -260,9 +336,59 @@ def t_dump_other_kinds():
                   "%s text show:\n%s" % (kind, txt(r.stdout)))
             r = run([SHMDUMP, "check", nm])
             check(r.returncode == 0, "%s check exit %d: %s" % (kind, r.returncode, txt(r.stdout)))
+            check_fields_documented(kind, ring["fields"])
+            if kind == "pool":
+                pool_checksum_damage(nm, j["records"][0])
     finally:
         for p in procs:
             release(p)
+    bcast_laps_counted()
+
+
+def pool_checksum_damage(nm, rec):
+    """A flipped payload byte in a copy of a checksummed pool: check names the frame's
+    checksum, show --records says BAD."""
+    tmp = tempfile.mkdtemp(prefix="shmdump-test-")
+    try:
+        path = os.path.join(tmp, "pool.seg")
+        b = bytearray(open("/dev/shm/" + nm, "rb").read())
+        b[rec["offset"] + 17] ^= 0x40
+        with open(path, "wb") as f:
+            f.write(b)
+        field = "pool.meta[%d].checksum" % rec["tag"]  # the tag is the buffer index
+        r = run([SHMDUMP, "check", path])
+        lines = txt(r.stdout).splitlines()
+        check(r.returncode == 1 and any(l.startswith(field + " = ") for l in lines),
+              "check of a pool with a damaged frame: exit %d, %r" % (r.returncode, lines))
+        r = run([SHMDUMP, "check", path, "--json"])
+        j = json.loads(r.stdout)
+        check(r.returncode == 1 and [p["field"] for p in j["problems"]] == [field],
+              "check --json of a damaged frame: %r" % j)
+        r = run([SHMDUMP, "show", path, "--records", "10"])
+        check(r.returncode == 1 and "checksum BAD" in txt(r.stdout),
+              "show --records of a damaged frame: exit %d\n%s" % (r.returncode, txt(r.stdout)))
+        r = run([SHMDUMP, "show", path, "--records", "10", "--json"])
+        recs = json.loads(r.stdout)["records"]
+        bad = [x for x in recs if x["offset"] == rec["offset"]]
+        check(len(bad) == 1 and bad[0]["checksum_ok"] is False and
+              all(x["checksum_ok"] is True for x in recs if x is not bad[0]),
+              "show --records --json of a damaged frame: %r" % recs)
+    finally:
+        shutil.rmtree(tmp)
+
+
+def bcast_laps_counted():
+    """Readers count laps, sleeps and timeouts on the reader page: show adds them in."""
+    nm = name("bcast-lapped")
+    # 4 slots, 10 records, a reader at record 0 reads once: lapped, records 0..6 missed
+    segtool(nm, cap=4, records=10, length=100, consume=0, kind="bcast", mode="lapped")
+    r = run([SHMDUMP, "show", nm, "--json"])
+    check(r.returncode == 0, "show exit %d: %s" % (r.returncode, txt(r.stderr)))
+    j = json.loads(r.stdout)
+    check(j["stats"]["laps"] == 7 and j["ring"]["fields"]["reader_laps"] == 7,
+          "a reader lapped by 7 records: stats %r, fields %r" % (j["stats"], j["ring"]["fields"]))
+    r = run([SHMDUMP, "show", nm])
+    check(re.search(r"(?m)^  laps +7$", txt(r.stdout)), "text show laps:\n%s" % txt(r.stdout))
 
 
 # Every field of the immutable header, set to an impossible value in turn.
@@ -289,10 +415,24 @@ def header_corruptions(size):
     c += [("geo[%d]" % i, 88 + 8 * i, "<Q", 1) for i in range(3, 8)]
     c += [("name", 152, "64s", b"A" * 64)]
     c += [("reserved[%d]" % i, 216 + 8 * i, "<Q", 1) for i in range(4)]
+    # plausible values that are still wrong: the audit's cases
+    c += [("data_size", 80, "<Q", 32768),   # geo[0] (65536) fills the file: data_size is wrong
+          ("geo[0]", 88, "<Q", 32768),      # data_size fills the file: the capacity is wrong
+          ("max_parts", 44, "<I", 3)]       # SPSC has exactly two slots
     c += [("checksum", 248, "<Q", 0x0123456789abcdef)]
-    # the mutable parts: participant table and the SPSC control region (ctrl at 4096)
-    c += [("parts[0].state", 1024, "<I", 9),
+    # the mutable parts: statistics spare words, the reserved area, the participant table
+    # (slots 0 and 1 are LEFT in a detached ring) and the SPSC control region (ctrl at 4096)
+    c += [("stats.fast_spare[0]", 256 + 16, "<Q", 1),
+          ("stats.slow_spare[8]", 384 + 56 + 64, "<Q", 1),
+          ("pad[0]", 512, "<B", 1),
+          ("pad[511]", 1023, "<B", 0x80),
+          ("parts[0].state", 1024, "<I", 9),
           ("parts[1].role", 1024 + 64 + 4, "<I", 42),
+          ("parts[0].pid", 1024 + 8, "<i", 0),
+          ("parts[0].gen", 1024 + 12, "<I", 0),
+          ("parts[0].start_time", 1024 + 16, "<Q", 1 << 63),
+          ("parts[0].joined_ns", 1024 + 24, "<Q", 0),
+          ("parts[1].joined_ns", 1024 + 64 + 24, "<Q", 1 << 63),
           ("spsc.head", 4096 + 128, "<Q", 5),
           ("spsc.prod_closed", 4096 + 256, "<I", 7),
           # records of 100 bytes take 112; two consumed: the first pending is at 224
@@ -312,26 +452,39 @@ def t_dump_check_corrupt():
         check(r.returncode == 0, "pristine copy: exit %d\n%s" % (r.returncode, txt(r.stdout)))
         data = open(orig, "rb").read()
         failures = []
+        cases = 0
         for field, off, fmt, val in header_corruptions(size):
-            b = bytearray(data)
-            struct.pack_into(fmt, b, off, val)
-            path = os.path.join(tmp, "bad.seg")
-            with open(path, "wb") as f:
-                f.write(b)
-            r = run([SHMDUMP, "check", path])
-            lines = txt(r.stdout).splitlines()
-            named = any(l.startswith(field + " = ") for l in lines)
-            if r.returncode != 1 or not named:
-                failures.append("%s: exit %d, output %r" % (field, r.returncode, lines))
-            rj = run([SHMDUMP, "check", path, "--json"])
-            try:
-                j = json.loads(rj.stdout)
-                if rj.returncode != 1 or j["consistent"] or \
-                        field not in [pr["field"] for pr in j["problems"]]:
-                    failures.append("%s --json: exit %d, %r" % (field, rj.returncode, j))
-            except ValueError:
-                failures.append("%s --json: not JSON: %r" % (field, rj.stdout))
+            # a field of the immutable header is damaged twice: as is (the checksum
+            # problem rides along) and with the checksum recomputed over the damage, so
+            # that the field's own check is what must catch it
+            for rehash in ((False, True) if off < 248 else (False,)):
+                what = field + (" (checksum recomputed)" if rehash else "")
+                b = bytearray(data)
+                struct.pack_into(fmt, b, off, val)
+                path = os.path.join(tmp, "bad.seg")
+                with open(path, "wb") as f:
+                    f.write(b)
+                if rehash:
+                    rr = run([SEGTOOL, "rehash", path])
+                    check(rr.returncode == 0, "segtool rehash: %s" % txt(rr.stderr))
+                cases += 1
+                r = run([SHMDUMP, "check", path])
+                lines = txt(r.stdout).splitlines()
+                named = any(l.startswith(field + " = ") for l in lines)
+                if r.returncode != 1 or not named:
+                    failures.append("%s: exit %d, output %r" % (what, r.returncode, lines))
+                if rehash and any(l.startswith("checksum = ") for l in lines):
+                    failures.append("%s: checksum still reported: %r" % (what, lines))
+                rj = run([SHMDUMP, "check", path, "--json"])
+                try:
+                    j = json.loads(rj.stdout)
+                    if rj.returncode != 1 or j["consistent"] or \
+                            field not in [pr["field"] for pr in j["problems"]]:
+                        failures.append("%s --json: exit %d, %r" % (what, rj.returncode, j))
+                except ValueError:
+                    failures.append("%s --json: not JSON: %r" % (what, rj.stdout))
         check(not failures, "corruptions not reported as wanted:\n" + "\n".join(failures))
+        print("%d damaged copies, each reported with the field named" % cases)
     finally:
         shutil.rmtree(tmp)
 
@@ -360,9 +513,21 @@ def t_dump_bad_input():
                 r = run([SHMDUMP] + cmd + [path])
                 line = one_line_error(r, "%s %s" % (" ".join(cmd), label))
                 check(path in line, "%s: the line should name the file: %r" % (label, line))
-            r = run([SHMDUMP, "check", path])
-            check(r.returncode == 1, "check %s: exit %d" % (label, r.returncode))
-            check(len(txt(r.stdout).splitlines()) >= 1, "check %s: no problem line" % label)
+            # check's verdict is on stdout; a file that is not a segment at all is bad
+            # input and also gets one line on stderr. header-only is a segment (its
+            # header is whole) that is corrupt: total_size says more than the file holds
+            for cmd in (["check"], ["check", "--json"]):
+                what = "%s %s" % (" ".join(cmd), label)
+                r = run([SHMDUMP] + cmd + [path])
+                check(r.returncode == 1, "%s: exit %d" % (what, r.returncode))
+                out = txt(r.stdout)
+                check(len(out.splitlines()) >= 1, "%s: no problem on stdout" % what)
+                if label == "header-only":
+                    check("total_size" in out and not r.stderr,
+                          "%s: want total_size on stdout only: %r %r" % (what, out, r.stderr))
+                    continue
+                line = one_line_error(r, what)
+                check(path in line, "%s: the line should name the file: %r" % (what, line))
         os.unlink("/dev/shm/" + nm)
         for args in (["show", "shmring-no-such-segment-%d" % os.getpid()],
                      ["check", "/nonexistent/dir/file"],
@@ -406,6 +571,23 @@ def t_dump_clean():
         check(os.path.exists("/dev/shm/" + live), "clean removed a live segment")
     finally:
         release(p_live)
+    # broadcast: the writer killed while a reader is attached (readers are not in the
+    # participant table; the reader lock keeps the segment), then the reader killed too
+    bc = name("clean-bcast")
+    p_w = segtool(bc, cap=4, records=3, length=100, consume=0, kind="bcast")
+    p_r = segtool(bc, cap=4, records=0, length=100, consume=0, kind="bcast", mode="reader")
+    p_w.kill()
+    p_w.wait()
+    r = run([SHMDUMP, "clean", bc])
+    check(r.returncode == 0 and bc not in txt(r.stdout),
+          "clean with a live bcast reader: exit %d, %r" % (r.returncode, txt(r.stdout)))
+    check(os.path.exists("/dev/shm/" + bc), "clean removed a bcast segment with a live reader")
+    p_r.kill()
+    p_r.wait()
+    r = run([SHMDUMP, "clean", bc])
+    check(r.returncode == 0 and "removed " + bc in txt(r.stdout),
+          "clean after the bcast reader died: exit %d, %r" % (r.returncode, txt(r.stdout)))
+    check(not os.path.exists("/dev/shm/" + bc), "stale bcast segment still there")
 
 
 def t_dump_watch():
