@@ -73,7 +73,12 @@ Test(segment, enospc_when_larger_than_dev_shm_free_space)
 	struct shmring_seg *s;
 	tu_name(name, sizeof(name), "nospc");
 	cr_assert_eq(shmring_seg_create(name, &p, &s), -ENOSPC);
-	cr_assert(strstr(shmring_last_error_detail(), "needs"), "detail: %s", shmring_last_error_detail());
+	/* the size needed, in bytes: header page, control region (a page here), data */
+	char want[64];
+	snprintf(want, sizeof(want), "needs %llu bytes",
+		 (unsigned long long)(SHMRING_HDR_SIZE + 4096 + p.data_size));
+	cr_assert(strstr(shmring_last_error_detail(), want), "detail \"%s\" does not say \"%s\"",
+		  shmring_last_error_detail(), want);
 	shmring_seg_path(name, path, sizeof(path));
 	cr_assert_eq(access(path, F_OK), -1, "nothing left behind");
 }

@@ -1187,6 +1187,146 @@ Test(spsc, blocked_consumer_drains_then_sees_producer_sigkill_within_peer_check_
 	dead_cfg_free(c);
 }
 
+/* ---- impossible values in shared memory: -EPROTO, and the handle stays broken ---- */
+
+/* A hostile peer: another process maps the segment and stores val at byte off of its
+ * data region (ctrl: of its control region). */
+struct scribble_cfg {
+	char name[64];
+	int ctrl;
+	uint64_t off, val;
+};
+
+static int scribbler(void *a)
+{
+	struct scribble_cfg *s = a;
+	struct shmring_seg *seg;
+	if (shmring_seg_open(s->name, SHMRING_KIND_SPSC, 0, &seg) != 0)
+		return 10;
+	uint8_t *base = s->ctrl ? shmring_seg_ctrl(seg) : shmring_seg_data(seg);
+	shmring_store_release((_Atomic uint64_t *)(void *)(base + s->off), s->val);
+	shmring_seg_close(seg);
+	return 0;
+}
+
+static void scribble(const char *name, int ctrl, uint64_t off, uint64_t val)
+{
+	struct scribble_cfg s = { .ctrl = ctrl, .off = off, .val = val };
+	snprintf(s.name, sizeof(s.name), "%s", name);
+	cr_assert_eq(tu_wait(tu_fork(scribbler, &s)), 0);
+}
+
+#define HEAD_OFF offsetof(struct shmring_spsc_ctrl, head)
+
+/* Records through the ring until both sides are at data offset target (a fresh ring). */
+static void move_to(struct shmring_spsc *p, struct shmring_spsc *c, uint64_t target)
+{
+	static uint8_t b[2048];
+	for (uint64_t pos = 0; pos < target;) {
+		uint64_t t = target - pos < 2048 ? target - pos : 2048;
+		cr_assert_eq(shmring_spsc_send(p, b, t - SHMRING_SPSC_HDR, 0), 0);
+		cr_assert_eq(shmring_spsc_recv(c, b, sizeof(b), 0), (int)(t - SHMRING_SPSC_HDR));
+		pos += t;
+	}
+}
+
+/*
+ * The consumer meets an impossible header at its position (written there by another
+ * process): every call that reads the ring returns -EPROTO, release moves nothing, and
+ * it stays so after a valid header is put back (sticky). In one process with the
+ * producer: the point is the exact return codes of each call.
+ */
+static void consumer_sees(const char *what, uint64_t at, uint64_t hdr)
+{
+	char name[64];
+	struct shmring_spsc *p, *c;
+	pair("eproto", 8192, 8, &p, &c, name, sizeof(name));
+	cr_assert_eq(c->max_record, 4080, "the cases below assume it");
+	move_to(p, c, at);
+	uint64_t head = shmring_load_acquire(&c->ctrl->head);
+	scribble(name, 0, at, hdr);
+	struct shmring_rec rec = { 0 };
+	char b[64];
+	cr_assert_eq(shmring_spsc_peek(c, &rec), -EPROTO, "%s: peek", what);
+	cr_assert_eq(shmring_spsc_peek(c, &rec), -EPROTO, "%s: peek again", what);
+	cr_assert_eq(shmring_spsc_release(c), 0, "%s: release", what);
+	cr_assert_eq(shmring_spsc_peek_wait(c, &rec, 100), -EPROTO, "%s: peek_wait", what);
+	cr_assert_eq(shmring_spsc_recv(c, b, sizeof(b), 100), -EPROTO, "%s: recv", what);
+	/* sticky: a valid record in its place changes nothing */
+	scribble(name, 0, at + 16, 0);
+	scribble(name, 0, at, SHMRING_SPSC_F_COMMIT | 8);
+	cr_assert_eq(shmring_spsc_peek(c, &rec), -EPROTO, "%s: not sticky", what);
+	cr_assert_eq(shmring_spsc_release(c), 0, "%s: release", what);
+	cr_assert_eq(shmring_load_acquire(&c->ctrl->head), head, "%s: the position moved", what);
+	unpair(p, c, name);
+}
+
+Test(spsc, impossible_record_header_is_eproto_and_sticky)
+{
+	const uint64_t cap = 8192, maxr = 4080; /* ((cap - 8) / 2 rounded down to 8) - 8 */
+	const uint64_t C = SHMRING_SPSC_F_COMMIT, P = SHMRING_SPSC_F_PAD;
+	consumer_sees("length > max_record", 0, C | (maxr + 1));
+	consumer_sees("length 4 GiB - 1", 0, C | 0xffffffffu);
+	consumer_sees("record running past the end", cap - 64, C | 100);
+	consumer_sees("pad short of the end", 64, C | P | (cap - 64 - 8 - 8));
+	consumer_sees("pad past the end", 64, C | P | (cap - 64));
+	consumer_sees("pad at offset 0", 0, C | P | (cap - 8));
+	consumer_sees("pad of 4 GiB - 1", 64, C | P | 0xffffffffu);
+	consumer_sees("unknown flag", 0, C | (UINT64_C(1) << 50) | 8);
+	consumer_sees("no commit flag", 0, 8);
+}
+
+/* The producer reads one index from shared memory, the consumer's position (when the
+ * ring looks full): one out of range makes it -EPROTO for good. */
+static void producer_sees(const char *what, uint64_t head)
+{
+	char name[64];
+	struct shmring_spsc *p, *c;
+	pair("eproto-p", 4096, 8, &p, &c, name, sizeof(name));
+	void *buf = NULL;
+	while (shmring_spsc_reserve(p, 56, &buf) == 0)
+		cr_assert_eq(shmring_spsc_commit(p), 1);
+	scribble(name, 1, HEAD_OFF, head);
+	cr_assert_eq(shmring_spsc_reserve(p, 56, &buf), -EPROTO, "%s: reserve", what);
+	cr_assert_eq(shmring_spsc_reserve(p, 56, &buf), -EPROTO, "%s: reserve again", what);
+	cr_assert_eq(shmring_spsc_commit(p), -EPROTO, "%s: commit", what);
+	cr_assert_eq(shmring_spsc_reserve_wait(p, 56, &buf, 100), -EPROTO, "%s: reserve_wait", what);
+	cr_assert_eq(shmring_spsc_send(p, "x", 1, 100), -EPROTO, "%s: send", what);
+	/* sticky: the consumer really making room changes nothing */
+	scribble(name, 1, HEAD_OFF, 0);
+	struct shmring_rec rec = { 0 };
+	while (shmring_spsc_peek(c, &rec) == 0)
+		;
+	shmring_spsc_release(c);
+	cr_assert_eq(shmring_spsc_reserve(p, 8, &buf), -EPROTO, "%s: not sticky", what);
+	unpair(p, c, name);
+}
+
+Test(spsc, impossible_consumer_position_is_eproto_and_sticky)
+{
+	producer_sees("position past the last commit", 4096);
+	producer_sees("position not aligned", 4);
+	producer_sees("position behind the one seen", (uint64_t)0 - 8);
+}
+
+/* Attaching validates the positions too: a new consumer or a replacement producer. */
+Test(spsc, impossible_position_refuses_attach)
+{
+	char name[64];
+	struct shmring_spsc *p, *c;
+	tu_name(name, sizeof(name), "eproto-a");
+	struct shmring_spsc_opts o = { .capacity = 4096 };
+	cr_assert_eq(shmring_spsc_create(name, &o, SHMRING_ROLE_PRODUCER, &p), 0);
+	scribble(name, 1, HEAD_OFF, 4);
+	cr_assert_eq(shmring_spsc_open(name, SHMRING_ROLE_CONSUMER, &c), -EPROTO);
+	shmring_spsc_detach(p);
+	cr_assert_eq(shmring_spsc_open(name, SHMRING_ROLE_PRODUCER, &p), -EPROTO);
+	scribble(name, 1, HEAD_OFF, 0);
+	cr_assert_eq(shmring_spsc_open(name, SHMRING_ROLE_PRODUCER, &p), 0, "valid again");
+	shmring_spsc_close(p);
+	shmring_seg_unlink(name);
+}
+
 /* ---- the same stream between two threads, so TSan sees both sides' accesses ---- */
 
 struct thr_cfg {
