@@ -18,9 +18,14 @@
  * every word.
  *
  * FRAME LOG. Publication appends one entry {position, buffer, recipients} to a log of
- * log_cap entries (the smallest power of two >= N) and stores the log tail with
- * release. Each subscriber has its own cursor into the log (the oldest frame queued
- * for it). Every entry between a subscriber's cursor and the tail is addressed to it
+ * log_cap entries (the smallest power of two >= N), storing the entry's position word
+ * last with release, then the log tail with release. Each subscriber has its own
+ * cursor into the log (the oldest frame queued for it) and polls the entry there: an
+ * entry naming the cursor's position is a published frame, one naming the position a
+ * lap earlier is "nothing yet", so in the steady state a subscriber reads no line the
+ * producer writes but the entry and the frame's metadata (the tail line stays the
+ * producer's); only what the entry does not settle (the first lap's zeroed entries, a
+ * stale cursor) consults the tail. Every entry between a subscriber's cursor and the tail is addressed to it
  * and its buffer keeps that subscriber's bit, so those buffers are distinct and busy:
  * a queue never exceeds N entries and the log never overwrites an entry someone still
  * has to read. A frame's
@@ -467,8 +472,9 @@ SHMRING_INLINE int shmring__pool_read_meta(struct shmring_pool *p, uint32_t b, u
 					   struct shmring_pool_frame *f)
 {
 	struct shmring_pool_meta *m = &p->meta[b];
-	/* relaxed: the acquire load of ctrl->tail that showed this frame ordered the
-	 * producer's metadata stores (publish's release store of the tail) before these */
+	/* relaxed: the acquire load of the log entry (or of ctrl->tail) that showed this
+	 * frame ordered the producer's metadata stores (publish's release stores) before
+	 * these */
 	uint64_t len = shmring_load_relaxed(&m->len);
 	uint64_t seq = shmring_load_relaxed(&m->seq);
 	if (shmring_unlikely(len > p->buf_size || seq != pos))
@@ -571,9 +577,9 @@ SHMRING_INLINE int shmring_pool_loan(struct shmring_pool *p, struct shmring_pool
 /*
  * Publish the loaned frame to every subscriber attached now (newcomers are admitted
  * here) and wake sleeping subscribers. f->len must be <= capacity.
- * Concurrency: producer only. Ordering: the release store of ctrl->tail pairs with the
- * acquire load in shmring_pool_take(): the frame's bytes and metadata are visible to
- * whoever sees the new tail. The active mask is loaded seq_cst inside the epoch (see
+ * Concurrency: producer only. Ordering: the release stores of the log entry's position
+ * word and of ctrl->tail pair with the acquire loads in shmring_pool_take(): the frame's
+ * bytes and metadata are visible to whoever sees either. The active mask is loaded seq_cst inside the epoch (see
  * EPOCH above).
  * Returns the number of subscribers the frame went to (0: the buffer is free again at
  * once); -EINVAL not our loan, or len > capacity; -EBADF not the producer; -EPROTO.
@@ -630,8 +636,10 @@ SHMRING_INLINE int shmring_pool_publish(struct shmring_pool *p, struct shmring_p
 	 * Relaxed: published by the release store of ctrl->tail below. */
 	atomic_fetch_or_explicit(&m->state, to, memory_order_relaxed);
 	struct shmring_pool_entry *e = &p->log[t & p->log_mask];
-	shmring_store_relaxed(&e->pos_buf, (t << 16) | b); /* published by the tail store */
-	shmring_store_relaxed(&e->to, to);
+	shmring_store_relaxed(&e->to, to); /* published by the pos_buf store below */
+	/* the entry names its position last. Release: pairs with the acquire load of the
+	 * entry in shmring_pool_take(), which may see the frame before the tail moves */
+	shmring_store_release(&e->pos_buf, (t << 16) | b);
 	uint64_t nt = (t + 1) & SHMRING_POOL_POS_MASK;
 	p->tail = nt;
 	/* publish: pairs with the acquire load of ctrl->tail in shmring_pool_take() */
@@ -673,9 +681,10 @@ SHMRING_INLINE int shmring_pool_cancel(struct shmring_pool *p, struct shmring_po
 
 /*
  * Take the oldest frame queued for this subscriber; f->data is readable until release.
- * Concurrency: this subscriber only. Ordering: the acquire load of ctrl->tail pairs
- * with publish's release store (frame and metadata visible); the cursor CAS is acq_rel
- * and races with the producer's drop of the same frame (exactly one of them wins).
+ * Concurrency: this subscriber only. Ordering: the acquire load of the log entry (or
+ * of ctrl->tail) pairs with publish's release stores (frame and metadata visible); the
+ * cursor CAS is acq_rel and races with the producer's drop of the same frame (exactly
+ * one of them wins).
  * Returns 0; -EAGAIN nothing queued; -EPIPE nothing queued and the producer closed or
  * is dead; -ENOBUFS this subscriber already holds max_held frames; -EBADF not a
  * subscriber; -EPROTO corrupt control region (sticky).
@@ -698,27 +707,42 @@ SHMRING_INLINE int shmring_pool_take(struct shmring_pool *p, struct shmring_pool
 			return shmring__pool_broken(p, -EPROTO,
 					"take: our record changed hands"); /* nobody else may change it */
 		uint64_t c = shmring__pool_cursor_pos(w);
-		/* pairs with the release store of ctrl->tail in shmring_pool_publish() */
-		uint64_t t = shmring_load_acquire(&p->ctrl->tail);
-		uint64_t d = shmring__pool_pos_diff(t, c);
-		if (w == SHMRING_POOL_CURSOR_NONE || d == 0) {
-			int rc = shmring__pool_take_empty(p);
-			if (rc != 0)
-				return rc;
-			continue; /* the producer went, but left frames: take them */
-		}
-		if (shmring_unlikely(d > (uint64_t)p->log_mask + 1u || t > SHMRING_POOL_POS_MASK)) {
-			/* a stale cursor: the producer may have dropped frames for us after we
-			 * loaded it and published more before we loaded the tail */
-			if (shmring_load_relaxed(&r->cursor) != w)
-				continue;
-			return shmring__pool_broken(p, -EPROTO,
-					"take: cursor more than log_cap behind the tail");
-		}
 		struct shmring_pool_entry *e = &p->log[c & p->log_mask];
-		/* relaxed: ordered by the tail acquire above; checked after the CAS */
-		uint64_t pb = shmring_load_relaxed(&e->pos_buf);
-		uint64_t to = shmring_load_relaxed(&e->to);
+		/* the entry at our cursor first: a frame, or the previous lap's entry (nothing
+		 * yet), is then seen without the producer's tail line. Acquire: pairs with
+		 * publish's release store of pos_buf (recipients, metadata and frame before) */
+		uint64_t pb = shmring_load_acquire(&e->pos_buf);
+		uint64_t to = shmring_load_relaxed(&e->to); /* ordered by that acquire */
+		if (shmring_unlikely(w == SHMRING_POOL_CURSOR_NONE) || (pb >> 16) != c ||
+		    !(to & p->bit)) {
+			uint64_t d = 0;
+			if (w != SHMRING_POOL_CURSOR_NONE &&
+			    (pb >> 16) != ((c - p->log_mask - 1u) & SHMRING_POOL_POS_MASK)) {
+				/* a first lap's zeroed entry, a stale cursor or corruption: the
+				 * tail decides. Acquire: pairs with publish's release store */
+				uint64_t t = shmring_load_acquire(&p->ctrl->tail);
+				d = shmring__pool_pos_diff(t, c);
+				if (shmring_unlikely(d > (uint64_t)p->log_mask + 1u ||
+						     t > SHMRING_POOL_POS_MASK)) {
+					/* a stale cursor: the producer may have dropped frames for
+					 * us after we loaded it and published more since */
+					if (shmring_load_relaxed(&r->cursor) != w)
+						continue;
+					return shmring__pool_broken(p, -EPROTO,
+							"take: cursor more than log_cap behind the tail");
+				}
+			}
+			if (d == 0) {
+				/* nothing published at our cursor (yet) */
+				int rc = shmring__pool_take_empty(p);
+				if (rc != 0)
+					return rc;
+				continue; /* the producer went, but left frames: take them */
+			}
+			/* published, the tail says: the entry as ordered by the tail's acquire */
+			pb = shmring_load_relaxed(&e->pos_buf);
+			to = shmring_load_relaxed(&e->to);
+		}
 		uint64_t nw = (((c + 1) & SHMRING_POOL_POS_MASK) << 16) | (w & 0xffffu);
 		/* acq_rel: pairs with the producer's drop CAS on this cursor */
 		if (!atomic_compare_exchange_strong_explicit(&r->cursor, &w, nw, memory_order_acq_rel,
