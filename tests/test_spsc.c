@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include <xxhash.h>
 
@@ -645,10 +646,14 @@ struct pp_msg {
  * so a record sent on seeing it may be found without sleeping.) This waits on the
  * peer's own state, not for time to pass.
  */
-static void await_peer_asleep(struct shmring_hdr *h, uint64_t before)
+static int await_peer_asleep(struct shmring_hdr *h, uint64_t before, pid_t peer)
 {
-	while (shmring_load_relaxed(&h->stats.sleeps) <= before)
+	while (shmring_load_relaxed(&h->stats.sleeps) <= before) {
+		if (peer > 0 && waitpid(peer, NULL, WNOHANG) == peer)
+			return -1; /* it exited (failed) instead */
 		sched_yield();
+	}
+	return 0;
 }
 
 static int ponger(void *a)
@@ -666,7 +671,7 @@ static int ponger(void *a)
 	for (uint64_t i = 0; i < c->n; i++) {
 		if (shmring_spsc_recv(in, &m, sizeof(m), SHMRING_FOREVER) != sizeof(m) || m.seq != i)
 			return 11;
-		await_peer_asleep(pong_h, m.sleeps);
+		await_peer_asleep(pong_h, m.sleeps, 0); /* the parent: PDEATHSIG if it goes */
 		m.sleeps = shmring_load_relaxed(&ping_h->stats.sleeps);
 		if (shmring_spsc_send(out, &m, sizeof(m), SHMRING_FOREVER))
 			return 12;
@@ -700,7 +705,8 @@ Test(spsc, ping_pong_1M_sleeping_every_time, .timeout = 900)
 	uint64_t peer_before = 0; /* the ponger has not slept on the ping ring yet */
 	struct pp_msg m;
 	for (uint64_t i = 0; i < c.n; i++) {
-		await_peer_asleep(ping_h, peer_before);
+		cr_assert_eq(await_peer_asleep(ping_h, peer_before, pid), 0, "the ponger exited at trip %llu",
+			     (unsigned long long)i);
 		m = (struct pp_msg){ i, shmring_load_relaxed(&pong_h->stats.sleeps) };
 		cr_assert_eq(shmring_spsc_send(out, &m, sizeof(m), SHMRING_FOREVER), 0);
 		cr_assert_eq(shmring_spsc_recv(in, &m, sizeof(m), SHMRING_FOREVER), (int)sizeof(m));
@@ -1153,8 +1159,10 @@ static void kill_peer_of_blocked(struct dead_cfg *c, int (*blocked)(void *), int
 	struct shmring_seg *seg;
 	cr_assert_eq(shmring_seg_open(c->name, SHMRING_KIND_SPSC, SHMRING_O_RDONLY, &seg), 0);
 	/* the blocked side sleeps only in its final blocking call */
-	while (shmring_load_relaxed(&shmring_seg_hdr(seg)->stats.sleeps) == 0)
+	while (shmring_load_relaxed(&shmring_seg_hdr(seg)->stats.sleeps) == 0) {
+		cr_assert_neq(waitpid(bpid, NULL, WNOHANG), bpid, "the blocked side exited early");
 		sched_yield();
+	}
 	uint64_t t_kill = shmring_now_ns();
 	cr_assert_eq(kill(dpid, SIGKILL), 0);
 	cr_assert_eq(tu_wait(dpid), -SIGKILL);
