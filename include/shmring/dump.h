@@ -18,7 +18,9 @@
  *
  * Liveness of participants is not in the bytes (it is an OFD lock on the file): the
  * decoded participant table carries alive = -1 ("unknown") and the caller fills it in
- * with shmring_part_alive() when it has the segment open.
+ * with shmring_part_alive() when it has the segment open. Broadcast readers are not in
+ * the table at all: whether any is live is the reader lock (bcast.h,
+ * SHMRING_BCAST_READER_LOCK), tested by the caller likewise.
  */
 #ifndef SHMRING_DUMP_H
 #define SHMRING_DUMP_H
@@ -77,7 +79,9 @@ struct shmring_dump_info {
 	uint64_t reserved[4];   /* the header's reserved words (must be 0) */
 	uint64_t checksum;      /* as stored */
 	uint64_t checksum_calc; /* as computed over the bytes */
-	struct shmring_dump_stats stats;
+	struct shmring_dump_stats stats; /* the header's; for a broadcast segment plus the
+					  * reader page's slow-path counters (readers count
+					  * their laps, sleeps and timeouts there) */
 	/* participant slots that are not FREE (slot order) */
 	uint32_t nparts;
 	struct shmring_dump_part parts[SHMRING_MAX_PARTS];
