@@ -23,7 +23,7 @@ int main(void)
 		close(fd); /* the parent's open file description: do not hold it */
 		if (rc) {
 			fprintf(stderr, "open: %s\n", shmring_strerror(rc));
-			return 1;
+			_exit(1);
 		}
 		struct shmring_rec rec;
 		while ((rc = shmring_spsc_peek_wait(rx, &rec, SHMRING_FOREVER)) == 0) {
@@ -31,7 +31,10 @@ int main(void)
 			shmring_spsc_release(rx);
 		}
 		shmring_spsc_close(rx); /* -EPIPE: the producer closed, everything was read */
-		return rc == -EPIPE ? 0 : 1;
+		/* _exit, not return: tx is the parent's handle, copied by fork; closing it here
+		 * would end the parent's stream, and the process's end frees it */
+		fflush(stdout);
+		_exit(rc == -EPIPE ? 0 : 1);
 	}
 	close(fd);
 	for (int i = 0; i < 3; i++) { /* producer: write in place, then publish */

@@ -365,10 +365,13 @@ SHMRING_INLINE int shmring_spsc_peek(struct shmring_spsc *r, struct shmring_rec 
  * Give back every peeked record (their memory goes back to the producer) and wake the
  * producer if it sleeps for room. Concurrency: consumer only. Ordering: release; pairs
  * with the producer's acquire load of ctrl->head in shmring__spsc_refresh_head().
- * Returns the number of records released.
+ * Returns the number of records released, or the sticky error of a broken handle
+ * (-EPROTO: nothing moves once corruption was seen).
  */
 SHMRING_INLINE int shmring_spsc_release(struct shmring_spsc *r)
 {
+	if (shmring_unlikely(r->broken))
+		return r->broken;
 	uint32_t n = r->c_npeek;
 	if (n == 0) {
 		/* a skipped padding record still moves the position */
