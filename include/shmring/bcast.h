@@ -77,6 +77,13 @@
  * still reads; its waits poll with short sleeps (50 us growing to 2 ms) instead of
  * sleeping on the queue. A reader killed while asleep leaves the flag set: the writer
  * makes one needless wake, then the flag is clear.
+ * The futex word is the queue's, not ctrl->pub itself: pub is 64 bits and a futex word
+ * 32; a sleeper must raise the pending flag with an atomic read-modify-write, which it
+ * cannot do in page 0 through its read-only mapping; and one wait.h protocol then
+ * serves every ring kind and both backends (the semaphore backend has no futex word).
+ * The queue word moves to the next wake generation once per sleep (the first publish
+ * that finds the flag raised), so a sleeper that read pub before the publish cannot
+ * miss it: wait.h gives the proof.
  *
  * THE WRITER is participant slot 0 (role SHMRING_ROLE_PRODUCER), so at most one live
  * writer exists: a second gets -EBUSY. shmring_bcast_close() by the writer is end of
