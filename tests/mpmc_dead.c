@@ -294,3 +294,124 @@ Test(mpmc, orphaned_cell_of_a_reused_slot_is_reclaimed, .timeout = 30)
 	shmring_mpmc_close(c);
 	ring_destroy(&g);
 }
+
+/* ---- the documented recovery bound ---- */
+
+/* A participant that takes one cell (a producer: WRITING at the tail; a consumer:
+ * READING at the head), says so, and waits to be killed. */
+struct hold_args {
+	const struct ring *g;
+	uint32_t role;
+	struct tu_gate holding;
+};
+
+static int hold_one_cell_child(void *a)
+{
+	struct hold_args *h = a;
+	struct shmring_mpmc *r;
+	if (shmring_mpmc_open(h->g->name, h->role, &r))
+		return 10;
+	if (h->role == SHMRING_ROLE_PRODUCER) {
+		void *b;
+		if (shmring_mpmc_enqueue_start(r, 1, 1, &b, 0) != 1)
+			return 11;
+	} else {
+		struct shmring_mpmc_msg m;
+		if (shmring_mpmc_dequeue_start(r, 1, 1, &m, 0) != 1)
+			return 11;
+	}
+	tu_gate_open(&h->holding);
+	for (;;)
+		pause(); /* until SIGKILL */
+}
+
+/* A survivor that blocks on the held cell: one send or receive with a long timeout;
+ * it stores when the call returned (CLOCK_MONOTONIC, in shared memory). */
+struct blocked_args {
+	const struct ring *g;
+	uint32_t role;
+	_Atomic uint64_t *returned_ns;
+};
+
+static int blocked_survivor_child(void *a)
+{
+	struct blocked_args *b = a;
+	struct shmring_mpmc *r;
+	if (shmring_mpmc_open(b->g->name, b->role, &r))
+		return 10;
+	uint32_t v = 0;
+	int rc = b->role == SHMRING_ROLE_PRODUCER ? send_u32(r, 77, 10000) : recv_u32(r, &v, 10000);
+	atomic_store(b->returned_ns, shmring_now_ns());
+	if (rc)
+		return 20 + (rc == -ETIMEDOUT);
+	if (b->role == SHMRING_ROLE_CONSUMER && v != 7)
+		return 30;
+	shmring_mpmc_close(r);
+	return 0;
+}
+
+/*
+ * mpmc.h: "a dead participant's cells are released within SHMRING_PEER_CHECK_MS (20 ms)
+ * plus one scan ... of the first survivor that waits on them". A survivor asleep on a
+ * cell held by a live participant; the holder is SIGKILLed; from the moment waitpid
+ * confirms the death to the survivor's return must take at most that bound, plus 1 s of
+ * slack for a loaded machine (a scan is microseconds; the slack is scheduling).
+ */
+static void recovery_bound(uint32_t victim_role)
+{
+	struct ring g;
+	uint32_t survivor_role = victim_role == SHMRING_ROLE_PRODUCER ? SHMRING_ROLE_CONSUMER
+								      : SHMRING_ROLE_PRODUCER;
+	/* the creator keeps a live handle of the victim's role, so that the survivor
+	 * sees no EOF once the victim is gone */
+	ring_create(&g, 2, 8, victim_role);
+	if (victim_role == SHMRING_ROLE_CONSUMER) {
+		/* full: the victim will hold message 0; the survivor producer needs its cell */
+		struct shmring_mpmc *p = ring_open(&g, SHMRING_ROLE_PRODUCER);
+		cr_assert_eq(send_u32(p, 0, 0), 0);
+		cr_assert_eq(send_u32(p, 1, 0), 0);
+		shmring_mpmc_close(p);
+	}
+	struct hold_args h = { .g = &g, .role = victim_role };
+	tu_gate_init(&h.holding);
+	pid_t victim = tu_fork(hold_one_cell_child, &h);
+	tu_gate_wait(&h.holding);
+	if (victim_role == SHMRING_ROLE_PRODUCER)
+		cr_assert_eq(send_u32(g.r, 7, 0), 0, "behind the held cell: what the survivor will get");
+	_Atomic uint64_t *returned = shared_alloc(sizeof(*returned));
+	struct blocked_args b = { .g = &g, .role = survivor_role, .returned_ns = returned };
+	pid_t survivor = tu_fork(blocked_survivor_child, &b);
+	/* the survivor sleeps on the held cell (it counts the sleep just before it) */
+	while (stat_of(&ring_hdr(&g)->stats.sleeps) == 0)
+		sched_yield();
+	uint64_t t_kill = shmring_now_ns();
+	cr_assert_eq(kill(victim, SIGKILL), 0);
+	cr_assert_eq(tu_wait(victim), -SIGKILL);
+	uint64_t t_dead = shmring_now_ns();
+	cr_assert_eq(tu_wait(survivor), 0, "the survivor's call succeeded once the cell came back");
+	uint64_t t_ret = atomic_load(returned);
+	uint64_t from_dead = t_ret > t_dead ? t_ret - t_dead : 0;
+	const uint64_t bound_ms = SHMRING_PEER_CHECK_MS + 1000;
+	cr_log_info("mpmc recovery bound, dead %s: the blocked %s returned %.1f ms after waitpid "
+		    "confirmed the death (%.1f ms after the kill); documented %d ms + one scan",
+		    victim_role == SHMRING_ROLE_PRODUCER ? "producer" : "consumer",
+		    survivor_role == SHMRING_ROLE_PRODUCER ? "producer" : "consumer",
+		    (double)from_dead / 1e6, (double)(t_ret - t_kill) / 1e6, SHMRING_PEER_CHECK_MS);
+	cr_assert_lt(from_dead, bound_ms * 1000000, "recovered in %.1f ms, bound %llu ms",
+		     (double)from_dead / 1e6, (unsigned long long)bound_ms);
+	cr_assert_eq(stat_of(&ring_hdr(&g)->stats.abandoned), 1, "the held message");
+	cr_assert_eq(stat_of(&ring_hdr(&g)->stats.peer_deaths), 1);
+	tu_gate_close(&h.holding);
+	munmap((void *)returned, sizeof(*returned));
+	ring_destroy(&g);
+}
+
+Test(mpmc, dead_producer_is_recovered_within_the_documented_bound, .timeout = 30)
+{
+	recovery_bound(SHMRING_ROLE_PRODUCER);
+}
+
+Test(mpmc, dead_consumer_is_recovered_within_the_documented_bound, .timeout = 30)
+{
+	recovery_bound(SHMRING_ROLE_CONSUMER);
+}

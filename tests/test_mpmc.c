@@ -7,6 +7,7 @@
  */
 #include <criterion/criterion.h>
 
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -413,6 +414,150 @@ Test(mpmc, blocking_ping_pong_across_processes, .timeout = 60)
 	shmring_mpmc_close(in);
 	shmring_seg_unlink(req);
 	shmring_seg_unlink(rsp);
+}
+
+/* ---- wakes cost nothing while nobody sleeps ---- */
+
+/* -EAGAIN from a non-blocking call: poll a little, then give the CPU away (the peer may
+ * share it), and go on. Non-blocking calls never sleep, so never raise a waitq's
+ * "sleeper pending" flag. */
+static void backoff(unsigned *fails)
+{
+	if (++*fails % 64 == 0)
+		sched_yield();
+	else
+		shmring_cpu_relax();
+}
+
+struct stream_args {
+	const struct ring *g;
+	uint32_t n;
+};
+
+/* Receives one message (0) with a blocking call. */
+static int consume_one_blocking_child(void *a)
+{
+	const struct stream_args *s = a;
+	struct shmring_mpmc *c;
+	uint32_t v;
+	if (shmring_mpmc_open(s->g->name, SHMRING_ROLE_CONSUMER, &c))
+		return 10;
+	if (recv_u32(c, &v, 10000) || v != 0)
+		return 11;
+	shmring_mpmc_close(c);
+	return 0;
+}
+
+/* Sends 0..n-1, as single copies and zero-copy bursts of up to 8, never waiting. */
+static int nowait_producer_child(void *a)
+{
+	const struct stream_args *s = a;
+	struct shmring_mpmc *p;
+	if (shmring_mpmc_open(s->g->name, SHMRING_ROLE_PRODUCER, &p))
+		return 10;
+	unsigned fails = 0;
+	for (uint32_t i = 0; i < s->n;) {
+		int rc;
+		if (i % 3 == 0) {
+			rc = send_u32(p, i, 0);
+			rc = rc == 0 ? 1 : rc;
+		} else {
+			void *b[8];
+			unsigned want = s->n - i < 8 ? s->n - i : 8;
+			rc = shmring_mpmc_enqueue_start(p, want, 1, b, 0);
+			for (int k = 0; k < rc; k++) {
+				uint32_t v = i + (uint32_t)k;
+				memcpy(b[k], &v, sizeof(v));
+			}
+			if (rc > 0) {
+				uint32_t lens[8] = { 4, 4, 4, 4, 4, 4, 4, 4 };
+				rc = shmring_mpmc_enqueue_finish(p, (unsigned)rc, lens);
+			}
+		}
+		if (rc == -EAGAIN) {
+			backoff(&fails);
+			continue;
+		}
+		if (rc <= 0)
+			return 11;
+		i += (uint32_t)rc;
+	}
+	shmring_mpmc_close(p);
+	return 0;
+}
+
+/* Receives n messages, in order, as single copies and bursts of up to 8, never waiting. */
+static int nowait_consumer_child(void *a)
+{
+	const struct stream_args *s = a;
+	struct shmring_mpmc *c;
+	if (shmring_mpmc_open(s->g->name, SHMRING_ROLE_CONSUMER, &c))
+		return 10;
+	unsigned fails = 0;
+	for (uint32_t i = 0; i < s->n;) {
+		uint32_t v[8], lens[8];
+		int rc;
+		if (i % 2 == 0) {
+			rc = recv_u32(c, &v[0], 0);
+			rc = rc == 0 ? 1 : rc;
+		} else {
+			rc = shmring_mpmc_dequeue_burst(c, v, sizeof(v[0]), 8, lens, 0);
+		}
+		if (rc == -EAGAIN) {
+			backoff(&fails);
+			continue;
+		}
+		if (rc <= 0)
+			return 11;
+		for (int k = 0; k < rc; k++)
+			if (v[k] != i + (uint32_t)k)
+				return 12; /* one producer, one consumer: FIFO */
+		i += (uint32_t)rc;
+	}
+	shmring_mpmc_close(c);
+	return 0;
+}
+
+/*
+ * mpmc.h WAKEUPS: "finish calls shmring_wake() (a fence and a load; no syscall when
+ * nobody sleeps)". A producer and a consumer process stream messages with non-blocking
+ * calls only, so neither ever sleeps (a blocking call may legitimately sleep, or raise
+ * the pending flag and find its condition, on a busy machine): every finish's wake must
+ * have been free. Then a control: once a consumer does sleep, the next finish makes a
+ * wake syscall, so the counter read as 0 above is live.
+ */
+Test(mpmc, wakes_make_no_syscall_while_nobody_sleeps, .timeout = 120)
+{
+	struct ring g;
+	ring_create(&g, 64, 8, SHMRING_ROLE_NONE);
+	struct stream_args s = { .g = &g, .n = (uint32_t)tu_scaled(100000, 10000) };
+	uint64_t t0 = shmring_now_ns();
+	pid_t c = tu_fork(nowait_consumer_child, &s);
+	pid_t p = tu_fork(nowait_producer_child, &s);
+	cr_assert_eq(tu_wait(p), 0, "producer");
+	cr_assert_eq(tu_wait(c), 0, "consumer: every message, in order");
+	double secs = (double)(shmring_now_ns() - t0) / 1e9;
+	struct shmring_hdr *h = ring_hdr(&g);
+	struct shmring_mpmc_ctrl *ctl = shmring_seg_ctrl(shmring_mpmc_seg(g.r));
+	cr_assert_eq(stat_of(&h->stats.msgs), s.n);
+	cr_assert_eq(stat_of(&h->stats.sleeps), 0, "non-blocking calls never sleep");
+	cr_assert_eq(stat_of(&h->stats.wake_syscalls), 0, "no wake syscall while nobody sleeps");
+	cr_assert_eq(atomic_load(&ctl->not_empty.seq) & SHMRING_WAIT_PENDING, 0);
+	cr_assert_eq(atomic_load(&ctl->not_full.seq) & SHMRING_WAIT_PENDING, 0);
+	cr_log_info("mpmc non-blocking stream: %u messages in %.2f s, 0 sleeps, 0 wake syscalls",
+		    s.n, secs);
+
+	/* control: a consumer asleep on the empty ring; one message wakes it by syscall */
+	struct shmring_mpmc *prod = ring_open(&g, SHMRING_ROLE_PRODUCER);
+	struct stream_args one = { .g = &g, .n = 1 };
+	c = tu_fork(consume_one_blocking_child, &one);
+	while (stat_of(&h->stats.sleeps) == 0)
+		sched_yield(); /* it counts the sleep just before it */
+	cr_assert_eq(send_u32(prod, 0, 0), 0);
+	cr_assert_geq(stat_of(&h->stats.wake_syscalls), 1, "a sleeper is woken by a syscall");
+	cr_assert_eq(tu_wait(c), 0);
+	shmring_mpmc_close(prod);
+	ring_destroy(&g);
 }
 
 /* ---- EOF ---- */
