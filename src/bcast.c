@@ -120,9 +120,17 @@ static void map_rpage(struct shmring_bcast *b)
 
 /* ---- the reader lock (bcast.h, READERS' LIVENESS) ---- */
 
+/* A reader's lock: its own descriptor, in a list of this process's lock holders that
+ * the fork handler walks. Allocated apart from the handle, so that nothing that copies
+ * or restores handle memory can unlink another reader's node. */
+struct shmring__bcast_lock {
+	int fd;
+	struct shmring__bcast_lock *prev, *next;
+};
+
 static pthread_mutex_t lock_mutex = PTHREAD_MUTEX_INITIALIZER;
 static pthread_once_t lock_once = PTHREAD_ONCE_INIT;
-static struct shmring_bcast *lock_head; /* readers holding the lock through lock_fd */
+static struct shmring__bcast_lock *lock_head;
 
 static void lock_atfork_prepare(void)
 {
@@ -137,12 +145,13 @@ static void lock_atfork_parent(void)
 /* A child shares its parent's open file descriptions, and with them the parent's reader
  * locks: it closes its copies, so that a reader's lock lasts as long as the reader's
  * handle in the parent and not as long as any child (handles do not survive fork()
- * anyway; the registry does the same for participant locks). */
+ * anyway; the registry does the same for participant locks). The nodes stay allocated
+ * (their handles still point at them); closing such a handle in the child finds fd -1. */
 static void lock_atfork_child(void)
 {
-	for (struct shmring_bcast *b = lock_head; b; b = b->lock_next) {
-		close(b->lock_fd);
-		b->lock_fd = -1;
+	for (struct shmring__bcast_lock *l = lock_head; l; l = l->next) {
+		close(l->fd);
+		l->fd = -1;
 	}
 	lock_head = NULL;
 	pthread_mutex_unlock(&lock_mutex);
@@ -178,6 +187,9 @@ static int reader_lock(struct shmring_bcast *b)
 	char p[64];
 	if (segfd < 0)
 		return shmring__fail(-EBADF, "bcast: no descriptor to take the reader lock on");
+	struct shmring__bcast_lock *l = calloc(1, sizeof(*l));
+	if (!l)
+		return -ENOMEM;
 	pthread_once(&lock_once, lock_init);
 	snprintf(p, sizeof(p), "/proc/self/fd/%d", segfd);
 	/* held from the open to the listing: a fork() meanwhile would leave the child a copy
@@ -186,6 +198,7 @@ static int reader_lock(struct shmring_bcast *b)
 	int fd = open(p, O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
 		pthread_mutex_unlock(&lock_mutex);
+		free(l);
 		/* no /proc: lock through the shared descriptor; the lock then lasts until this
 		 * process's last handle of the segment closes (documented in bcast.h) */
 		return reader_lock_on(segfd);
@@ -194,33 +207,38 @@ static int reader_lock(struct shmring_bcast *b)
 	if (rc) {
 		pthread_mutex_unlock(&lock_mutex);
 		close(fd);
+		free(l);
 		return rc;
 	}
-	b->lock_fd = fd;
-	b->lock_prev = NULL;
-	b->lock_next = lock_head;
+	l->fd = fd;
+	l->next = lock_head;
 	if (lock_head)
-		lock_head->lock_prev = b;
-	lock_head = b;
+		lock_head->prev = l;
+	lock_head = l;
+	b->lock = l;
 	pthread_mutex_unlock(&lock_mutex);
 	return 0;
 }
 
 static void reader_unlock(struct shmring_bcast *b)
 {
+	struct shmring__bcast_lock *l = b->lock;
+	if (!l)
+		return;
+	b->lock = NULL;
 	pthread_mutex_lock(&lock_mutex);
-	if (b->lock_fd >= 0) {
-		if (b->lock_prev)
-			b->lock_prev->lock_next = b->lock_next;
+	if (l->fd >= 0) { /* still listed (a forked child's copies are not) */
+		if (l->prev)
+			l->prev->next = l->next;
 		else
-			lock_head = b->lock_next;
-		if (b->lock_next)
-			b->lock_next->lock_prev = b->lock_prev;
+			lock_head = l->next;
+		if (l->next)
+			l->next->prev = l->prev;
 		/* the only descriptor of its open file description: closing it drops the lock */
-		close(b->lock_fd);
-		b->lock_fd = -1;
+		close(l->fd);
 	}
 	pthread_mutex_unlock(&lock_mutex);
+	free(l);
 }
 
 /* A writer replacing another (dead, or closed) resumes after the last complete record.
@@ -286,7 +304,6 @@ static int attach(struct shmring_seg *seg, uint32_t role, unsigned flags, int cr
 		shmring_seg_close(seg);
 		return -ENOMEM;
 	}
-	b->lock_fd = -1;
 	b->seg = seg;
 	b->ctrl = &((struct shmring_bcast_ctrl *)shmring_seg_ctrl(seg))->w;
 	b->slots = shmring_seg_data(seg);

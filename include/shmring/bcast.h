@@ -275,8 +275,9 @@ struct shmring_bcast {
 	uint64_t torn_flushed;  /* part of torn already added to the reader page */
 	/* slow path */
 	void *rpage_map;        /* a reader's own writable mapping of the reader page */
-	int lock_fd;            /* reader: own descriptor holding the reader lock, or -1 */
-	struct shmring_bcast *lock_prev, *lock_next; /* this process's lock holders */
+	/* reader: its reader lock (descriptor and place in this process's list of them),
+	 * allocated apart so that the list never lives in handle memory; NULL if none */
+	struct shmring__bcast_lock *lock;
 };
 
 /*
