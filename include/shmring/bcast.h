@@ -407,6 +407,7 @@ SHMRING_INLINE void shmring__bcast_copy_out(void *dst, _Atomic uint64_t *src, si
 		memcpy(p + 8 * i, &v, 8);
 	}
 	if (len & 7) {
+		/* as above: the last partial word, validated by the caller's re-check */
 		uint64_t v = atomic_load_explicit(&src[i], SHMRING__BCAST_LOAD_ORDER);
 		memcpy(p + 8 * i, &v, len & 7);
 	}
