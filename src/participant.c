@@ -100,30 +100,32 @@ static void fill_slot(struct shmring_seg *s, uint32_t slot, uint32_t role)
 	shmring_store_release(&pt->state, SHMRING_PART_ACTIVE); /* pairs with acquire in shmring_part_get() */
 }
 
+/* The handles of one process share one open file description per segment, and an OFD
+ * lock never conflicts with its own description: between threads of this process only
+ * held_slots excludes. So the check, the lock and the bit move together under the
+ * registry lock; otherwise two threads joining at once could both "take" one slot (and
+ * the second fill_slot would make the first look dead to everyone), or a drop's unlock
+ * could remove the lock a concurrent take had just set. */
 static int take_lock(struct shmring_seg *s, uint32_t slot)
 {
 	if (!s->writable || s->fd < 0)
 		return -EBADF;
-	if (held_here(s, slot))
-		return -EBUSY;
-	int rc = lock_slot(s->fd, slot, F_WRLCK, F_OFD_SETLK);
-	if (rc == -EAGAIN || rc == -EACCES)
-		return -EBUSY;
-	if (rc)
-		return rc;
+	uint64_t bit = UINT64_C(1) << slot;
 	shmring__reg_lock();
-	s->reg->held_slots |= UINT64_C(1) << slot;
+	int rc = (s->reg->held_slots & bit) ? -EBUSY : lock_slot(s->fd, slot, F_WRLCK, F_OFD_SETLK);
+	if (rc == 0)
+		s->reg->held_slots |= bit;
 	shmring__reg_unlock();
-	return 0;
+	return rc == -EAGAIN || rc == -EACCES ? -EBUSY : rc;
 }
 
 static void drop_lock(struct shmring_seg *s, uint32_t slot)
 {
 	shmring__reg_lock();
-	s->reg->held_slots &= ~(UINT64_C(1) << slot);
-	shmring__reg_unlock();
 	if (s->fd >= 0)
 		lock_slot(s->fd, slot, F_UNLCK, F_OFD_SETLK);
+	s->reg->held_slots &= ~(UINT64_C(1) << slot);
+	shmring__reg_unlock();
 }
 
 int shmring_part_join(struct shmring_seg *s, uint32_t role, int slot, uint32_t *slot_out)

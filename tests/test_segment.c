@@ -3,6 +3,7 @@
  * participants and liveness across processes. */
 #include <criterion/criterion.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -274,6 +275,82 @@ Test(segment, participant_liveness_across_processes)
 	cr_assert_eq(shmring_part_join(s, SHMRING_ROLE_CONSUMER, 3, &mine), 0, "left slots are free");
 	shmring_seg_close(s);
 	shmring_seg_unlink(c.name);
+}
+
+/* Threads of one process share one open file description per segment, whose OFD locks
+ * never conflict with each other: only the registry's held_slots keeps two threads from
+ * taking one participant slot. A race there (check, then lock, then set the bit) once
+ * let two subscribers of one pool share a slot, and the second join's generation made
+ * the first look dead, so its record was reclaimed under it. */
+#define JR_THREADS 8
+struct join_racer {
+	struct shmring_seg *s;
+	pthread_barrier_t *joined, *checked;
+	uint64_t rounds;
+	uint32_t slot;
+	int errors;
+};
+
+static void *join_racer_main(void *a)
+{
+	struct join_racer *j = a;
+	for (uint64_t r = 0; r < j->rounds; r++) {
+		/* joins race with each other and with the previous round's leaves */
+		if (shmring_part_join(j->s, SHMRING_ROLE_OBSERVER, -1, &j->slot) != 0) {
+			j->errors++;
+			j->slot = UINT32_MAX;
+		}
+		pthread_barrier_wait(j->joined);
+		pthread_barrier_wait(j->checked);
+		if (j->slot != UINT32_MAX)
+			shmring_part_leave(j->s, j->slot);
+	}
+	return NULL;
+}
+
+Test(segment, threads_joining_at_once_get_distinct_slots, .timeout = 120)
+{
+	char name[64];
+	struct shmring_seg *s;
+	struct shmring_seg_params p = params(4096);
+	cr_assert_eq(shmring_seg_create(tu_name(name, sizeof(name), "jrace"), &p, &s), 0);
+	pthread_barrier_t joined, checked;
+	pthread_barrier_init(&joined, NULL, JR_THREADS + 1);
+	pthread_barrier_init(&checked, NULL, JR_THREADS + 1);
+	const uint64_t rounds = tu_scaled(2000, 50);
+	struct join_racer j[JR_THREADS];
+	pthread_t th[JR_THREADS];
+	for (int i = 0; i < JR_THREADS; i++) {
+		j[i] = (struct join_racer){ .s = s, .joined = &joined, .checked = &checked,
+					    .rounds = rounds };
+		cr_assert_eq(pthread_create(&th[i], NULL, join_racer_main, &j[i]), 0);
+	}
+	uint64_t shared = 0;
+	for (uint64_t r = 0; r < rounds; r++) {
+		pthread_barrier_wait(&joined);
+		uint64_t seen = 0;
+		for (int i = 0; i < JR_THREADS; i++) {
+			if (j[i].slot >= 64)
+				continue;
+			uint64_t bit = UINT64_C(1) << j[i].slot;
+			shared += (seen & bit) != 0;
+			seen |= bit;
+			struct shmring_part_info info;
+			shmring_part_get(s, j[i].slot, &info);
+			shared += !(info.state == SHMRING_PART_ACTIVE && info.alive && info.mine);
+		}
+		pthread_barrier_wait(&checked);
+	}
+	for (int i = 0; i < JR_THREADS; i++) {
+		cr_assert_eq(pthread_join(th[i], NULL), 0);
+		cr_assert_eq(j[i].errors, 0, "thread %d: a join failed", i);
+	}
+	cr_assert_eq(shared, 0, "slots taken twice or not held, over %llu rounds",
+		     (unsigned long long)rounds);
+	pthread_barrier_destroy(&joined);
+	pthread_barrier_destroy(&checked);
+	shmring_seg_close(s);
+	shmring_seg_unlink(name);
 }
 
 Test(segment, replacing_a_dead_participant_is_reported)
