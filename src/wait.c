@@ -7,6 +7,7 @@
 #include "shmring/wait.h"
 
 #include <errno.h>
+#include <sched.h>
 #include <limits.h>
 #include <linux/futex.h>
 #include <semaphore.h>
@@ -112,6 +113,11 @@ int shmring_wait_for(const struct shmring_wait_ctx *c, int timeout_ms)
 	int spin = c->spin < 0 ? SHMRING_SPIN_DEFAULT : c->spin;
 	for (int i = 0; i < spin; i++) {
 		shmring_cpu_relax();
+		if ((r = c->poll(c->arg)) != 0)
+			return r;
+	}
+	for (int i = 0; i < c->yields; i++) {
+		sched_yield(); /* the peer may be waiting for this CPU (wait.h) */
 		if ((r = c->poll(c->arg)) != 0)
 			return r;
 	}

@@ -73,9 +73,11 @@
  * descriptor reopened from /proc/self/fd), while everything else stays read-only. A
  * sleeper raises the queue's pending flag; the writer, after publishing, pays one
  * fence and one load of the flag and makes a FUTEX_WAKE only when it is set, once per
- * sleep (the first wake clears it). A reader that cannot open the file for writing
- * still reads; its waits poll with short sleeps (50 us growing to 2 ms) instead of
- * sleeping on the queue. A reader killed while asleep leaves the flag set: the writer
+ * sleep (the first wake clears it). Before it sleeps, a waiting reader polls a few
+ * times after sched_yield() (wait.h, "Spin, then sleep"): a reader that caught up with
+ * a writer sharing its CPU then finds the next record without sleeping, and the writer
+ * pays no wake. A reader that cannot open the file for writing still reads; its waits
+ * poll with short sleeps (50 us growing to 2 ms) instead of sleeping on the queue. A reader killed while asleep leaves the flag set: the writer
  * makes one needless wake, then the flag is clear.
  * The futex word is the queue's, not ctrl->pub itself: pub is 64 bits and a futex word
  * 32; a sleeper must raise the pending flag with an atomic read-modify-write, which it

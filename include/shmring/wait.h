@@ -44,7 +44,12 @@
  * Spin, then sleep: a waiter first polls its condition for a short, bounded spin
  * (SHMRING_SPIN_DEFAULT polls with a pause between), because a wakeup across CPUs costs
  * tens of microseconds. On a machine with fewer CPUs than runnable processes a longer
- * spin only steals the peer's time slice, so the spin is short.
+ * spin only steals the peer's time slice, so the spin is short. A kind may then poll a
+ * few times after sched_yield() (ctx.yields) before it sleeps: where the peer is
+ * runnable on this CPU that hands it the CPU at once, and the condition is often met
+ * without a sleep, so without a wake syscall the peer would pay; where nobody else is
+ * runnable a yield returns at once and costs a short syscall. Broadcast readers do
+ * (bcast.h, WAITING).
  *
  * Dead peers: a sleeper never sleeps longer than SHMRING_PEER_CHECK_MS at once; after
  * each slice it calls the kind's peer check (one fcntl(F_OFD_GETLK) per peer), so a
@@ -83,6 +88,8 @@ struct shmring_wait_ctx {
 	int (*peer_check)(void *arg); /* may be NULL */
 	void *arg;
 	int spin;                     /* polls before sleeping; <0: SHMRING_SPIN_DEFAULT */
+	int yields;                   /* then polls after a sched_yield() each, before
+	                               * sleeping (0: none; see "Spin, then sleep") */
 	struct shmring_stats *stats;  /* sleeps/timeouts go here; NULL: the header's (a
 	                               * read-only reader points this at a writable page) */
 };
