@@ -9,8 +9,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <pthread.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -109,9 +107,7 @@ static void map_rpage(struct shmring_bcast *b)
 	b->rpage = NULL;
 	if (seg->fd < 0)
 		return;
-	char p[64];
-	snprintf(p, sizeof(p), "/proc/self/fd/%d", seg->fd);
-	int fd = open(p, O_RDWR | O_CLOEXEC);
+	int fd = shmring__reopen_fd(seg->fd, O_RDWR);
 	if (fd < 0)
 		return; /* readable only: waits fall back to polling */
 	void *m = mmap(NULL, SHMRING_PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, fd,
@@ -124,48 +120,6 @@ static void map_rpage(struct shmring_bcast *b)
 }
 
 /* ---- the reader lock (bcast.h, READERS' LIVENESS) ---- */
-
-/* A reader's lock: its own descriptor, in a list of this process's lock holders that
- * the fork handler walks. Allocated apart from the handle, so that nothing that copies
- * or restores handle memory can unlink another reader's node. */
-struct shmring__bcast_lock {
-	int fd;
-	struct shmring__bcast_lock *prev, *next;
-};
-
-static pthread_mutex_t lock_mutex = PTHREAD_MUTEX_INITIALIZER;
-static pthread_once_t lock_once = PTHREAD_ONCE_INIT;
-static struct shmring__bcast_lock *lock_head;
-
-static void lock_atfork_prepare(void)
-{
-	pthread_mutex_lock(&lock_mutex);
-}
-
-static void lock_atfork_parent(void)
-{
-	pthread_mutex_unlock(&lock_mutex);
-}
-
-/* A child shares its parent's open file descriptions, and with them the parent's reader
- * locks: it closes its copies, so that a reader's lock lasts as long as the reader's
- * handle in the parent and not as long as any child (handles do not survive fork()
- * anyway; the registry does the same for participant locks). The nodes stay allocated
- * (their handles still point at them); closing such a handle in the child finds fd -1. */
-static void lock_atfork_child(void)
-{
-	for (struct shmring__bcast_lock *l = lock_head; l; l = l->next) {
-		close(l->fd);
-		l->fd = -1;
-	}
-	lock_head = NULL;
-	pthread_mutex_unlock(&lock_mutex);
-}
-
-static void lock_init(void)
-{
-	pthread_atfork(lock_atfork_prepare, lock_atfork_parent, lock_atfork_child);
-}
 
 static int reader_lock_on(int fd)
 {
@@ -185,65 +139,33 @@ static int reader_lock_on(int fd)
 
 /* Take this reader's lock through an open file description of its own, so that closing
  * the handle drops exactly its lock, whatever other handles this process has open on
- * the segment (they share the registry's descriptor). */
+ * the segment (they share the registry's descriptor); the registry closes it in a
+ * forked child. */
 static int reader_lock(struct shmring_bcast *b)
 {
 	int segfd = b->seg->fd;
-	char p[64];
 	if (segfd < 0)
 		return shmring__fail(-EBADF, "bcast: no descriptor to take the reader lock on");
-	struct shmring__bcast_lock *l = calloc(1, sizeof(*l));
-	if (!l)
-		return -ENOMEM;
-	pthread_once(&lock_once, lock_init);
-	snprintf(p, sizeof(p), "/proc/self/fd/%d", segfd);
-	/* held from the open to the listing: a fork() meanwhile would leave the child a copy
-	 * of the descriptor that its atfork handler does not know of */
-	pthread_mutex_lock(&lock_mutex);
-	int fd = open(p, O_RDONLY | O_CLOEXEC);
-	if (fd < 0) {
-		pthread_mutex_unlock(&lock_mutex);
-		free(l);
+	struct shmring__lock_fd *l;
+	int rc = shmring__lock_fd_open(segfd, &l);
+	if (rc == -ENOMEM)
+		return rc;
+	if (rc)
 		/* no /proc: lock through the shared descriptor; the lock then lasts until this
 		 * process's last handle of the segment closes (documented in bcast.h) */
 		return reader_lock_on(segfd);
-	}
-	int rc = reader_lock_on(fd);
-	if (rc) {
-		pthread_mutex_unlock(&lock_mutex);
-		close(fd);
-		free(l);
+	if ((rc = reader_lock_on(l->fd)) != 0) {
+		shmring__lock_fd_close(l);
 		return rc;
 	}
-	l->fd = fd;
-	l->next = lock_head;
-	if (lock_head)
-		lock_head->prev = l;
-	lock_head = l;
 	b->lock = l;
-	pthread_mutex_unlock(&lock_mutex);
 	return 0;
 }
 
 static void reader_unlock(struct shmring_bcast *b)
 {
-	struct shmring__bcast_lock *l = b->lock;
-	if (!l)
-		return;
+	shmring__lock_fd_close(b->lock);
 	b->lock = NULL;
-	pthread_mutex_lock(&lock_mutex);
-	if (l->fd >= 0) { /* still listed (a forked child's copies are not) */
-		if (l->prev)
-			l->prev->next = l->next;
-		else
-			lock_head = l->next;
-		if (l->next)
-			l->next->prev = l->prev;
-		/* the only descriptor of its open file description: closing it drops the lock */
-		close(l->fd);
-	}
-	pthread_mutex_unlock(&lock_mutex);
-	free(l);
 }
 
 /* A writer replacing another (dead, or closed) resumes after the last complete record.

@@ -40,6 +40,23 @@ SHMRING_HIDDEN void shmring__reg_release(struct shmring__reg_entry *e);
 SHMRING_HIDDEN void shmring__reg_lock(void);
 SHMRING_HIDDEN void shmring__reg_unlock(void);
 
+/* A new open file description of the file open on fd (through /proc/self/fd, so no name
+ * lookup), opened with oflags | O_CLOEXEC: locks of its own. Returns it or -errno. */
+SHMRING_HIDDEN int shmring__reopen_fd(int fd, int oflags);
+
+/* A descriptor through which one handle holds an OFD lock (a broadcast reader's). The
+ * registry lists it and closes it in a forked child, as it does its own descriptors, so
+ * that a child never keeps its parent's locks alive. */
+struct shmring__lock_fd {
+	int fd; /* -1 in a child after fork() */
+	struct shmring__lock_fd *prev, *next;
+};
+/* Reopen fd read-only (shmring__reopen_fd) and list the result. Returns 0, -ENOMEM, or
+ * the reopen's -errno (no /proc). */
+SHMRING_HIDDEN int shmring__lock_fd_open(int fd, struct shmring__lock_fd **out);
+/* Unlist, close (dropping its locks) and free. NULL is a no-op. */
+SHMRING_HIDDEN void shmring__lock_fd_close(struct shmring__lock_fd *l);
+
 /* Process start time (clock ticks after boot), 0 if unknown. */
 SHMRING_HIDDEN uint64_t shmring__proc_start_time(pid_t pid);
 SHMRING_HIDDEN uint64_t shmring__realtime_ns(void);

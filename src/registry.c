@@ -10,6 +10,7 @@
 #include "shmring/registry.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,6 +35,7 @@ static char grace_token;
 
 static pthread_mutex_t reg_mutex = PTHREAD_MUTEX_INITIALIZER;
 static struct shmring__reg_entry *_Atomic reg_head;
+static struct shmring__lock_fd *lock_fds; /* guarded by reg_mutex */
 static pthread_once_t reg_once = PTHREAD_ONCE_INIT;
 
 static void atfork_prepare(void)
@@ -62,12 +64,69 @@ static void atfork_child(void)
 		e->owner = -1;
 		e->held_slots = 0;
 	}
+	for (struct shmring__lock_fd *l = lock_fds; l; l = l->next) {
+		close(l->fd);
+		l->fd = -1; /* its handle, copied by fork, still points at it */
+	}
+	lock_fds = NULL;
 	pthread_mutex_init(&reg_mutex, NULL);
 }
 
 static void reg_init(void)
 {
 	pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
+}
+
+int shmring__reopen_fd(int fd, int oflags)
+{
+	char p[64];
+	snprintf(p, sizeof(p), "/proc/self/fd/%d", fd);
+	int nfd = open(p, oflags | O_CLOEXEC);
+	return nfd < 0 ? -errno : nfd;
+}
+
+int shmring__lock_fd_open(int fd, struct shmring__lock_fd **out)
+{
+	struct shmring__lock_fd *l = calloc(1, sizeof(*l));
+	if (!l)
+		return -ENOMEM;
+	pthread_once(&reg_once, reg_init);
+	/* opened and listed under the mutex that fork() takes first: a child cannot get
+	 * a copy of the descriptor that its handler does not know of */
+	pthread_mutex_lock(&reg_mutex);
+	int nfd = shmring__reopen_fd(fd, O_RDONLY);
+	if (nfd >= 0) {
+		l->fd = nfd;
+		l->next = lock_fds;
+		if (lock_fds)
+			lock_fds->prev = l;
+		lock_fds = l;
+	}
+	pthread_mutex_unlock(&reg_mutex);
+	if (nfd < 0) {
+		free(l);
+		return nfd;
+	}
+	*out = l;
+	return 0;
+}
+
+void shmring__lock_fd_close(struct shmring__lock_fd *l)
+{
+	if (!l)
+		return;
+	pthread_mutex_lock(&reg_mutex);
+	if (l->fd >= 0) { /* still listed (a forked child's copies are not) */
+		if (l->prev)
+			l->prev->next = l->next;
+		else
+			lock_fds = l->next;
+		if (l->next)
+			l->next->prev = l->prev;
+		close(l->fd);
+	}
+	pthread_mutex_unlock(&reg_mutex);
+	free(l);
 }
 
 void shmring__reg_lock(void)

@@ -247,15 +247,13 @@ int shmring_seg_open_path(const char *path, uint32_t kind, unsigned flags, struc
 
 int shmring_seg_open_fd(int fd, uint32_t kind, unsigned flags, struct shmring_seg **out)
 {
-	char p[64];
 	shmring__clear_detail();
 	if (fd < 0 || !out)
 		return -EINVAL;
 	/* a fresh open file description: participant locks of our own */
-	snprintf(p, sizeof(p), "/proc/self/fd/%d", fd);
-	int nfd = open(p, open_flags(flags));
+	int nfd = shmring__reopen_fd(fd, open_flags(flags));
 	if (nfd < 0)
-		return shmring__fail(-errno, "reopen of fd %d: %s", fd, strerror(errno));
+		return shmring__fail(nfd, "reopen of fd %d: %s", fd, strerror(-nfd));
 	return attach(nfd, kind, flags, "", out);
 }
 

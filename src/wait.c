@@ -7,9 +7,9 @@
 #include "shmring/wait.h"
 
 #include <errno.h>
-#include <sched.h>
 #include <limits.h>
 #include <linux/futex.h>
+#include <sched.h>
 #include <semaphore.h>
 #include <sys/syscall.h>
 #include <time.h>

@@ -77,8 +77,9 @@
  * times after sched_yield() (wait.h, "Spin, then sleep"): a reader that caught up with
  * a writer sharing its CPU then finds the next record without sleeping, and the writer
  * pays no wake. A reader that cannot open the file for writing still reads; its waits
- * poll with short sleeps (50 us growing to 2 ms) instead of sleeping on the queue. A reader killed while asleep leaves the flag set: the writer
- * makes one needless wake, then the flag is clear.
+ * poll with short sleeps (50 us growing to 2 ms) instead of sleeping on the queue. A
+ * reader killed while asleep leaves the flag set: the writer makes one needless wake,
+ * then the flag is clear.
  * The futex word is the queue's, not ctrl->pub itself: pub is 64 bits and a futex word
  * 32; a sleeper must raise the pending flag with an atomic read-modify-write, which it
  * cannot do in page 0 through its read-only mapping; and one wait.h protocol then
@@ -277,9 +278,9 @@ struct shmring_bcast {
 	uint64_t torn_flushed;  /* part of torn already added to the reader page */
 	/* slow path */
 	void *rpage_map;        /* a reader's own writable mapping of the reader page */
-	/* reader: its reader lock (descriptor and place in this process's list of them),
-	 * allocated apart so that the list never lives in handle memory; NULL if none */
-	struct shmring__bcast_lock *lock;
+	/* reader: the descriptor holding its reader lock, listed by the registry (apart
+	 * from the handle, so that the list never lives in handle memory); NULL if none */
+	struct shmring__lock_fd *lock;
 };
 
 /*

@@ -53,9 +53,13 @@ SHMRING_API const char *shmring_last_error_detail(void);
  * Ordering helpers. Every use names, in a comment, the other side of its pairing.
  * They are thin on purpose: the order is the point, not the wrapper.
  */
+/* pairing: named at each use */
 #define shmring_load_acquire(p) atomic_load_explicit((p), memory_order_acquire)
+/* pairing: named at each use */
 #define shmring_store_release(p, v) atomic_store_explicit((p), (v), memory_order_release)
+/* no pairing: a use says why relaxed is enough */
 #define shmring_load_relaxed(p) atomic_load_explicit((p), memory_order_relaxed)
+/* no pairing: a use says why relaxed is enough */
 #define shmring_store_relaxed(p, v) atomic_store_explicit((p), (v), memory_order_relaxed)
 
 #if defined(__SANITIZE_THREAD__)
@@ -73,6 +77,7 @@ SHMRING_API const char *shmring_last_error_detail(void);
 static inline void shmring__fence_rmw(void)
 {
 	static _Atomic int word;
+	/* stands for the fence at its call site, whose pairing that site names */
 	atomic_fetch_add_explicit(&word, 0, memory_order_seq_cst);
 }
 #define shmring_fence_seq_cst() shmring__fence_rmw()
