@@ -697,7 +697,7 @@ static void pool_check(struct ctx *c)
 	struct pool_view v;
 	struct shmring_pool_ctrl k;
 	char f[SHMRING_DUMP_FIELD_MAX];
-	if (c->h.flags & 0xffff0000u & ~SHMRING_POOL_F_CHECKSUM)
+	if (c->h.flags & 0xffff0000u & ~SHMRING_POOL_F_ALL)
 		prob(c, "flags", c->h.flags, "unknown pool flags");
 	if (c->h.max_parts != SHMRING_MAX_PARTS && c->h.max_parts != 0 &&
 	    c->h.max_parts < SHMRING_MAX_PARTS)
@@ -778,6 +778,7 @@ static void pool_check(struct ctx *c)
 	kv(c, "queue_depth", v.g.queue_depth);
 	kv(c, "log_cap", v.g.log_cap);
 	kv(c, "checksums", !!(c->h.flags & SHMRING_POOL_F_CHECKSUM));
+	kv(c, "stamps", !!(c->h.flags & SHMRING_POOL_F_STAMP));
 	kv(c, "published", shmring_load_relaxed(&k.tail));
 	kv(c, "epoch", shmring_load_relaxed(&k.epoch));
 	kv(c, "owner_kind", okind);

@@ -428,7 +428,7 @@ static int recover_dead_producer(struct shmring_pool *p)
 
 uint64_t shmring__pool_stamp(struct shmring_pool *p, struct shmring_pool_frame *f)
 {
-	if (f->ts_ns == 0)
+	if (p->stamp && f->ts_ns == 0)
 		f->ts_ns = shmring_now_ns();
 	if (!p->checksum)
 		return 0;
@@ -520,7 +520,8 @@ static int loan_in_epoch(struct shmring_pool *p, struct shmring_pool_frame *f)
 			return shmring__pool_broken(p, -EPROTO, "loan: active bit beyond max_subs");
 		struct shmring_pool_sub *r = &p->subs[s];
 		uint32_t pol = shmring_load_relaxed(&r->policy); /* set before the active bit */
-		/* acquire: pairs with the subscriber's cursor CAS (it freed queue room) */
+		/* acquire: pairs with the block subscriber's release store of its cursor in take
+		 * (it freed queue room) */
 		uint64_t w = shmring_load_acquire(&r->cursor);
 		if (pol != SHMRING_POOL_BLOCK) {
 			drop_subs |= UINT64_C(1) << s;
@@ -744,7 +745,7 @@ static int geometry(struct shmring_pool *p, struct shmring_seg *seg)
 	if (rc)
 		return rc;
 	/* a flag this library does not know changes the format in a way it cannot follow */
-	if (seg->flags & 0xffff0000u & ~SHMRING_POOL_F_CHECKSUM)
+	if (seg->flags & 0xffff0000u & ~SHMRING_POOL_F_ALL)
 		return shmring__fail(-EPROTO, "pool: unknown kind flags 0x%x", seg->flags);
 	uint8_t *ctrl = shmring_seg_ctrl(seg);
 	p->seg = seg;
@@ -762,6 +763,7 @@ static int geometry(struct shmring_pool *p, struct shmring_seg *seg)
 	p->max_held = g.max_held;
 	p->queue_depth = g.queue_depth;
 	p->checksum = !!(seg->flags & SHMRING_POOL_F_CHECKSUM);
+	p->stamp = !!(seg->flags & SHMRING_POOL_F_STAMP);
 	p->spin = -1;
 	return 0;
 }
@@ -915,7 +917,7 @@ int shmring_pool_create(const char *name, const struct shmring_pool_opts *o,
 	if ((uint64_t)qd + (uint64_t)ms * held > n)
 		return shmring__fail(-EINVAL, "nbufs %u < queue_depth %u + max_subs %u * max_held %u",
 				     n, qd, ms, held);
-	if (o->flags & ~SHMRING_POOL_F_CHECKSUM)
+	if (o->flags & ~SHMRING_POOL_F_ALL)
 		return shmring__fail(-EINVAL, "unknown pool flags 0x%x", o->flags);
 	struct shmring_pool_geo g = {
 		.nbufs = n, .max_subs = ms, .log_cap = next_pow2(n), .max_held = held,
@@ -924,7 +926,7 @@ int shmring_pool_create(const char *name, const struct shmring_pool_opts *o,
 	layout(n, ms, g.log_cap, &g);
 	struct shmring_seg_params sp = {
 		.kind = SHMRING_KIND_POOL,
-		.flags = o->flags & SHMRING_POOL_F_CHECKSUM,
+		.flags = o->flags & SHMRING_POOL_F_ALL,
 		.max_parts = SHMRING_MAX_PARTS,
 		.mode = o->mode,
 		.ctrl_size = g.ctrl_need,

@@ -641,6 +641,8 @@ Test(dump, pool_decoded_checked_and_walked, .timeout = 120)
 	struct shmring_dump_info *i = expect_consistent(b, len, SHMRING_KIND_POOL, "frames", 4);
 	cr_assert_eq(i->fill, 3, "three frames queued for the subscriber");
 	cr_assert(has_kv(i, "published", 3));
+	cr_assert(has_kv(i, "checksums", 1));
+	cr_assert(has_kv(i, "stamps", 0));
 	free(i);
 	expect_records(b, len, 0, 3, "the frames published, oldest first");
 

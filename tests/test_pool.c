@@ -361,7 +361,7 @@ Test(pool, roundtrip_metadata_and_checksum)
 {
 	struct named_pool n;
 	struct shmring_pool *p = make_pool(&n, "pool-rt", FRAME_1080P, 4, 2, 1,
-					   SHMRING_POOL_F_CHECKSUM);
+					   SHMRING_POOL_F_CHECKSUM | SHMRING_POOL_F_STAMP);
 	struct shmring_pool *s = sub_open(n.name, SHMRING_POOL_BLOCK);
 	struct shmring_pool_frame f, g;
 	cr_assert_eq(shmring_pool_take(s, &g), -EAGAIN);
@@ -414,7 +414,7 @@ Test(pool, roundtrip_metadata_and_checksum)
 	close_and_unlink(n.name, s, p);
 }
 
-Test(pool, no_checksum_by_default)
+Test(pool, no_checksum_and_no_stamp_by_default)
 {
 	struct named_pool n;
 	struct shmring_pool *p = make_pool(&n, "pool-nock", 8192, 4, 2, 1, 0);
@@ -423,9 +423,21 @@ Test(pool, no_checksum_by_default)
 	cr_assert_eq(shmring_pool_loan(p, &f), 0);
 	f.len = 8192;
 	cr_assert_eq(shmring_pool_publish(p, &f), 1);
+	cr_assert_eq(f.checksum, 0);
+	cr_assert_eq(f.ts_ns, 0, "no SHMRING_POOL_F_STAMP: publish leaves ts_ns alone");
 	cr_assert_eq(shmring_pool_take(s, &g), 0);
 	cr_assert_eq(g.flags, 0);
+	cr_assert_eq(g.checksum, 0);
+	cr_assert_eq(g.ts_ns, 0, "the subscriber sees the producer's 0: no timestamp");
 	cr_assert_eq(shmring_pool_frame_verify(s, &g), -ENODATA);
+	cr_assert_eq(shmring_pool_release(s, &g), 0);
+	/* the producer's own timestamp goes through unchanged */
+	cr_assert_eq(shmring_pool_loan(p, &f), 0);
+	f.len = 1;
+	f.ts_ns = 777;
+	cr_assert_eq(shmring_pool_publish(p, &f), 1);
+	cr_assert_eq(shmring_pool_take(s, &g), 0);
+	cr_assert_eq(g.ts_ns, 777);
 	cr_assert_eq(shmring_pool_release(s, &g), 0);
 	close_and_unlink(n.name, s, p);
 }
