@@ -779,6 +779,7 @@ static void pool_check(struct ctx *c)
 	kv(c, "log_cap", v.g.log_cap);
 	kv(c, "checksums", !!(c->h.flags & SHMRING_POOL_F_CHECKSUM));
 	kv(c, "stamps", !!(c->h.flags & SHMRING_POOL_F_STAMP));
+	kv(c, "joins", shmring_load_relaxed(&k.joins));
 	kv(c, "published", shmring_load_relaxed(&k.tail));
 	kv(c, "epoch", shmring_load_relaxed(&k.epoch));
 	kv(c, "owner_kind", okind);

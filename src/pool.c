@@ -764,6 +764,7 @@ static int geometry(struct shmring_pool *p, struct shmring_seg *seg)
 	p->queue_depth = g.queue_depth;
 	p->checksum = !!(seg->flags & SHMRING_POOL_F_CHECKSUM);
 	p->stamp = !!(seg->flags & SHMRING_POOL_F_STAMP);
+	p->joins_ok = !!(seg->flags & SHMRING_POOL_F_JOINS); /* pools of older libraries: no */
 	p->spin = -1;
 	return 0;
 }
@@ -871,6 +872,10 @@ static int attach_subscriber(struct shmring_pool *p, const struct shmring_pool_s
 	struct shmring_part *pt = &shmring_seg_hdr(p->seg)->parts[p->pslot];
 	shmring_store_relaxed(&pt->kind_data[0], s); /* informational, for inspectors */
 	shmring_store_relaxed(&pt->kind_data[1], pol);
+	/* MEMBERSHIP in pool.h: counted before the active bit is set. seq_cst: pairs with
+	 * the producer's seq_cst loads of ctrl->active then ctrl->joins in publish */
+	if (p->joins_ok)
+		atomic_fetch_add_explicit(&p->ctrl->joins, 1, memory_order_seq_cst);
 	/* seq_cst: pairs with the seq_cst loads of ctrl->active in publish and loan */
 	atomic_fetch_or_explicit(&p->ctrl->active, p->bit, memory_order_seq_cst);
 	return 0;
@@ -926,7 +931,7 @@ int shmring_pool_create(const char *name, const struct shmring_pool_opts *o,
 	layout(n, ms, g.log_cap, &g);
 	struct shmring_seg_params sp = {
 		.kind = SHMRING_KIND_POOL,
-		.flags = o->flags & SHMRING_POOL_F_ALL,
+		.flags = (o->flags & SHMRING_POOL_F_ALL) | SHMRING_POOL_F_JOINS,
 		.max_parts = SHMRING_MAX_PARTS,
 		.mode = o->mode,
 		.ctrl_size = g.ctrl_need,

@@ -615,6 +615,92 @@ Test(pool, join_late_gets_frames_from_next_publish)
 	close_and_unlink(n.name, s, p);
 }
 
+/* MEMBERSHIP (pool.h): the producer remembers which records it admitted and their
+ * policies while ctrl->joins stays put. A record that changes hands between two
+ * publishes, with a new policy, must be admitted and gated (or not) as the new occupant
+ * asks. */
+Test(pool, a_record_that_changes_hands_between_publishes_is_read_again)
+{
+	struct named_pool n;
+	/* 8 buffers, 2 records holding 1: queue_depth 6 */
+	struct shmring_pool *p = make_pool(&n, "pool-rejoin", 4096, 8, 2, 1, 0);
+	_Atomic uint64_t *joins =
+		&((struct shmring_pool_ctrl *)shmring_seg_ctrl(shmring_pool_seg(p)))->joins;
+	cr_assert_eq(atomic_load(joins), 0);
+	struct shmring_pool *s = sub_open(n.name, SHMRING_POOL_DROP_OLDEST);
+	cr_assert_eq(sub_stats(s).index, 0);
+	cr_assert_eq(atomic_load(joins), 1);
+	publish_n(p, 3, 4096, 1);
+	for (uint64_t i = 0; i < 3; i++)
+		take_expect(s, 0, i, 4096);
+
+	/* drop-oldest -> block, no publish in between */
+	shmring_pool_close(s);
+	struct shmring_pool *b = sub_open(n.name, SHMRING_POOL_BLOCK);
+	cr_assert_eq(sub_stats(b).index, 0, "the same record, a new occupant");
+	cr_assert_eq(atomic_load(joins), 2);
+	for (uint64_t i = 3; i < 9; i++)
+		publish_now(p, i, 4096, 1); /* admitted at once: every frame reaches it */
+	struct shmring_pool_frame f;
+	cr_assert_eq(shmring_pool_loan(p, &f), -EAGAIN, "gated: the new occupant is 6 behind");
+	cr_assert_eq(pool_stats(p).block_stalls, 1);
+	cr_assert_eq(sub_stats(b).stalls, 1);
+	take_expect(b, 0, 3, 4096);
+	cr_assert_eq(shmring_pool_loan(p, &f), 0, "one frame taken: room again");
+	cr_assert_eq(shmring_pool_cancel(p, &f), 0);
+
+	/* block -> drop-oldest: the producer must not wait for the new occupant */
+	shmring_pool_close(b);
+	cr_assert_eq(shmring_pool_free_count(p), 8, "the block subscriber's queue went back");
+	struct shmring_pool *d = sub_open(n.name, SHMRING_POOL_DROP_OLDEST);
+	cr_assert_eq(sub_stats(d).index, 0);
+	for (uint64_t i = 9; i < 40; i++)
+		publish_now(p, i, 4096, 1); /* never -EAGAIN: its oldest frames are dropped */
+	cr_assert_eq(pool_stats(p).block_stalls, 1, "no new stall");
+	cr_assert_eq(sub_stats(d).drops, 31 - 8, "the newest 8 frames stay queued");
+	take_expect(d, 0, 32, 4096);
+
+	/* a second record joining and leaving does not disturb the first */
+	struct shmring_pool *e = sub_open(n.name, SHMRING_POOL_BLOCK);
+	cr_assert_eq(sub_stats(e).index, 1);
+	publish_now(p, 40, 4096, 2);
+	shmring_pool_close(e);
+	publish_now(p, 41, 4096, 1);
+	cr_assert_eq(atomic_load(joins), 4);
+	close_and_unlink(n.name, d, p);
+}
+
+/* A pool made by a library before SHMRING_POOL_F_JOINS (the flag cleared, the header
+ * checksum redone): joiners do not count, and the producer reads every record on every
+ * publish, as it did then; a record changing hands is still admitted. */
+Test(pool, pool_without_join_counting_is_read_every_time)
+{
+	struct named_pool n;
+	pool_name(&n, "pool-nojoins");
+	struct shmring_pool_opts o = { .buf_size = 4096, .nbufs = 8, .max_subs = 2 };
+	struct shmring_pool_sub_opts so = { .policy = SHMRING_POOL_DROP_OLDEST };
+	struct shmring_pool *s = NULL, *p = NULL;
+	cr_assert_eq(shmring_pool_create(n.name, &o, &so, &s), 0);
+	struct shmring_hdr *h = shmring_seg_hdr(shmring_pool_seg(s));
+	cr_assert(h->flags & SHMRING_POOL_F_JOINS, "set on every pool created");
+	h->flags &= ~SHMRING_POOL_F_JOINS;
+	h->checksum = shmring_hdr_checksum(h);
+	cr_assert_eq(shmring_pool_open_producer(n.name, &p), 0);
+	_Atomic uint64_t *joins =
+		&((struct shmring_pool_ctrl *)shmring_seg_ctrl(shmring_pool_seg(p)))->joins;
+	uint64_t j0 = atomic_load(joins);
+	publish_n(p, 2, 4096, 1);
+	shmring_pool_close(s);
+	struct shmring_pool *b = sub_open(n.name, SHMRING_POOL_BLOCK);
+	cr_assert_eq(atomic_load(joins), j0, "not counted in a pool without the flag");
+	for (uint64_t i = 2; i < 8; i++)
+		publish_now(p, i, 4096, 1);
+	struct shmring_pool_frame f;
+	cr_assert_eq(shmring_pool_loan(p, &f), -EAGAIN);
+	take_expect(b, 0, 2, 4096);
+	close_and_unlink(n.name, b, p);
+}
+
 /* take_wait on an empty pool whose producer is alive (this process) is neither EOF nor a
  * hang: -ETIMEDOUT after the timeout, counted; the subscriber is intact afterwards. */
 Test(pool, take_wait_times_out_on_an_empty_pool)
@@ -706,7 +792,17 @@ Test(pool, corrupt_control_region_is_eproto)
 	struct shmring_pool_sub *subs = (void *)((uint8_t *)c + geo.subs_off);
 	atomic_store(&subs[sub_stats(s).index].cursor, UINT64_C(5000) << 16);
 	cr_assert_eq(shmring_pool_take(s, &g), -EPROTO);
-	cr_assert_eq(shmring_pool_loan(p, &f), -EPROTO, "the producer checks cursors too");
+	/* the producer checks cursors too, when it reads them: for a block subscriber it
+	 * admitted, once its bound on the cursor says the queue (depth 6) may be full */
+	int rc;
+	unsigned loans = 0;
+	while ((rc = shmring_pool_loan(p, &f)) == 0 && loans < 8) {
+		fill_frame(&f, 2 + loans, 4096);
+		cr_assert_eq(shmring_pool_publish(p, &f), 1);
+		loans++;
+	}
+	cr_assert_eq(rc, -EPROTO, "loan after %u frames: %s", loans, shmring_strerror(rc));
+	cr_assert_leq(loans, 6);
 	shmring_pool_close(s);
 	shmring_pool_close(p);
 	/* an impossible owner word */
