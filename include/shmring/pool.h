@@ -602,12 +602,11 @@ SHMRING_INLINE int shmring_pool_loan(struct shmring_pool *p, struct shmring_pool
 		if (shmring_unlikely(s >= p->max_subs))
 			return shmring__pool_loan_slow(p, f); /* it reports the corruption */
 		struct shmring_pool_sub *r = &p->subs[s];
-		int block;
 		if (p->known & bit) {
 			/* MEMBERSHIP: its policy as read when admitted, and a bound on its cursor
 			 * that spares us the subscriber's line while the queue has room */
-			block = !!(p->known_block & bit);
-			if (!block || shmring__pool_pos_diff(p->tail, p->low[s]) < p->queue_depth)
+			if (!(p->known_block & bit) ||
+			    shmring__pool_pos_diff(p->tail, p->low[s]) < p->queue_depth)
 				continue;
 		} else if (shmring_load_relaxed(&r->policy) != SHMRING_POOL_BLOCK) {
 			continue;
@@ -819,14 +818,14 @@ SHMRING_INLINE int shmring_pool_take(struct shmring_pool *p, struct shmring_pool
 			to = shmring_load_relaxed(&e->to);
 		}
 		uint64_t nw = (((c + 1) & SHMRING_POOL_POS_MASK) << 16) | (w & 0xffffu);
-		int block = p->policy == SHMRING_POOL_BLOCK;
-		if (block) {
+		if (p->policy == SHMRING_POOL_BLOCK) {
 			/* nobody else moves an admitted block subscriber's cursor (the producer
 			 * drops frames of drop-oldest and leaving subscribers only), so a plain
-			 * store will do, and unlike a CAS it does not hold up the loads below.
-			 * Release: pairs with the producer's acquire load of the cursor (queue
-			 * room) in loan_in_epoch() */
+			 * store will do. Release: pairs with the producer's acquire load of the
+			 * cursor (queue room) in loan_in_epoch() */
 			shmring_store_release(&r->cursor, nw);
+			/* the producer may wait for this room */
+			shmring_wake(p->seg, &p->ctrl->room_q);
 		} else if (!atomic_compare_exchange_strong_explicit(&r->cursor, &w, nw,
 								    memory_order_acq_rel,
 								    memory_order_relaxed)) {
@@ -837,12 +836,8 @@ SHMRING_INLINE int shmring_pool_take(struct shmring_pool *p, struct shmring_pool
 		if (shmring_unlikely((pb >> 16) != c || b >= p->nbufs))
 			return shmring__pool_broken(p, -EPROTO,
 					"take: log entry names another position or no buffer");
-		if (shmring_unlikely(!(to & p->bit))) {
-			/* not addressed to us (cannot happen while we are admitted) */
-			if (block) /* the cursor moved: the producer may wait for this room */
-				shmring_wake(p->seg, &p->ctrl->room_q);
-			continue;
-		}
+		if (shmring_unlikely(!(to & p->bit)))
+			continue; /* not addressed to us (cannot happen while we are admitted) */
 		/* relaxed: our reference keeps the buffer; we only check it is there */
 		if (shmring_unlikely(!(shmring_load_relaxed(&p->meta[b].state) & p->bit)) ||
 		    shmring_unlikely(shmring__pool_read_meta(p, b, c, f) != 0))
@@ -852,11 +847,6 @@ SHMRING_INLINE int shmring_pool_take(struct shmring_pool *p, struct shmring_pool
 		p->held_map[b >> 6] |= UINT64_C(1) << (b & 63u);
 		p->frames++;
 		shmring_store_relaxed(&r->frames, p->frames); /* statistics */
-		/* the producer may wait for the room we made. Only now: the wake's fence waits
-		 * for the cursor store to reach the producer's CPU, and the metadata loads
-		 * above (another line from that CPU) travel meanwhile instead of after it */
-		if (block)
-			shmring_wake(p->seg, &p->ctrl->room_q);
 		return 0;
 	}
 	return -EAGAIN;
