@@ -84,6 +84,7 @@ static inline void shmring__fence_rmw(void)
 #define shmring_fence_acquire() shmring__fence_rmw()
 #define shmring_fence_release() shmring__fence_rmw()
 #else
+/* fences: every call site names the fence or access its fence pairs with */
 #define shmring_fence_seq_cst() atomic_thread_fence(memory_order_seq_cst)
 #define shmring_fence_acquire() atomic_thread_fence(memory_order_acquire)
 #define shmring_fence_release() atomic_thread_fence(memory_order_release)

@@ -494,6 +494,7 @@ SHMRING_INLINE uint64_t shmring__pool_cursor_pos(uint64_t w)
  * of ctrl->epoch (see EPOCH above). */
 SHMRING_INLINE void shmring__pool_epoch_enter(struct shmring_pool *p)
 {
+	/* pairs with epoch_handshake()'s seq_cst loads (src/pool.c) */
 	atomic_fetch_add_explicit(&p->ctrl->epoch, 1, memory_order_seq_cst);
 }
 
@@ -501,6 +502,7 @@ SHMRING_INLINE void shmring__pool_epoch_enter(struct shmring_pool *p)
  * ctrl->epoch, which then sees everything this epoch did to subscriber records. */
 SHMRING_INLINE void shmring__pool_epoch_exit(struct shmring_pool *p)
 {
+	/* pairs with epoch_handshake()'s seq_cst loads (src/pool.c) */
 	atomic_fetch_add_explicit(&p->ctrl->epoch, 1, memory_order_seq_cst);
 }
 
