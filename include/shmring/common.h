@@ -85,9 +85,9 @@ static inline void shmring__fence_rmw(void)
 #define shmring_fence_release() shmring__fence_rmw()
 #else
 /* fences: every call site names the fence or access its fence pairs with */
-#define shmring_fence_seq_cst() atomic_thread_fence(memory_order_seq_cst)
-#define shmring_fence_acquire() atomic_thread_fence(memory_order_acquire)
-#define shmring_fence_release() atomic_thread_fence(memory_order_release)
+#define shmring_fence_seq_cst() atomic_thread_fence(memory_order_seq_cst) /* pairing: at use */
+#define shmring_fence_acquire() atomic_thread_fence(memory_order_acquire) /* pairing: at use */
+#define shmring_fence_release() atomic_thread_fence(memory_order_release) /* pairing: at use */
 #endif
 
 static inline void shmring_cpu_relax(void)

@@ -684,11 +684,11 @@ SHMRING_INLINE int shmring_pool_publish(struct shmring_pool *p, struct shmring_p
 		}
 		struct shmring_pool_sub *r = &p->subs[s < p->max_subs ? s : 0];
 		uint64_t w = shmring_load_relaxed(&r->cursor); /* the CAS below decides */
-		/* admit a newcomer: its first frame is this one. Release: pairs with the
-		 * subscriber's acquire load of its cursor in shmring_pool_take(). Only we
-		 * move a cursor away from NONE, so the CAS fails only on corruption. */
+		/* admit a newcomer: its first frame is this one. Only we move a cursor away
+		 * from NONE, so the CAS fails only on corruption. */
 		if (shmring_unlikely(s >= p->max_subs) ||
 		    (w == SHMRING_POOL_CURSOR_NONE &&
+		     /* release: pairs with the subscriber's acquire load of its cursor in take */
 		     !atomic_compare_exchange_strong_explicit(&r->cursor, &w, t << 16,
 							      memory_order_release,
 							      memory_order_relaxed))) {
@@ -719,9 +719,9 @@ SHMRING_INLINE int shmring_pool_publish(struct shmring_pool *p, struct shmring_p
 	p->tail = nt;
 	/* publish: pairs with the acquire load of ctrl->tail in shmring_pool_take() */
 	shmring_store_release(&p->ctrl->tail, nt);
-	/* drop the loan's reference. acq_rel: if it was the last (nobody subscribed, or all
-	 * released already) the buffer is free again, and the releasers' reads (their
-	 * release RMWs) happen before our next write to it */
+	/* drop the loan's reference; the last one frees the buffer (nobody subscribed, or
+	 * all released already). The releasers' reads come before our next write: */
+	/* acq_rel, pairs with the release fetch_and in shmring_pool_release() */
 	atomic_fetch_and_explicit(&m->state, ~SHMRING_POOL_LOANED, memory_order_acq_rel);
 	shmring_store_relaxed(&p->ctrl->loan, 0); /* for a replacement: nothing loaned */
 	shmring__pool_epoch_exit(p);
