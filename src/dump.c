@@ -699,6 +699,9 @@ static void pool_check(struct ctx *c)
 	char f[SHMRING_DUMP_FIELD_MAX];
 	if (c->h.flags & 0xffff0000u & ~SHMRING_POOL_F_ALL)
 		prob(c, "flags", c->h.flags, "unknown pool flags");
+	else if (!(c->h.flags & SHMRING_POOL_F_DESC))
+		prob(c, "flags", c->h.flags, "a pool of an older library (16-byte log entries "
+		     "without frame descriptors): this version does not attach to it");
 	if (c->h.max_parts != SHMRING_MAX_PARTS && c->h.max_parts != 0 &&
 	    c->h.max_parts < SHMRING_MAX_PARTS)
 		prob(c, "max_parts", c->h.max_parts, "a pool's participant table has %u slots",
@@ -780,6 +783,7 @@ static void pool_check(struct ctx *c)
 	kv(c, "checksums", !!(c->h.flags & SHMRING_POOL_F_CHECKSUM));
 	kv(c, "stamps", !!(c->h.flags & SHMRING_POOL_F_STAMP));
 	kv(c, "joins", shmring_load_relaxed(&k.joins));
+	kv(c, "fence", shmring_load_relaxed(&k.fence));
 	kv(c, "published", shmring_load_relaxed(&k.tail));
 	kv(c, "epoch", shmring_load_relaxed(&k.epoch));
 	kv(c, "owner_kind", okind);

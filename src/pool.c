@@ -12,7 +12,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/membarrier.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 #include <xxhash.h>
 
 #define PAGE_UP(x) (((x) + SHMRING_PAGE - 1) & ~(uint64_t)(SHMRING_PAGE - 1))
@@ -166,6 +169,52 @@ int shmring__pool_broken(struct shmring_pool *p, int err, const char *what)
 	return shmring__fail(err, "pool control region corrupt (%s)", what);
 }
 
+/* ---- the asymmetric epoch fence (EPOCH in pool.h) ---- */
+
+static long sys_membarrier(int cmd)
+{
+#ifdef __NR_membarrier
+	return syscall(__NR_membarrier, cmd, 0, 0);
+#else
+	(void)cmd;
+	errno = ENOSYS;
+	return -1;
+#endif
+}
+
+/* For a producer at attach: 1 if finalizers can fence for this process (registered for
+ * MEMBARRIER_CMD_GLOBAL_EXPEDITED, which is idempotent, so every attach asks again: a
+ * forked child need not inherit the registration), 0 if epochs must use locked RMWs. */
+static int fence_for_producer(void)
+{
+	const char *off = getenv("SHMRING_POOL_NO_MEMBARRIER");
+	if (off && *off && strcmp(off, "0") != 0)
+		return 0;
+	long q = sys_membarrier(MEMBARRIER_CMD_QUERY);
+	if (q < 0 || !(q & MEMBARRIER_CMD_GLOBAL_EXPEDITED) ||
+	    !(q & MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED))
+		return 0;
+	return sys_membarrier(MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED) == 0;
+}
+
+/* For a finalizer, after its mask clear and before its epoch load: supply the producer's
+ * half of the store-load fence if the producer left it to us. 0, or -ETIMEDOUT if we
+ * cannot (the caller gives up as if the producer had stayed inside an epoch). */
+static int fence_for_finalizer(struct shmring_pool *p)
+{
+	if (p->role == SHMRING_ROLE_PRODUCER)
+		return 0; /* our own epochs: program order */
+	/* seq_cst: after the caller's seq_cst clear. A producer stores 1 (seq_cst) before
+	 * its first epoch, so reading 0 means its mask loads come after our clear */
+	if (atomic_load_explicit(&p->ctrl->fence, memory_order_seq_cst) == 0)
+		return 0;
+	/* pairs with the plain odd store in shmring__pool_epoch_enter() */
+	if (sys_membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED) != 0)
+		return shmring__fail(-ETIMEDOUT, "pool: membarrier() failed (%s): the producer "
+				     "will finish this subscriber's record", strerror(errno));
+	return 0;
+}
+
 /* ---- finalizing a subscriber record ---- */
 
 /* After clearing a bit of ctrl->active or ctrl->leaving (seq_cst), wait until no epoch
@@ -174,7 +223,10 @@ int shmring__pool_broken(struct shmring_pool *p, int err, const char *what)
 static int epoch_handshake(struct shmring_pool *p)
 {
 	struct shmring_pool_ctrl *c = p->ctrl;
-	/* seq_cst: pairs with the producer's seq_cst epoch increments (see EPOCH) */
+	if (fence_for_finalizer(p) != 0)
+		return -ETIMEDOUT;
+	/* seq_cst: pairs with the producer's seq_cst epoch increments, or its odd store and
+	 * our membarrier (see EPOCH) */
 	uint64_t v = atomic_load_explicit(&c->epoch, memory_order_seq_cst);
 	if (!(v & 1))
 		return 0;
@@ -743,14 +795,18 @@ static int pool_init(struct shmring_seg *seg, void *arg)
 
 static int geometry(struct shmring_pool *p, struct shmring_seg *seg)
 {
+	/* the flags first: they say how to read the geometry. A flag this library does not
+	 * know changes the format in a way it cannot follow */
+	if (seg->flags & 0xffff0000u & ~SHMRING_POOL_F_ALL)
+		return shmring__fail(-EPROTO, "pool: unknown kind flags 0x%x", seg->flags);
+	if (!(seg->flags & SHMRING_POOL_F_DESC))
+		return shmring__fail(-EPROTO, "pool: made by an older library (16-byte log "
+				     "entries without frame descriptors)");
 	struct shmring_pool_geo g;
 	int rc = shmring_pool_geo_check(seg->geo, seg->max_parts, seg->ctrl_size, seg->data_size,
 					&g, NULL, 0);
 	if (rc)
 		return rc;
-	/* a flag this library does not know changes the format in a way it cannot follow */
-	if (seg->flags & 0xffff0000u & ~SHMRING_POOL_F_ALL)
-		return shmring__fail(-EPROTO, "pool: unknown kind flags 0x%x", seg->flags);
 	uint8_t *ctrl = shmring_seg_ctrl(seg);
 	p->seg = seg;
 	p->ctrl = (struct shmring_pool_ctrl *)(void *)ctrl;
@@ -799,6 +855,12 @@ static int attach_producer(struct shmring_pool *p)
 		rc = shmring__fail(-EBUSY, "the pool's producer is alive");
 	if (rc >= 0)
 		rc = recover(p); /* also checks tail and loan of a clean predecessor */
+	if (rc >= 0) {
+		/* before our first epoch (EPOCH in pool.h). seq_cst: a finalizer that reads
+		 * the old value after its clear is ordered before our mask loads */
+		p->fence = fence_for_producer();
+		atomic_store_explicit(&p->ctrl->fence, (uint64_t)p->fence, memory_order_seq_cst);
+	}
 	if (rc < 0) {
 		uint64_t me = my_id(p, SHMRING_POOL_OWNER_PRODUCER);
 		uint64_t none = SHMRING_POOL_ID(SHMRING_POOL_OWNER_CLOSED, 0, 0);
@@ -935,7 +997,7 @@ int shmring_pool_create(const char *name, const struct shmring_pool_opts *o,
 	layout(n, ms, g.log_cap, &g);
 	struct shmring_seg_params sp = {
 		.kind = SHMRING_KIND_POOL,
-		.flags = (o->flags & SHMRING_POOL_F_ALL) | SHMRING_POOL_F_JOINS,
+		.flags = (o->flags & SHMRING_POOL_F_ALL) | SHMRING_POOL_F_JOINS | SHMRING_POOL_F_DESC,
 		.max_parts = SHMRING_MAX_PARTS,
 		.mode = o->mode,
 		.ctrl_size = g.ctrl_need,

@@ -7,6 +7,7 @@
  */
 #include <criterion/criterion.h>
 
+#include "shmring/dump.h"
 #include "shmring/pool.h"
 #include "testutil.h"
 
@@ -15,7 +16,11 @@
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <linux/membarrier.h>
+#include <poll.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -701,6 +706,162 @@ Test(pool, pool_without_join_counting_is_read_every_time)
 	close_and_unlink(n.name, b, p);
 }
 
+/* A subscriber learns a frame's descriptor from the log entry it polls, not from the
+ * buffer's metadata line (one cache-line trip fewer per frame): what the producer set
+ * arrives even when the metadata copy is scribbled over after publication, and that copy
+ * is still written for inspectors. */
+Test(pool, descriptor_travels_in_the_log_entry)
+{
+	struct named_pool n;
+	struct shmring_pool *p = make_pool(&n, "pool-desc", 8192, 4, 2, 1, SHMRING_POOL_F_CHECKSUM);
+	struct shmring_pool *s = sub_open(n.name, SHMRING_POOL_BLOCK);
+	struct shmring_pool_frame f, g;
+	cr_assert(shmring_seg_hdr(shmring_pool_seg(p))->flags & SHMRING_POOL_F_DESC,
+		  "set on every pool created");
+	cr_assert_eq(shmring_pool_loan(p, &f), 0);
+	fill_frame(&f, 7, 5000);
+	f.ts_ns = 111;
+	f.user = 222;
+	f.width = 1920;
+	f.height = 1080;
+	f.format = 0x3231564e; /* 'NV12' */
+	f.stride = 2048;
+	cr_assert_eq(shmring_pool_publish(p, &f), 1);
+	struct shmring_pool_meta *m = &p->meta[f.index];
+	cr_assert_eq(atomic_load(&m->len), 5000, "the inspectors' copy");
+	cr_assert_eq(atomic_load(&m->user), 222);
+	cr_assert_eq(atomic_load(&m->seq), f.seq);
+	atomic_store(&m->len, 1);
+	atomic_store(&m->seq, 99);
+	atomic_store(&m->user, 0);
+	atomic_store(&m->width, 0);
+	atomic_store(&m->checksum, 0);
+	cr_assert_eq(shmring_pool_take(s, &g), 0);
+	cr_assert_eq(g.len, 5000);
+	cr_assert_eq(g.seq, f.seq);
+	cr_assert_eq(g.ts_ns, 111);
+	cr_assert_eq(g.user, 222);
+	cr_assert_eq(g.width, 1920);
+	cr_assert_eq(g.height, 1080);
+	cr_assert_eq(g.format, 0x3231564e);
+	cr_assert_eq(g.stride, 2048);
+	cr_assert_eq(g.flags, SHMRING_POOL_FRAME_F_CHECKSUM);
+	cr_assert_eq(g.checksum, f.checksum);
+	cr_assert_eq(shmring_pool_frame_verify(s, &g), 0);
+	cr_assert_eq(memcmp(g.data, f.data, 5000), 0);
+	cr_assert_eq(shmring_pool_release(s, &g), 0);
+	close_and_unlink(n.name, s, p);
+}
+
+static void older_problem(void *arg, const struct shmring_dump_problem *pr)
+{
+	if (strcmp(pr->field, "flags") == 0 && strstr(pr->msg, "older library"))
+		++*(int *)arg;
+}
+
+/* A pool made by a library before SHMRING_POOL_F_DESC has 16-byte log entries this
+ * library cannot read: every attach is refused with -EPROTO, and shmdump says why. */
+Test(pool, pool_of_an_older_library_is_refused)
+{
+	struct named_pool n;
+	pool_name(&n, "pool-nodesc");
+	struct shmring_pool_opts o = { .buf_size = 4096, .nbufs = 8, .max_subs = 2 };
+	struct shmring_pool *p = NULL, *q = NULL;
+	cr_assert_eq(shmring_pool_create(n.name, &o, NULL, &p), 0);
+	struct shmring_hdr *h = shmring_seg_hdr(shmring_pool_seg(p));
+	h->flags &= ~SHMRING_POOL_F_DESC;
+	h->checksum = shmring_hdr_checksum(h);
+	cr_assert_eq(shmring_pool_subscribe(n.name, NULL, &q), -EPROTO);
+	cr_assert(strstr(shmring_last_error_detail(), "older library"), "%s",
+		  shmring_last_error_detail());
+	struct stat sb;
+	cr_assert_eq(fstat(shmring_pool_fd(p), &sb), 0);
+	int said = 0;
+	cr_assert_geq(shmring_dump_check_buf(h, (size_t)sb.st_size, older_problem, &said), 1);
+	cr_assert_eq(said, 1, "shmdump names the older library");
+	h->flags |= SHMRING_POOL_F_DESC;
+	h->checksum = shmring_hdr_checksum(h);
+	cr_assert_eq(shmring_pool_subscribe(n.name, NULL, &q), 0);
+	close_and_unlink(n.name, q, p);
+}
+
+/* Subscribers leave (finalizing their records) while the producer publishes without
+ * pause, in both epoch modes (EPOCH in pool.h): the producer's plain odd store with the
+ * leavers' membarrier(), where the kernel has it, and locked increments when
+ * SHMRING_POOL_NO_MEMBARRIER is set. Nothing may be addressed to a record after it is
+ * freed: at the end every buffer is free and no record is left LEAVING. */
+static void leave_while_publishing(int membarrier_off)
+{
+	struct named_pool n;
+	if (membarrier_off)
+		setenv("SHMRING_POOL_NO_MEMBARRIER", "1", 1);
+	else
+		unsetenv("SHMRING_POOL_NO_MEMBARRIER");
+	struct shmring_pool *p = make_pool(&n, "pool-fence", 4096, 8, 3, 1, 0);
+	unsetenv("SHMRING_POOL_NO_MEMBARRIER");
+	long q = syscall(__NR_membarrier, MEMBARRIER_CMD_QUERY, 0, 0);
+	uint64_t want = !membarrier_off && q > 0 && (q & MEMBARRIER_CMD_GLOBAL_EXPEDITED);
+	struct shmring_pool_ctrl *c = shmring_seg_ctrl(shmring_pool_seg(p));
+	cr_assert_eq(atomic_load(&c->fence), want, "fence mode %llu, expected %llu",
+		     (unsigned long long)atomic_load(&c->fence), (unsigned long long)want);
+	cr_assert_eq(p->fence, (int)want);
+	int fds[2];
+	cr_assert_eq(pipe(fds), 0);
+	pid_t kids[2];
+	for (int k = 0; k < 2; k++) {
+		kids[k] = fork();
+		cr_assert_geq(kids[k], 0);
+		if (kids[k] == 0) {
+			/* each joins, takes a frame and leaves, 200 times; its drop-oldest policy
+			 * never holds the producer up */
+			int bad = 0;
+			for (int i = 0; i < 200 && !bad; i++) {
+				struct shmring_pool_sub_opts so = {.policy = SHMRING_POOL_DROP_OLDEST};
+				struct shmring_pool *s = NULL;
+				struct shmring_pool_frame g;
+				if (shmring_pool_subscribe(n.name, &so, &s) != 0)
+					bad = 1;
+				else if (shmring_pool_take_wait(s, &g, WAIT_MS) != 0 ||
+					 shmring_pool_release(s, &g) != 0)
+					bad = 2;
+				if (s && shmring_pool_close(s) != 0)
+					bad = 3;
+			}
+			_exit(bad);
+		}
+	}
+	close(fds[1]);
+	/* publish until both leavers are done (their exit closes the pipe's write end) */
+	struct pollfd pfd = {.fd = fds[0], .events = POLLIN};
+	uint64_t i = 0;
+	while (poll(&pfd, 1, 0) == 0) {
+		int rc = publish_one(p, i++, 4096);
+		cr_assert_geq(rc, 0, "publish: %s", shmring_strerror(rc));
+	}
+	close(fds[0]);
+	for (int k = 0; k < 2; k++) {
+		int st;
+		cr_assert_eq(waitpid(kids[k], &st, 0), kids[k]);
+		cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "leaver %d: status 0x%x", k, st);
+	}
+	cr_log_info("fence mode %llu: %llu frames published while 400 subscribers came and went",
+		    (unsigned long long)want, (unsigned long long)i);
+	cr_assert_eq(pool_stats(p).subscribers, 0, "no record left LEAVING");
+	cr_assert_eq(atomic_load(&c->active), 0);
+	cr_assert_eq(shmring_pool_free_count(p), 8, "nothing addressed to a freed record");
+	close_and_unlink(n.name, p);
+}
+
+Test(pool, leaving_while_publishing_with_membarrier)
+{
+	leave_while_publishing(0);
+}
+
+Test(pool, leaving_while_publishing_with_locked_epochs)
+{
+	leave_while_publishing(1);
+}
+
 /* take_wait on an empty pool whose producer is alive (this process) is neither EOF nor a
  * hang: -ETIMEDOUT after the timeout, counted; the subscriber is intact afterwards. */
 Test(pool, take_wait_times_out_on_an_empty_pool)
@@ -786,9 +947,15 @@ Test(pool, corrupt_control_region_is_eproto)
 	cr_assert_eq(shmring_pool_take(s, &g), -EPROTO, "sticky");
 	atomic_store(&log[0].pos_buf, saved);
 	shmring_pool_close(s);
-	/* a cursor far beyond the tail */
+	/* a descriptor longer than the buffer */
 	s = sub_open(n.name, SHMRING_POOL_BLOCK);
 	cr_assert_eq(publish_one(p, 1, 4096), 1);
+	atomic_store(&log[1].len, 4097);
+	cr_assert_eq(shmring_pool_take(s, &g), -EPROTO);
+	shmring_pool_close(s);
+	/* a cursor far beyond the tail */
+	s = sub_open(n.name, SHMRING_POOL_BLOCK);
+	cr_assert_eq(publish_one(p, 2, 4096), 1);
 	struct shmring_pool_sub *subs = (void *)((uint8_t *)c + geo.subs_off);
 	atomic_store(&subs[sub_stats(s).index].cursor, UINT64_C(5000) << 16);
 	cr_assert_eq(shmring_pool_take(s, &g), -EPROTO);
@@ -797,7 +964,7 @@ Test(pool, corrupt_control_region_is_eproto)
 	int rc;
 	unsigned loans = 0;
 	while ((rc = shmring_pool_loan(p, &f)) == 0 && loans < 8) {
-		fill_frame(&f, 2 + loans, 4096);
+		fill_frame(&f, 3 + loans, 4096);
 		cr_assert_eq(shmring_pool_publish(p, &f), 1);
 		loans++;
 	}

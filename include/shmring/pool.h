@@ -17,15 +17,17 @@
  * and the holder set is exact: reclaiming a dead subscriber is clearing its bit in
  * every word.
  *
- * FRAME LOG. Publication appends one entry {position, buffer, recipients} to a log of
- * log_cap entries (the smallest power of two >= N), storing the entry's position word
- * last with release, then the log tail with release. Each subscriber has its own
- * cursor into the log (the oldest frame queued for it) and polls the entry there: an
- * entry naming the cursor's position is a published frame, one naming the position a
- * lap earlier is "nothing yet", so in the steady state a subscriber reads no line the
- * producer writes but the entry and the frame's metadata (the tail line stays the
- * producer's); only what the entry does not settle (the first lap's zeroed entries, a
- * stale cursor) consults the tail. Every entry between a subscriber's cursor and the tail is addressed to it
+ * FRAME LOG. Publication appends one entry {position, buffer, recipients, descriptor}
+ * to a log of log_cap one-line entries (the smallest power of two >= N), storing the
+ * entry's position word last with release, then the log tail with release. Each
+ * subscriber has its own cursor into the log (the oldest frame queued for it) and polls
+ * the entry there: an entry naming the cursor's position is a published frame, one
+ * naming the position a lap earlier is "nothing yet", so in the steady state a
+ * subscriber reads no line the producer writes but that entry and the frame itself (the
+ * tail line stays the producer's): the descriptor (length, user fields, checksum) rides
+ * in the entry because a second line whose address depends on the entry's buffer index
+ * is a second cache-line trip on every hand-over. Only what the entry does not settle
+ * (the first lap's zeroed entries, a stale cursor) consults the tail. Every entry between a subscriber's cursor and the tail is addressed to it
  * and its buffer keeps that subscriber's bit, so those buffers are distinct and busy:
  * a queue never exceeds N entries and the log never overwrites an entry someone still
  * has to read. A frame's
@@ -64,11 +66,23 @@
  *
  * EPOCH. Everything the producer does to subscriber records and to buffers on their
  * behalf (admission, addressing, dropping, counting stalls) happens between two
- * seq_cst increments of ctrl->epoch (odd inside). A finalizer clears a mask bit
- * (seq_cst) and then reads the epoch (seq_cst): if it is even, any later epoch loads
- * the mask after the clear; if it is odd, it waits for the value to move on (or for
- * the producer to be dead). After both waits nobody but the finalizer touches the
- * record. The producer never sleeps inside an epoch.
+ * increments of ctrl->epoch (odd inside). A finalizer clears a mask bit (seq_cst) and
+ * then reads the epoch (seq_cst): if it is even, any later epoch loads the mask after
+ * the clear; if it is odd, it waits for the value to move on (or for the producer to be
+ * dead). After both waits nobody but the finalizer touches the record. The producer
+ * never sleeps inside an epoch. That needs a store-load fence between the producer's
+ * odd store and its mask loads, and the producer enters an epoch on every publish,
+ * where a locked instruction would wait for the frame's stores. So the fence is
+ * asymmetric where the kernel offers it: a producer that registered for
+ * membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED) sets ctrl->fence at attach (seq_cst,
+ * before its first epoch) and enters epochs with a plain store; a finalizer that reads
+ * ctrl->fence set (seq_cst, after its clear) calls membarrier between its clear and its
+ * epoch load, which puts a full barrier into the producer wherever it runs: either the
+ * producer's mask load follows that barrier and sees the clear, or its odd store
+ * preceded it and the finalizer sees an odd epoch. A finalizer whose membarrier fails
+ * gives up as below (the producer's own sweep finishes the record: in the producer's
+ * thread no fence is needed). Without membarrier (or with SHMRING_POOL_NO_MEMBARRIER set
+ * in the producer's environment) the producer increments with seq_cst RMWs.
  *
  * MEMBERSHIP. A subscriber's record line is written by its take, so every producer
  * read of it (is the record admitted? which policy? how long is its queue?) fetches
@@ -155,7 +169,13 @@
  * themselves in ctrl->joins. A library that does not know it refuses the pool, so no
  * joiner can skip the count the producer relies on (MEMBERSHIP below). */
 #define SHMRING_POOL_F_JOINS (1u << 18)
-#define SHMRING_POOL_F_ALL (SHMRING_POOL_F_CHECKSUM | SHMRING_POOL_F_STAMP | SHMRING_POOL_F_JOINS)
+/* Set by the library on every pool it creates: each log entry is a line (128 bytes)
+ * carrying the frame's descriptor (struct shmring_pool_entry). Pools without it (16-byte
+ * entries, made by an older library) are refused with -EPROTO, and older libraries
+ * refuse these as they refuse any flag they do not know. */
+#define SHMRING_POOL_F_DESC (1u << 19)
+#define SHMRING_POOL_F_ALL \
+	(SHMRING_POOL_F_CHECKSUM | SHMRING_POOL_F_STAMP | SHMRING_POOL_F_JOINS | SHMRING_POOL_F_DESC)
 
 /* Geometry words in the segment header (hdr.geo[]). */
 #define SHMRING_POOL_GEO_NBUFS 0      /* buffers, 1..SHMRING_POOL_MAX_BUFS */
@@ -222,19 +242,24 @@ struct shmring_pool_ctrl {
 	_Atomic uint64_t leaving;      /* subscribers whose queued frames the producer may drop
 				        * whatever their policy (they are leaving) */
 	_Atomic uint64_t joins;        /* subscriber joins so far (SHMRING_POOL_F_JOINS) */
-	uint8_t pad1[SHMRING_LINE - 32];
+	_Atomic uint64_t fence;        /* 1: the owner enters epochs with a plain store, and
+				        * finalizers fence for it (EPOCH); 0: locked increments */
+	uint8_t pad1[SHMRING_LINE - 40];
 	struct shmring_waitq room_q;   /* the producer sleeps here: buffer or queue room */
 	struct shmring_waitq frame_q;  /* subscribers sleep here: a new frame */
 };
 _Static_assert(offsetof(struct shmring_pool_ctrl, owner) == 128, "layout");
 _Static_assert(offsetof(struct shmring_pool_ctrl, joins) == 152, "layout");
+_Static_assert(offsetof(struct shmring_pool_ctrl, fence) == 160, "layout");
 _Static_assert(offsetof(struct shmring_pool_ctrl, room_q) == 256, "layout");
 _Static_assert(offsetof(struct shmring_pool_ctrl, frame_q) == 384, "layout");
 _Static_assert(sizeof(struct shmring_pool_ctrl) == 512, "layout");
 
 /* Per-buffer metadata: one line per buffer (at meta_off + 128 * index). The frame
  * fields are written by the producer while it holds the loan and published by the
- * release store of ctrl->tail. */
+ * release store of ctrl->tail; they are the inspectors' copy (shmdump: what each buffer
+ * holds, however old its log entry). Subscribers read the log entry's descriptor and
+ * only release references here. */
 struct shmring_pool_meta {
 	_Atomic uint64_t state;    /* holder bits | SHMRING_POOL_LOANED; 0: free */
 	_Atomic uint64_t seq;      /* log position of the frame */
@@ -270,12 +295,22 @@ _Static_assert(offsetof(struct shmring_pool_sub, joined_ns) == 32, "layout");
 _Static_assert(offsetof(struct shmring_pool_sub, drops) == 128, "layout");
 _Static_assert(sizeof(struct shmring_pool_sub) == 2 * SHMRING_LINE, "layout");
 
-/* A log entry (at log_off + 16 * (position % log_cap)). */
+/* A log entry: one line (at log_off + 128 * (position % log_cap)) holding the frame's
+ * descriptor, so that a subscriber learns everything about a frame from the line it
+ * polls (SHMRING_POOL_F_DESC). Written by publish, pos_buf last. */
 struct shmring_pool_entry {
-	_Atomic uint64_t pos_buf; /* (position << 16) | buffer */
-	_Atomic uint64_t to;      /* recipients: subscriber bits */
+	_Atomic uint64_t pos_buf;  /* (position << 16) | buffer */
+	_Atomic uint64_t to;       /* recipients: subscriber bits */
+	_Atomic uint64_t len;      /* bytes, <= buf_size */
+	_Atomic uint64_t ts_ns;    /* as in the metadata */
+	_Atomic uint64_t user;
+	_Atomic uint64_t checksum; /* XXH3-64 of [0, len) in a pool with checksums */
+	_Atomic uint32_t width, height, format, stride;
+	uint8_t pad[SHMRING_LINE - 64];
 };
-_Static_assert(sizeof(struct shmring_pool_entry) == 16, "layout");
+_Static_assert(offsetof(struct shmring_pool_entry, len) == 16, "layout");
+_Static_assert(offsetof(struct shmring_pool_entry, width) == 48, "layout");
+_Static_assert(sizeof(struct shmring_pool_entry) == SHMRING_LINE, "layout");
 
 /* Geometry as decoded and checked (shmring_pool_geo_check). */
 struct shmring_pool_geo {
@@ -333,6 +368,7 @@ struct shmring_pool {
 	int spin;
 	int checksum;           /* the pool checksums frames */
 	int stamp;              /* the pool stamps frames the producer left at ts_ns 0 */
+	int fence;              /* producer: finalizers fence for our epochs (ctrl->fence) */
 	/* producer */
 	uint64_t tail;          /* our copy of ctrl->tail (we are its only writer) */
 	uint64_t msgs, bytes;
@@ -489,49 +525,63 @@ SHMRING_INLINE uint64_t shmring__pool_cursor_pos(uint64_t w)
 	return w >> 16;
 }
 
-/* Open the owner's epoch (odd). seq_cst: the active-mask load that follows is ordered
- * after it; pairs with a finalizer's seq_cst fetch_and of ctrl->active and seq_cst load
- * of ctrl->epoch (see EPOCH above). */
+/* Open the owner's epoch (odd). The mask loads that follow must not be performed
+ * before the odd value is visible to a finalizer (a store-load order, see EPOCH). With
+ * ctrl->fence set, the finalizer supplies the fence (membarrier: a barrier in every
+ * running thread of this process, between its mask clear and its epoch load) and this
+ * is a plain store behind a compiler barrier: a locked increment on every publish waits
+ * for the frame's stores to drain, ~10% of a hand-over round trip. Without it, a
+ * seq_cst increment, paired with the finalizer's seq_cst fetch_and of ctrl->active and
+ * seq_cst load of ctrl->epoch. */
 SHMRING_INLINE void shmring__pool_epoch_enter(struct shmring_pool *p)
 {
+	if (shmring_likely(p->fence)) {
+		uint64_t v = shmring_load_relaxed(&p->ctrl->epoch); /* our own last store */
+		/* ordered before our mask loads for finalizers by their membarrier(), which
+		 * pairs with this (epoch_handshake() in src/pool.c); the compiler barrier keeps
+		 * the store in program order before those loads */
+		shmring_store_relaxed(&p->ctrl->epoch, v + 1);
+		atomic_signal_fence(memory_order_seq_cst);
+		return;
+	}
 	/* pairs with epoch_handshake()'s seq_cst loads (src/pool.c) */
 	atomic_fetch_add_explicit(&p->ctrl->epoch, 1, memory_order_seq_cst);
 }
 
-/* Close the epoch (even). seq_cst: pairs with a finalizer's seq_cst load of
- * ctrl->epoch, which then sees everything this epoch did to subscriber records. */
+/* Close the epoch (even). A store, not an RMW: the owner is the only writer of the
+ * epoch, and a locked operation here would wait for the hand-over's stores to drain for
+ * nothing. Release is all a finalizer needs: its seq_cst load that reads this value
+ * sees everything the epoch did to subscriber records, and it read a value older than
+ * the next entry's seq_cst increment, so that epoch's mask loads follow its clear. */
 SHMRING_INLINE void shmring__pool_epoch_exit(struct shmring_pool *p)
 {
-	/* pairs with epoch_handshake()'s seq_cst loads (src/pool.c) */
-	atomic_fetch_add_explicit(&p->ctrl->epoch, 1, memory_order_seq_cst);
+	uint64_t v = shmring_load_relaxed(&p->ctrl->epoch); /* our own last store */
+	/* release: pairs with epoch_handshake()'s seq_cst loads (src/pool.c) */
+	shmring_store_release(&p->ctrl->epoch, v + 1);
 }
 
-/* Fill f from buffer b's metadata (the caller owns a reference to b). */
-SHMRING_INLINE int shmring__pool_read_meta(struct shmring_pool *p, uint32_t b, uint64_t pos,
-					   struct shmring_pool_frame *f)
+/* Copy the descriptor of log entry e (frame at position pos in buffer b) into f.
+ * Relaxed loads: the acquire load of the entry's position word (or of ctrl->tail) that
+ * showed the frame ordered publish's stores before them. The caller reads it while its
+ * cursor still names pos (the entry cannot be reused before the cursor moves on) and
+ * checks len and b before it trusts f. */
+SHMRING_INLINE void shmring__pool_read_entry(const struct shmring_pool *p,
+					     struct shmring_pool_entry *e, uint32_t b,
+					     uint64_t pos, struct shmring_pool_frame *f)
 {
-	struct shmring_pool_meta *m = &p->meta[b];
-	/* relaxed: the acquire load of the log entry (or of ctrl->tail) that showed this
-	 * frame ordered the producer's metadata stores (publish's release stores) before
-	 * these */
-	uint64_t len = shmring_load_relaxed(&m->len);
-	uint64_t seq = shmring_load_relaxed(&m->seq);
-	if (shmring_unlikely(len > p->buf_size || seq != pos))
-		return -EPROTO;
 	f->data = (p->rodata ? p->rodata : p->data) + (uint64_t)b * p->stride;
 	f->capacity = p->buf_size;
-	f->len = len;
-	f->seq = seq;
-	f->ts_ns = shmring_load_relaxed(&m->ts_ns);
-	f->user = shmring_load_relaxed(&m->user);
-	f->checksum = shmring_load_relaxed(&m->checksum);
-	f->width = shmring_load_relaxed(&m->width);
-	f->height = shmring_load_relaxed(&m->height);
-	f->format = shmring_load_relaxed(&m->format);
-	f->stride = shmring_load_relaxed(&m->stride);
-	f->flags = shmring_load_relaxed(&m->flags) & SHMRING_POOL_FRAME_F_CHECKSUM;
+	f->len = shmring_load_relaxed(&e->len);
+	f->seq = pos;
+	f->ts_ns = shmring_load_relaxed(&e->ts_ns);
+	f->user = shmring_load_relaxed(&e->user);
+	f->checksum = shmring_load_relaxed(&e->checksum);
+	f->width = shmring_load_relaxed(&e->width);
+	f->height = shmring_load_relaxed(&e->height);
+	f->format = shmring_load_relaxed(&e->format);
+	f->stride = shmring_load_relaxed(&e->stride);
+	f->flags = p->checksum ? SHMRING_POOL_FRAME_F_CHECKSUM : 0u; /* the pool's, not shared */
 	f->index = b;
-	return 0;
 }
 
 /* Take a free buffer if there is one: 1 and f filled, else 0. Producer only. */
@@ -711,7 +761,16 @@ SHMRING_INLINE int shmring_pool_publish(struct shmring_pool *p, struct shmring_p
 	 * Relaxed: published by the release store of ctrl->tail below. */
 	atomic_fetch_or_explicit(&m->state, to, memory_order_relaxed);
 	struct shmring_pool_entry *e = &p->log[t & p->log_mask];
-	shmring_store_relaxed(&e->to, to); /* published by the pos_buf store below */
+	/* relaxed, all of them: published by the pos_buf store below */
+	shmring_store_relaxed(&e->to, to);
+	shmring_store_relaxed(&e->len, f->len);
+	shmring_store_relaxed(&e->ts_ns, f->ts_ns);
+	shmring_store_relaxed(&e->user, f->user);
+	shmring_store_relaxed(&e->checksum, csum);
+	shmring_store_relaxed(&e->width, f->width);
+	shmring_store_relaxed(&e->height, f->height);
+	shmring_store_relaxed(&e->format, f->format);
+	shmring_store_relaxed(&e->stride, f->stride);
 	/* the entry names its position last. Release: pairs with the acquire load of the
 	 * entry in shmring_pool_take(), which may see the frame before the tail moves */
 	shmring_store_release(&e->pos_buf, (t << 16) | b);
@@ -819,6 +878,11 @@ SHMRING_INLINE int shmring_pool_take(struct shmring_pool *p, struct shmring_pool
 			pb = shmring_load_relaxed(&e->pos_buf);
 			to = shmring_load_relaxed(&e->to);
 		}
+		/* the descriptor now, while our cursor keeps the entry from being reused; it
+		 * is checked below, once the cursor says the frame is ours */
+		uint32_t b = (uint32_t)(pb & 0xffffu);
+		struct shmring_pool_frame d;
+		shmring__pool_read_entry(p, e, b < p->nbufs ? b : 0, c, &d);
 		uint64_t nw = (((c + 1) & SHMRING_POOL_POS_MASK) << 16) | (w & 0xffffu);
 		if (p->policy == SHMRING_POOL_BLOCK) {
 			/* nobody else moves an admitted block subscriber's cursor (the producer
@@ -834,17 +898,16 @@ SHMRING_INLINE int shmring_pool_take(struct shmring_pool *p, struct shmring_pool
 			/* acq_rel: pairs with the producer's drop CAS on this cursor */
 			continue; /* the producer dropped that frame; look again */
 		}
-		uint32_t b = (uint32_t)(pb & 0xffffu);
 		if (shmring_unlikely((pb >> 16) != c || b >= p->nbufs))
 			return shmring__pool_broken(p, -EPROTO,
 					"take: log entry names another position or no buffer");
 		if (shmring_unlikely(!(to & p->bit)))
 			continue; /* not addressed to us (cannot happen while we are admitted) */
-		/* relaxed: our reference keeps the buffer; we only check it is there */
-		if (shmring_unlikely(!(shmring_load_relaxed(&p->meta[b].state) & p->bit)) ||
-		    shmring_unlikely(shmring__pool_read_meta(p, b, c, f) != 0))
-			return shmring__pool_broken(p, -EPROTO,
-					"take: our reference is missing or metadata impossible");
+		if (shmring_unlikely(d.len > p->buf_size))
+			return shmring__pool_broken(p, -EPROTO, "take: frame longer than its buffer");
+		/* our reference in the buffer's state word is not looked at here: that line is
+		 * one more trip per frame, and release finds a missing reference (-EPROTO) */
+		*f = d;
 		p->held++;
 		p->held_map[b >> 6] |= UINT64_C(1) << (b & 63u);
 		p->frames++;
