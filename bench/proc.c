@@ -32,14 +32,6 @@ static void on_alarm(int sig)
 		kill(g_child, SIGKILL);
 }
 
-int bench_pin(int cpu)
-{
-	cpu_set_t set;
-	CPU_ZERO(&set);
-	CPU_SET(cpu, &set);
-	return sched_setaffinity(0, sizeof set, &set) ? -errno : 0;
-}
-
 int bench_fail(struct bench_ctx *c, int rc, const char *fmt, ...)
 {
 	va_list ap;

@@ -89,42 +89,21 @@ int PAIR_CAT(pair_release_, PAIR_PART)(struct shmring_pool *rx, struct shmring_p
 
 #else /* the harness */
 
-#include <sched.h>
+#include "bench.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #define VBIT (UINT64_C(1) << 40) /* in the stamp: build B */
 #define STOP (UINT64_C(1) << 41)
 
-static void pin(int cpu)
-{
-	cpu_set_t s;
-	CPU_ZERO(&s);
-	CPU_SET(cpu, &s);
-	sched_setaffinity(0, sizeof(s), &s);
-}
-
-static int cmp_u64(const void *a, const void *b)
-{
-	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-	return x < y ? -1 : x > y;
-}
-
 static int cmp_dbl(const void *a, const void *b)
 {
 	double x = *(const double *)a, y = *(const double *)b;
 	return x < y ? -1 : x > y;
-}
-
-static double now_s(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
 static int server(int fa, int fb, int ready, size_t size)
@@ -187,18 +166,20 @@ int main(int argc, char **argv)
 	if (pid < 0)
 		return 1;
 	if (pid == 0) {
-		pin(1);
+		bench_pin(1);
 		close(sync[0]);
 		_exit(server(fa, fb, sync[1], size));
 	}
-	pin(0);
+	bench_pin(0);
+	bench_clock_init(0);
 	close(sync[1]);
 	char c;
 	if (read(sync[0], &c, 1) != 1) {
 		fprintf(stderr, "the server did not attach\n");
 		return 1;
 	}
-	uint64_t *t = malloc(sizeof(*t) * (size_t)per), *med = malloc(sizeof(*med) * (size_t)blocks);
+	uint64_t *t = malloc(sizeof(*t) * (size_t)per);
+	double *med = malloc(sizeof(*med) * (size_t)blocks);
 	if (!t || !med)
 		return 1;
 	uint64_t seq = 0;
@@ -207,12 +188,10 @@ int main(int argc, char **argv)
 	for (int i = 0; i < 20000; i++, seq++) /* warm-up */
 		if (pair_put_a(a, seq, size) || pair_take_a(b, &got, size, &f) || pair_release_a(b, &f))
 			return 1;
-	double w0 = now_s();
-	uint64_t c0 = __rdtsc();
+	struct bench_result r;
 	for (int k = 0; k < blocks; k++) {
 		int use_b = k & 1;
-		unsigned aux;
-		uint64_t t0 = __rdtscp(&aux);
+		uint64_t t0 = bench_ticks();
 		for (int i = 0; i < per; i++) {
 			uint64_t sq = seq++ | (use_b ? VBIT : 0);
 			rc = use_b ? pair_put_b(a, sq, size) : pair_put_a(a, sq, size);
@@ -225,35 +204,34 @@ int main(int argc, char **argv)
 					rc ? shmring_strerror(rc) : "wrong stamp");
 				return 1;
 			}
-			uint64_t t1 = __rdtscp(&aux);
+			uint64_t t1 = bench_ticks();
 			t[i] = t1 - t0;
 			t0 = t1;
 		}
-		qsort(t, (size_t)per, sizeof(*t), cmp_u64);
-		med[k] = t[per / 2];
+		memset(&r, 0, sizeof(r));
+		bench_stats(&r, t, (uint64_t)per);
+		med[k] = r.p50;
 	}
-	double ghz = (double)(__rdtsc() - c0) / (now_s() - w0) * 1e-9;
 	if (pair_put_a(a, STOP, size) != 0)
 		return 1;
 	int st;
 	waitpid(pid, &st, 0);
 	int np = blocks / 2;
-	double *r = malloc(sizeof(*r) * (size_t)np);
-	uint64_t *ma = malloc(sizeof(*ma) * (size_t)np), *mb = malloc(sizeof(*mb) * (size_t)np);
-	if (!r || !ma || !mb)
+	double *ratio = malloc(sizeof(*ratio) * (size_t)np), *ma = malloc(sizeof(*ma) * (size_t)np),
+	       *mb = malloc(sizeof(*mb) * (size_t)np);
+	if (!ratio || !ma || !mb)
 		return 1;
 	for (int j = 0; j < np; j++) {
 		ma[j] = med[2 * j];
 		mb[j] = med[2 * j + 1];
-		r[j] = (double)mb[j] / (double)ma[j];
+		ratio[j] = mb[j] / ma[j];
 	}
-	qsort(r, (size_t)np, sizeof(*r), cmp_dbl);
-	qsort(ma, (size_t)np, sizeof(*ma), cmp_u64);
-	qsort(mb, (size_t)np, sizeof(*mb), cmp_u64);
+	qsort(ratio, (size_t)np, sizeof(*ratio), cmp_dbl);
+	qsort(ma, (size_t)np, sizeof(*ma), cmp_dbl);
+	qsort(mb, (size_t)np, sizeof(*mb), cmp_dbl);
 	printf("%zu B, %d pairs of %d round trips: B/A p50 ratio median %.3f (quartiles %.3f %.3f); "
 	       "p50 median A %.0f ns, B %.0f ns\n",
-	       size, np, per, r[np / 2], r[np / 4], r[3 * np / 4], (double)ma[np / 2] / ghz,
-	       (double)mb[np / 2] / ghz);
+	       size, np, per, ratio[np / 2], ratio[np / 4], ratio[3 * np / 4], ma[np / 2], mb[np / 2]);
 	return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : 1;
 }
 #endif

@@ -15,7 +15,8 @@ trap 'rm -rf "$out"' EXIT
 cc="${CC:-cc} -O2 -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror"
 $cc -DPAIR_PART=a -I"$1" -c "$here/pool_pair.c" -o "$out/a.o"
 $cc -DPAIR_PART=b -I"$2" -c "$here/pool_pair.c" -o "$out/b.o"
-$cc -DPAIR_PART=main -I"$root/include" "$here/pool_pair.c" "$out/a.o" "$out/b.o" \
-	-L"$build" -lshmring -Wl,-rpath,"$build" -o "$out/pool_pair"
+$cc -DPAIR_PART=main -I"$root/include" -I"$root/bench" "$here/pool_pair.c" \
+	"$root/bench/clock.c" "$root/bench/stats.c" "$root/bench/cpu.c" "$out/a.o" "$out/b.o" \
+	-L"$build" -lshmring -Wl,-rpath,"$build" -lm -o "$out/pool_pair"
 shift 2
 "$out/pool_pair" "$@"

@@ -560,6 +560,20 @@ SHMRING_INLINE void shmring__pool_epoch_exit(struct shmring_pool *p)
 	shmring_store_release(&p->ctrl->epoch, v + 1);
 }
 
+/* Store frame f's descriptor into dst (a struct shmring_pool_meta or a log entry, which
+ * name the fields alike), relaxed: the caller's release store publishes them. */
+#define SHMRING__POOL_STORE_DESC(dst, f, csum)                          \
+	do {                                                           \
+		shmring_store_relaxed(&(dst)->len, (f)->len);          \
+		shmring_store_relaxed(&(dst)->ts_ns, (f)->ts_ns);      \
+		shmring_store_relaxed(&(dst)->user, (f)->user);        \
+		shmring_store_relaxed(&(dst)->checksum, (csum));       \
+		shmring_store_relaxed(&(dst)->width, (f)->width);      \
+		shmring_store_relaxed(&(dst)->height, (f)->height);    \
+		shmring_store_relaxed(&(dst)->format, (f)->format);    \
+		shmring_store_relaxed(&(dst)->stride, (f)->stride);    \
+	} while (0)
+
 /* Copy the descriptor of log entry e (frame at position pos in buffer b) into f.
  * Relaxed loads: the acquire load of the entry's position word (or of ctrl->tail) that
  * showed the frame ordered publish's stores before them. The caller reads it while its
@@ -702,14 +716,7 @@ SHMRING_INLINE int shmring_pool_publish(struct shmring_pool *p, struct shmring_p
 	uint64_t t = p->tail;
 	/* relaxed, all of them: published by the release store of ctrl->tail below */
 	shmring_store_relaxed(&m->seq, t);
-	shmring_store_relaxed(&m->len, f->len);
-	shmring_store_relaxed(&m->ts_ns, f->ts_ns);
-	shmring_store_relaxed(&m->user, f->user);
-	shmring_store_relaxed(&m->checksum, csum);
-	shmring_store_relaxed(&m->width, f->width);
-	shmring_store_relaxed(&m->height, f->height);
-	shmring_store_relaxed(&m->format, f->format);
-	shmring_store_relaxed(&m->stride, f->stride);
+	SHMRING__POOL_STORE_DESC(m, f, csum);
 	shmring_store_relaxed(&m->flags, p->checksum ? SHMRING_POOL_FRAME_F_CHECKSUM : 0u);
 
 	shmring__pool_epoch_enter(p);
@@ -763,14 +770,7 @@ SHMRING_INLINE int shmring_pool_publish(struct shmring_pool *p, struct shmring_p
 	struct shmring_pool_entry *e = &p->log[t & p->log_mask];
 	/* relaxed, all of them: published by the pos_buf store below */
 	shmring_store_relaxed(&e->to, to);
-	shmring_store_relaxed(&e->len, f->len);
-	shmring_store_relaxed(&e->ts_ns, f->ts_ns);
-	shmring_store_relaxed(&e->user, f->user);
-	shmring_store_relaxed(&e->checksum, csum);
-	shmring_store_relaxed(&e->width, f->width);
-	shmring_store_relaxed(&e->height, f->height);
-	shmring_store_relaxed(&e->format, f->format);
-	shmring_store_relaxed(&e->stride, f->stride);
+	SHMRING__POOL_STORE_DESC(e, f, csum);
 	/* the entry names its position last. Release: pairs with the acquire load of the
 	 * entry in shmring_pool_take(), which may see the frame before the tail moves */
 	shmring_store_release(&e->pos_buf, (t << 16) | b);
