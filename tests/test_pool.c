@@ -16,7 +16,10 @@
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <linux/filter.h>
 #include <linux/membarrier.h>
+#include <linux/seccomp.h>
+#include <stddef.h>
 #include <poll.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
@@ -860,6 +863,71 @@ Test(pool, leaving_while_publishing_with_membarrier)
 Test(pool, leaving_while_publishing_with_locked_epochs)
 {
 	leave_while_publishing(1);
+}
+
+/* Make membarrier() fail with EPERM in this process, as a seccomp sandbox may. */
+static int deny_membarrier(void)
+{
+	struct sock_filter f[] = {
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_membarrier, 0, 1),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | (EPERM & SECCOMP_RET_DATA)),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+	};
+	struct sock_fprog prog = {.len = sizeof(f) / sizeof(f[0]), .filter = f};
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
+		return -1;
+	return prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog);
+}
+
+/* A subscriber that cannot call membarrier() (a sandbox) while the producer relies on it
+ * cannot finish leaving on its own: its close gives up as if the producer had stayed in
+ * an epoch, leaving the record LEAVING with its references still counted, and the
+ * producer's sweep (here shmring_pool_reclaim, every 100 ms on its own) finishes it. */
+Test(pool, leaver_without_membarrier_is_finished_by_the_producer)
+{
+	struct named_pool n;
+	unsetenv("SHMRING_POOL_NO_MEMBARRIER");
+	struct shmring_pool *p = make_pool(&n, "pool-nomb", 4096, 8, 2, 1, 0);
+	struct shmring_pool_ctrl *c = shmring_seg_ctrl(shmring_pool_seg(p));
+	if (atomic_load(&c->fence) == 0)
+		cr_skip_test("this kernel has no membarrier(GLOBAL_EXPEDITED): nothing to fall back from");
+	int up[2], go[2];
+	cr_assert_eq(pipe(up), 0);
+	cr_assert_eq(pipe(go), 0);
+	pid_t kid = fork();
+	cr_assert_geq(kid, 0);
+	if (kid == 0) {
+		char ch = 0;
+		if (deny_membarrier() != 0)
+			_exit(10);
+		struct shmring_pool *s = NULL;
+		struct shmring_pool_frame g;
+		if (shmring_pool_subscribe(n.name, NULL, &s) != 0)
+			_exit(11);
+		if (write(up[1], &ch, 1) != 1 || read(go[0], &ch, 1) != 1)
+			_exit(12);
+		/* one frame taken and released, one left queued for close to drop */
+		if (shmring_pool_take(s, &g) != 0 || shmring_pool_release(s, &g) != 0)
+			_exit(13);
+		_exit(shmring_pool_close(s) == 0 ? 0 : 14);
+	}
+	char ch;
+	cr_assert_eq(read(up[0], &ch, 1), 1);
+	cr_assert_eq(publish_one(p, 0, 4096), 1);
+	cr_assert_eq(publish_one(p, 1, 4096), 1);
+	cr_assert_eq(write(go[1], &ch, 1), 1);
+	int st;
+	cr_assert_eq(waitpid(kid, &st, 0), kid);
+	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "leaver: status 0x%x", st);
+	cr_assert_eq(pool_stats(p).subscribers, 1, "left LEAVING");
+	cr_assert_eq(shmring_pool_free_count(p), 7, "its queued frame still pinned");
+	cr_assert_eq(shmring_pool_reclaim(p), 1);
+	cr_assert_eq(pool_stats(p).subscribers, 0);
+	cr_assert_eq(shmring_pool_free_count(p), 8, "every buffer back");
+	cr_assert_eq(atomic_load(&c->active), 0);
+	cr_assert_eq(atomic_load(&hdr_stats(p)->abandoned), 0, "a clean leaver, not a dead one");
+	close_and_unlink(n.name, p);
 }
 
 /* take_wait on an empty pool whose producer is alive (this process) is neither EOF nor a
