@@ -912,10 +912,6 @@ SHMRING_INLINE int shmring_pool_take(struct shmring_pool *p, struct shmring_pool
 		/* our reference in the buffer's state word is not looked at here: that line is
 		 * one more trip per frame, and release finds a missing reference (-EPROTO) */
 		*f = d;
-		/* release will RMW this state word, which the producer's publish wrote a moment
-		 * ago: fetch its line for writing now, while the caller reads the frame, rather
-		 * than stall release on it (-5..-10% on a round trip here). A hint only */
-		__builtin_prefetch(&p->meta[b].state, 1, 3);
 		p->held++;
 		p->held_map[b >> 6] |= UINT64_C(1) << (b & 63u);
 		p->frames++;
