@@ -803,7 +803,8 @@ static void leave_while_publishing(int membarrier_off)
 	struct shmring_pool *p = make_pool(&n, "pool-fence", 4096, 8, 3, 1, 0);
 	unsetenv("SHMRING_POOL_NO_MEMBARRIER");
 	long q = syscall(__NR_membarrier, MEMBARRIER_CMD_QUERY, 0, 0);
-	uint64_t want = !membarrier_off && q > 0 && (q & MEMBARRIER_CMD_GLOBAL_EXPEDITED);
+	uint64_t want = !membarrier_off && q > 0 && (q & MEMBARRIER_CMD_GLOBAL_EXPEDITED) &&
+			(q & MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED);
 	struct shmring_pool_ctrl *c = shmring_seg_ctrl(shmring_pool_seg(p));
 	cr_assert_eq(atomic_load(&c->fence), want, "fence mode %llu, expected %llu",
 		     (unsigned long long)atomic_load(&c->fence), (unsigned long long)want);

@@ -820,8 +820,9 @@ SHMRING_INLINE int shmring_pool_cancel(struct shmring_pool *p, struct shmring_po
 
 /*
  * Take the oldest frame queued for this subscriber; f->data is readable until release.
+ * f is filled when take returns 0 (on an error its contents mean nothing).
  * Concurrency: this subscriber only. Ordering: the acquire load of the log entry (or
- * of ctrl->tail) pairs with publish's release stores (frame and metadata visible); a
+ * of ctrl->tail) pairs with publish's release stores (frame and descriptor visible); a
  * drop-oldest subscriber's cursor CAS is acq_rel and races with the producer's drop of
  * the same frame (exactly one of them wins); a block subscriber, whose cursor only it
  * moves, stores it with release.
@@ -883,11 +884,11 @@ SHMRING_INLINE int shmring_pool_take(struct shmring_pool *p, struct shmring_pool
 			pb = shmring_load_relaxed(&e->pos_buf);
 			to = shmring_load_relaxed(&e->to);
 		}
-		/* the descriptor now, while our cursor keeps the entry from being reused; it
-		 * is checked below, once the cursor says the frame is ours */
+		/* the descriptor now, while our cursor keeps the entry from being reused,
+		 * straight into f (meaningful only once we return 0); it is checked below,
+		 * once the cursor says the frame is ours */
 		uint32_t b = (uint32_t)(pb & 0xffffu);
-		struct shmring_pool_frame d;
-		shmring__pool_read_entry(p, e, b < p->nbufs ? b : 0, c, &d);
+		shmring__pool_read_entry(p, e, b < p->nbufs ? b : 0, c, f);
 		uint64_t nw = (((c + 1) & SHMRING_POOL_POS_MASK) << 16) | (w & 0xffffu);
 		if (p->policy == SHMRING_POOL_BLOCK) {
 			/* nobody else moves an admitted block subscriber's cursor (the producer
@@ -908,11 +909,10 @@ SHMRING_INLINE int shmring_pool_take(struct shmring_pool *p, struct shmring_pool
 					"take: log entry names another position or no buffer");
 		if (shmring_unlikely(!(to & p->bit)))
 			continue; /* not addressed to us (cannot happen while we are admitted) */
-		if (shmring_unlikely(d.len > p->buf_size))
+		if (shmring_unlikely(f->len > p->buf_size))
 			return shmring__pool_broken(p, -EPROTO, "take: frame longer than its buffer");
 		/* our reference in the buffer's state word is not looked at here: that line is
 		 * one more trip per frame, and release finds a missing reference (-EPROTO) */
-		*f = d;
 		p->held++;
 		p->held_map[b >> 6] |= UINT64_C(1) << (b & 63u);
 		p->frames++;
