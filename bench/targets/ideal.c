@@ -1,0 +1,234 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The ideal shapes: what a round trip of that shape costs with nothing but its stores
+ * and loads. Messages are numbered by their stamp (the round trip's seq, which grows by
+ * one per round trip of the variant on both sides), so a slot is seq modulo the ring
+ * and a stale slot never reads as the awaited one.
+ *  - floor: one line, written by each side in turn (the client 2 seq + 1, the server
+ *    the next number). The writer already holds the line it just read.
+ *  - ring1: one line per message, a ring per direction (1 MiB each): the smallest
+ *    message any pair of one-way rings can carry.
+ *  - ring2: two lines per message (a flag line and the line after it, which carries the
+ *    last stamp): a 64-byte payload with any header needs two.
+ *  - handoff: a buffer handed over by index: the sender takes a buffer (4 of 1080p
+ *    size) once the receiver gave it back (a state line per buffer), stamps its first
+ *    and last bytes, and writes the index into an entry line; the receiver reads the
+ *    entry, then the buffer's two lines, then gives the buffer back.
+ */
+#include "targets.h"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#define LINES 16384u  /* ring1: 1 MiB per direction */
+#define ENTRIES 64u
+#define NBUF 4u
+#define FRAME 3110400u /* 1080p NV12 */
+
+struct line {
+	_Atomic uint64_t w[8];
+};
+
+struct dir {
+	struct line ring1[LINES];
+	struct line ring2[2 * LINES];
+	struct line entry[ENTRIES];
+	struct line state[NBUF];
+};
+
+struct tg_ideal {
+	_Alignas(64) _Atomic uint64_t floor;
+	_Alignas(64) struct dir d[2]; /* [0] client -> server, [1] back */
+};
+
+/* The frames of each direction: mapped before fork, at the same address in both. */
+static unsigned char *frames[2];
+
+int tg_ideal_setup(struct tg_ctx *c)
+{
+	void *m = mmap(NULL, sizeof(struct tg_ideal), PROT_READ | PROT_WRITE,
+		       MAP_SHARED | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+	if (m == MAP_FAILED)
+		return -errno;
+	c->ideal = m;
+	for (int i = 0; i < 2; i++) {
+		/* only the stamps' pages are touched: no MAP_POPULATE for 12 MB */
+		void *f = mmap(NULL, (size_t)FRAME * NBUF, PROT_READ | PROT_WRITE,
+			       MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+		if (f == MAP_FAILED)
+			return -errno;
+		frames[i] = f;
+	}
+	return 0;
+}
+
+static int wait_eq(const struct tg_ctx *c, _Atomic uint64_t *w, uint64_t want)
+{
+	unsigned n = 0;
+	int rc;
+	/* each caller names the release store this acquire pairs with */
+	while (atomic_load_explicit(w, memory_order_acquire) != want)
+		if ((rc = tg_spin(c, &n)) != 0)
+			return rc;
+	return 0;
+}
+
+/* ---- floor ---- */
+
+static int floor_client(struct tg_ctx *c, uint64_t seq)
+{
+	/* pairs with the server's acquire in wait_eq() */
+	atomic_store_explicit(&c->ideal->floor, 2 * seq + 1, memory_order_release);
+	return wait_eq(c, &c->ideal->floor, 2 * seq + 2);
+}
+
+static int floor_server(struct tg_ctx *c, uint64_t seq)
+{
+	int rc = wait_eq(c, &c->ideal->floor, 2 * seq + 1);
+	if (rc == 0) /* pairs with the client's acquire in wait_eq() */
+		atomic_store_explicit(&c->ideal->floor, 2 * seq + 2, memory_order_release);
+	return rc;
+}
+
+const struct tg_variant tg_floor = {
+	"floor", "one line written by each side in turn", floor_client, floor_server,
+};
+
+/* ---- ring1 ---- */
+
+static void ring1_send(struct tg_ctx *c, int d, uint64_t seq)
+{
+	/* pairs with the receiver's acquire in ring1_recv() */
+	atomic_store_explicit(&c->ideal->d[d].ring1[seq % LINES].w[0], seq, memory_order_release);
+}
+
+static int ring1_recv(struct tg_ctx *c, int d, uint64_t seq)
+{
+	return wait_eq(c, &c->ideal->d[d].ring1[seq % LINES].w[0], seq);
+}
+
+static int ring1_client(struct tg_ctx *c, uint64_t seq)
+{
+	ring1_send(c, 0, seq);
+	return ring1_recv(c, 1, seq);
+}
+
+static int ring1_server(struct tg_ctx *c, uint64_t seq)
+{
+	int rc = ring1_recv(c, 0, seq);
+	if (rc == 0)
+		ring1_send(c, 1, seq);
+	return rc;
+}
+
+const struct tg_variant tg_ring1 = {
+	"ideal-ring1", "one-way rings, one line per message", ring1_client, ring1_server,
+};
+
+/* ---- ring2 ---- */
+
+static void ring2_send(struct tg_ctx *c, int d, uint64_t seq)
+{
+	struct line *l = &c->ideal->d[d].ring2[2 * (seq % LINES)];
+	atomic_store_explicit(&l[1].w[7], seq, memory_order_relaxed);
+	/* pairs with the receiver's acquire in ring2_recv(); publishes l[1] too */
+	atomic_store_explicit(&l[0].w[0], seq, memory_order_release);
+}
+
+static int ring2_recv(struct tg_ctx *c, int d, uint64_t seq)
+{
+	struct line *l = &c->ideal->d[d].ring2[2 * (seq % LINES)];
+	int rc = wait_eq(c, &l[0].w[0], seq);
+	if (rc == 0 && atomic_load_explicit(&l[1].w[7], memory_order_relaxed) != seq)
+		rc = -EPROTO;
+	return rc;
+}
+
+static int ring2_client(struct tg_ctx *c, uint64_t seq)
+{
+	ring2_send(c, 0, seq);
+	return ring2_recv(c, 1, seq);
+}
+
+static int ring2_server(struct tg_ctx *c, uint64_t seq)
+{
+	int rc = ring2_recv(c, 0, seq);
+	if (rc == 0)
+		ring2_send(c, 1, seq);
+	return rc;
+}
+
+const struct tg_variant tg_ring2 = {
+	"ideal-ring2", "one-way rings, two lines per message", ring2_client, ring2_server,
+};
+
+/* ---- handoff ---- */
+
+static int handoff_send(struct tg_ctx *c, int d, uint64_t seq)
+{
+	struct dir *dd = &c->ideal->d[d];
+	uint64_t b = seq % NBUF;
+	/* the buffer's last holder gave it back: pairs with the release in handoff_done() */
+	int rc = wait_eq(c, &dd->state[b].w[0], 0);
+	if (rc)
+		return rc;
+	atomic_store_explicit(&dd->state[b].w[0], 1, memory_order_relaxed);
+	unsigned char *f = frames[d] + b * FRAME;
+	memcpy(f, &seq, 8);
+	memcpy(f + FRAME - 8, &seq, 8);
+	struct line *e = &dd->entry[seq % ENTRIES];
+	atomic_store_explicit(&e->w[1], b, memory_order_relaxed);
+	/* pairs with the receiver's acquire in handoff_recv(); publishes the frame */
+	atomic_store_explicit(&e->w[0], seq, memory_order_release);
+	return 0;
+}
+
+static int handoff_recv(struct tg_ctx *c, int d, uint64_t seq, uint64_t *b)
+{
+	struct line *e = &c->ideal->d[d].entry[seq % ENTRIES];
+	int rc = wait_eq(c, &e->w[0], seq);
+	if (rc)
+		return rc;
+	*b = atomic_load_explicit(&e->w[1], memory_order_relaxed);
+	if (*b >= NBUF)
+		return -EPROTO;
+	const unsigned char *f = frames[d] + *b * FRAME;
+	uint64_t x, y;
+	memcpy(&x, f, 8);
+	memcpy(&y, f + FRAME - 8, 8);
+	return x == seq && y == seq ? 0 : -EPROTO;
+}
+
+static void handoff_done(struct tg_ctx *c, int d, uint64_t b)
+{
+	/* pairs with the acquire in handoff_send()'s wait_eq() */
+	atomic_store_explicit(&c->ideal->d[d].state[b].w[0], 0, memory_order_release);
+}
+
+static int handoff_client(struct tg_ctx *c, uint64_t seq)
+{
+	uint64_t b;
+	int rc = handoff_send(c, 0, seq);
+	if (rc == 0)
+		rc = handoff_recv(c, 1, seq, &b);
+	if (rc == 0)
+		handoff_done(c, 1, b);
+	return rc;
+}
+
+static int handoff_server(struct tg_ctx *c, uint64_t seq)
+{
+	uint64_t b;
+	int rc = handoff_recv(c, 0, seq, &b);
+	if (rc == 0) /* answer first, then give the buffer back, as the library's server */
+		rc = handoff_send(c, 1, seq);
+	if (rc == 0)
+		handoff_done(c, 0, b);
+	return rc;
+}
+
+const struct tg_variant tg_handoff = {
+	"ideal-handoff", "1080p buffers handed over by index and given back",
+	handoff_client, handoff_server,
+};

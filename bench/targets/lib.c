@@ -1,0 +1,221 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The library's channels, as shmring-bench's zero-copy round trips use them: spsc with
+ * 64-byte records over two default (1 MiB) rings; pool with 1080p and 4K NV12 frames
+ * over two pools each (4 buffers, one block subscriber). Only the stamps (first and
+ * last 8 bytes) are written into and read from a message in place. The server answers
+ * before it gives the request back: the reply is on the round trip's path, the release
+ * is not.
+ */
+#include "targets.h"
+
+#include "shmring/pool.h"
+#include "shmring/spsc.h"
+
+#include <errno.h>
+#include <string.h>
+#include <unistd.h>
+
+#define SPSC_SIZE 64u
+static const uint64_t frame_size[2] = {3110400u, 12441600u};
+
+struct tg_lib {
+	struct shmring_spsc *stx, *srx;
+	struct shmring_pool *ptx[2], *prx[2];
+	int fd[6]; /* the server's ends: spsc a, b; pool 1080p a, b; 4K a, b */
+};
+
+static struct tg_lib lib;
+
+int tg_lib_setup(struct tg_ctx *c)
+{
+	struct shmring_spsc_opts so = {0};
+	struct shmring_pool_sub_opts sub = {.policy = SHMRING_POOL_BLOCK};
+	int rc = shmring_spsc_create(NULL, &so, SHMRING_ROLE_PRODUCER, &lib.stx);
+	if (rc == 0)
+		rc = shmring_spsc_create(NULL, &so, SHMRING_ROLE_CONSUMER, &lib.srx);
+	for (int k = 0; k < 2 && rc == 0; k++) {
+		struct shmring_pool_opts po = {
+			.buf_size = frame_size[k], .nbufs = 4, .max_subs = 1, .max_held = 1,
+		};
+		rc = shmring_pool_create(NULL, &po, NULL, &lib.ptx[k]);
+		if (rc == 0)
+			rc = shmring_pool_create(NULL, &po, &sub, &lib.prx[k]);
+	}
+	if (rc)
+		return rc;
+	/* handles do not survive fork(): the server opens the channels again */
+	lib.fd[0] = dup(shmring_spsc_fd(lib.stx));
+	lib.fd[1] = dup(shmring_spsc_fd(lib.srx));
+	for (int k = 0; k < 2; k++) {
+		lib.fd[2 + 2 * k] = dup(shmring_pool_fd(lib.ptx[k]));
+		lib.fd[3 + 2 * k] = dup(shmring_pool_fd(lib.prx[k]));
+	}
+	for (int i = 0; i < 6; i++)
+		if (lib.fd[i] < 0)
+			return -errno;
+	c->lib = &lib;
+	return 0;
+}
+
+int tg_lib_attach(struct tg_ctx *c)
+{
+	struct tg_lib *l = &lib;
+	struct shmring_pool_sub_opts sub = {.policy = SHMRING_POOL_BLOCK};
+	/* the parent's handles stay behind, unused: the server acts only through its own */
+	int rc = shmring_spsc_open_fd(l->fd[0], SHMRING_ROLE_CONSUMER, &l->srx);
+	if (rc == 0)
+		rc = shmring_spsc_open_fd(l->fd[1], SHMRING_ROLE_PRODUCER, &l->stx);
+	for (int k = 0; k < 2 && rc == 0; k++) {
+		rc = shmring_pool_subscribe_fd(l->fd[2 + 2 * k], &sub, &l->prx[k]);
+		if (rc == 0)
+			rc = shmring_pool_open_producer_fd(l->fd[3 + 2 * k], &l->ptx[k]);
+	}
+	c->lib = l;
+	return rc;
+}
+
+static void stamp(void *p, size_t len, uint64_t seq)
+{
+	memcpy(p, &seq, 8);
+	memcpy((unsigned char *)p + len - 8, &seq, 8);
+}
+
+static int unstamp(const void *p, size_t len, uint64_t seq)
+{
+	uint64_t x, y;
+	memcpy(&x, p, 8);
+	memcpy(&y, (const unsigned char *)p + len - 8, 8);
+	return x == seq && y == seq ? 0 : -EPROTO;
+}
+
+/* ---- spsc ---- */
+
+static int spsc_send(struct tg_ctx *c, uint64_t seq)
+{
+	void *buf;
+	unsigned n = 0;
+	int rc;
+	while ((rc = shmring_spsc_reserve(c->lib->stx, SPSC_SIZE, &buf)) == -EAGAIN)
+		if ((rc = tg_spin(c, &n)) != 0)
+			return rc;
+	if (rc)
+		return rc;
+	stamp(buf, SPSC_SIZE, seq);
+	rc = shmring_spsc_commit(c->lib->stx);
+	return rc == 1 ? 0 : rc < 0 ? rc : -EIO;
+}
+
+static int spsc_recv(struct tg_ctx *c, uint64_t seq)
+{
+	struct shmring_rec r = {0};
+	unsigned n = 0;
+	int rc;
+	while ((rc = shmring_spsc_peek(c->lib->srx, &r)) == -EAGAIN)
+		if ((rc = tg_spin(c, &n)) != 0)
+			return rc;
+	if (rc)
+		return rc;
+	return r.len == SPSC_SIZE ? unstamp(r.data, SPSC_SIZE, seq) : -EPROTO;
+}
+
+static int spsc_done(struct tg_ctx *c)
+{
+	int rc = shmring_spsc_release(c->lib->srx);
+	return rc == 1 ? 0 : rc < 0 ? rc : -EIO;
+}
+
+static int spsc_client(struct tg_ctx *c, uint64_t seq)
+{
+	int rc = spsc_send(c, seq);
+	if (rc == 0)
+		rc = spsc_recv(c, seq);
+	return rc ? rc : spsc_done(c);
+}
+
+static int spsc_server(struct tg_ctx *c, uint64_t seq)
+{
+	int rc = spsc_recv(c, seq);
+	if (rc == 0)
+		rc = spsc_send(c, seq);
+	return rc ? rc : spsc_done(c);
+}
+
+const struct tg_variant tg_spsc64 = {
+	"spsc-64", "shmring spsc, 64-byte records", spsc_client, spsc_server,
+};
+
+/* ---- pool ---- */
+
+static int pool_send(struct tg_ctx *c, int k, uint64_t seq)
+{
+	struct shmring_pool_frame f;
+	unsigned n = 0;
+	int rc;
+	while ((rc = shmring_pool_loan(c->lib->ptx[k], &f)) == -EAGAIN)
+		if ((rc = tg_spin(c, &n)) != 0)
+			return rc;
+	if (rc)
+		return rc;
+	stamp(f.data, frame_size[k], seq);
+	f.len = frame_size[k];
+	rc = shmring_pool_publish(c->lib->ptx[k], &f);
+	return rc == 1 ? 0 : rc < 0 ? rc : -ENOTCONN;
+}
+
+static int pool_recv(struct tg_ctx *c, int k, uint64_t seq, struct shmring_pool_frame *f)
+{
+	unsigned n = 0;
+	int rc;
+	while ((rc = shmring_pool_take(c->lib->prx[k], f)) == -EAGAIN)
+		if ((rc = tg_spin(c, &n)) != 0)
+			return rc;
+	if (rc)
+		return rc;
+	return f->len == frame_size[k] ? unstamp(f->data, frame_size[k], seq) : -EPROTO;
+}
+
+static int pool_client(struct tg_ctx *c, int k, uint64_t seq)
+{
+	struct shmring_pool_frame f;
+	int rc = pool_send(c, k, seq);
+	if (rc == 0)
+		rc = pool_recv(c, k, seq, &f);
+	return rc ? rc : shmring_pool_release(c->lib->prx[k], &f);
+}
+
+static int pool_server(struct tg_ctx *c, int k, uint64_t seq)
+{
+	struct shmring_pool_frame f;
+	int rc = pool_recv(c, k, seq, &f);
+	if (rc == 0)
+		rc = pool_send(c, k, seq);
+	return rc ? rc : shmring_pool_release(c->lib->prx[k], &f);
+}
+
+static int pool1080_client(struct tg_ctx *c, uint64_t seq)
+{
+	return pool_client(c, 0, seq);
+}
+
+static int pool1080_server(struct tg_ctx *c, uint64_t seq)
+{
+	return pool_server(c, 0, seq);
+}
+
+static int pool4k_client(struct tg_ctx *c, uint64_t seq)
+{
+	return pool_client(c, 1, seq);
+}
+
+static int pool4k_server(struct tg_ctx *c, uint64_t seq)
+{
+	return pool_server(c, 1, seq);
+}
+
+const struct tg_variant tg_pool1080 = {
+	"pool-1080p", "shmring pool, 1080p NV12 frames", pool1080_client, pool1080_server,
+};
+const struct tg_variant tg_pool4k = {
+	"pool-4k", "shmring pool, 4K NV12 frames", pool4k_client, pool4k_server,
+};

@@ -1,0 +1,67 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * shmring-targets: the round-trip targets judged in one process pair, at one placement.
+ *
+ * The two vCPUs here move between placements every second or so, and the floor's round
+ * trip moves with them several-fold (60, 120, 250-400 ns). shmring-bench runs its tests
+ * one after the other, so a ratio of two of its tests may compare two placements. Here
+ * every variant runs in blocks of round trips, the variants taking turns, and a ratio is
+ * taken between the blocks of one turn (a cycle), which see the same placement; the
+ * median over the cycles is the figure.
+ *
+ * Besides the floor and the library's channels, "ideal" variants measure what a ring of
+ * that shape costs with nothing but its stores and loads (no validation, no wake check,
+ * no statistics): the part of a gap that belongs to the shape rather than to shmring.
+ */
+#ifndef SHMRING_TARGETS_H
+#define SHMRING_TARGETS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "shmring/common.h"
+
+struct tg_ideal;   /* ideal.c */
+struct tg_lib;     /* lib.c */
+
+/* One side's view: side 0 is the client (CPU A), 1 the server (CPU B). */
+struct tg_ctx {
+	int side;
+	pid_t peer;              /* the client watches the server, the server its parent */
+	struct tg_ideal *ideal;
+	struct tg_lib *lib;
+};
+
+/* A variant: client() makes one round trip with stamp seq; server() answers the one
+ * with stamp seq. Both return 0 or a negative errno (-EPROTO: wrong or torn stamp). */
+struct tg_variant {
+	const char *name;
+	const char *what;
+	int (*client)(struct tg_ctx *c, uint64_t seq);
+	int (*server)(struct tg_ctx *c, uint64_t seq);
+};
+
+/* Bounded spin for every wait of the tool: a pause per poll; every 4096 polls a check
+ * that the peer lives (-ESRCH if not); after about a million, a yield per check (the
+ * peer is pinned to the other CPU, so yielding matters only to other processes). */
+int tg_spin_slow(const struct tg_ctx *c, unsigned n);
+
+static inline int tg_spin(const struct tg_ctx *c, unsigned *n)
+{
+	shmring_cpu_relax();
+	if (__builtin_expect(++*n % 4096 == 0, 0))
+		return tg_spin_slow(c, *n);
+	return 0;
+}
+
+/* Ideal shapes (ideal.c), over one MAP_SHARED mapping made before fork. */
+int tg_ideal_setup(struct tg_ctx *c);
+extern const struct tg_variant tg_floor, tg_ring1, tg_ring2, tg_handoff;
+
+/* The library's channels (lib.c): made before fork, attached again by the server. */
+int tg_lib_setup(struct tg_ctx *c);
+int tg_lib_attach(struct tg_ctx *c);
+extern const struct tg_variant tg_spsc64, tg_pool1080, tg_pool4k;
+
+#endif
