@@ -543,6 +543,51 @@ Test(pool, block_subscriber_backpressure)
 	close_and_unlink(n.name, p);
 }
 
+/* CREDIT in pool.h: the producer learns a block subscriber's progress from the buffers
+ * it gave back (frames published before it joined, or queued, or taken and still held,
+ * teach nothing): the queue depth holds whatever was learned. */
+Test(pool, queue_depth_holds_when_the_producer_learns_from_buffers)
+{
+	struct named_pool n;
+	struct shmring_pool_opts o = {
+		.buf_size = 4096, .nbufs = 8, .max_subs = 1, .max_held = 1, .queue_depth = 2,
+	};
+	struct shmring_pool *p = NULL, *s;
+	struct shmring_pool_frame f, g;
+	pool_name(&n, "pool-credit");
+	cr_assert_eq(shmring_pool_create(n.name, &o, NULL, &p), 0);
+	publish_n(p, 7, 4096, 0); /* buffers 0-6 now hold frames nobody was sent */
+	s = sub_open(n.name, SHMRING_POOL_BLOCK);
+	publish_now(p, 7, 4096, 1); /* admits s */
+	publish_now(p, 8, 4096, 1);
+	cr_assert_eq(shmring_pool_loan(p, &f), -EAGAIN, "queue_depth 2 reached");
+	take_expect(s, 0, 7, 4096);
+	publish_now(p, 9, 4096, 1);
+	cr_assert_eq(shmring_pool_loan(p, &f), -EAGAIN);
+	/* a steady hand-over, where the producer learns from the buffers s gives back */
+	take_expect(s, 0, 8, 4096);
+	take_expect(s, 0, 9, 4096);
+	for (uint64_t i = 10; i < 60; i++) {
+		publish_now(p, i, 4096, 1);
+		take_expect(s, 0, i, 4096);
+	}
+	/* s stops taking: exactly queue_depth more frames, whatever was learned */
+	publish_now(p, 60, 4096, 1);
+	publish_now(p, 61, 4096, 1);
+	cr_assert_eq(shmring_pool_loan(p, &f), -EAGAIN, "s is 2 behind");
+	/* a frame taken and held keeps its buffer's bit: room for one, not more */
+	cr_assert_eq(shmring_pool_take(s, &g), 0);
+	cr_assert_eq(g.seq, 60);
+	publish_now(p, 62, 4096, 1);
+	cr_assert_eq(shmring_pool_loan(p, &f), -EAGAIN, "s is 2 behind again");
+	cr_assert_eq(sub_stats(s).queued, 2);
+	cr_assert_eq(shmring_pool_release(s, &g), 0);
+	take_expect(s, 0, 61, 4096);
+	take_expect(s, 0, 62, 4096);
+	cr_assert_eq(shmring_pool_take(s, &g), -EAGAIN);
+	close_and_unlink(n.name, s, p);
+}
+
 Test(pool, drop_oldest_never_blocks_producer)
 {
 	struct named_pool n;

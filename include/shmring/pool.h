@@ -97,7 +97,9 @@
  * between the two can trust its old knowledge as well: a record that is not admitted
  * has no queue to gate on. For a known block record the producer keeps a position no
  * later than its cursor (a cursor only moves forward, and a new occupant starts later)
- * and reads the cursor only when that bound says the queue may be full.
+ * and reads the cursor only when that bound says the queue may be full and the buffer
+ * of the frame that would make room does not show it taken (CREDIT, at
+ * shmring__pool_credit()).
  *
  * DEAD PEERS. Identities are (participant slot, generation) and liveness is the
  * participant's OFD lock. A dead subscriber's record is claimed by any survivor (CAS
@@ -394,6 +396,10 @@ struct shmring_pool {
 	uint32_t empty_polls;
 	uint64_t frames;
 	uint64_t held_map[SHMRING_POOL_MAX_BUFS / 64];
+	/* producer (CREDIT): position + 1 of the last frame published in each buffer (0:
+	 * none), and the buffer of each of the last MAX_BUFS positions */
+	uint64_t buf_pos[SHMRING_POOL_MAX_BUFS];
+	uint16_t pos_buf[SHMRING_POOL_MAX_BUFS];
 };
 
 /* Per-subscriber counters (shmring_pool_sub_stats). */
@@ -598,6 +604,28 @@ SHMRING_INLINE void shmring__pool_read_entry(const struct shmring_pool *p,
 	f->index = b;
 }
 
+/* CREDIT: room in a known block record's queue without its line. Loan may go ahead
+ * once s took frame q = tail - queue_depth. If q is still in the buffer we put it in (a
+ * local record), and that buffer's state word lacks s's bit, s took q: q is not older
+ * than low[s] (we are here because tail - low[s] >= queue_depth), so q was addressed to
+ * s (admitted by then, same occupant), and only taking it (and releasing it), or being
+ * dropped as a leaver, removes the bit. A bit cleared for a subscriber finalized
+ * meanwhile only spares us waiting for one that gets no more frames. The state line was
+ * fetched at the end of publish (a steady hand-over leaves it alone since). 1 if there is
+ * room by that bound. Producer only. */
+SHMRING_INLINE int shmring__pool_credit(struct shmring_pool *p, uint32_t s, uint64_t bit)
+{
+	uint64_t q = (p->tail - p->queue_depth) & SHMRING_POOL_POS_MASK;
+	uint32_t b = p->pos_buf[q % SHMRING_POOL_MAX_BUFS];
+	if (b >= p->nbufs || p->buf_pos[b] != q + 1u)
+		return 0; /* not published by this handle, or the buffer holds a newer frame */
+	/* relaxed: a fact about s's progress, not a hand-over of data */
+	if (shmring_load_relaxed(&p->meta[b].state) & bit)
+		return 0;
+	p->low[s] = (q + 1u) & SHMRING_POOL_POS_MASK;
+	return 1;
+}
+
 /* Take a free buffer if there is one: 1 and f filled, else 0. Producer only. */
 SHMRING_INLINE int shmring__pool_grab(struct shmring_pool *p, struct shmring_pool_frame *f)
 {
@@ -672,7 +700,8 @@ SHMRING_INLINE int shmring_pool_loan(struct shmring_pool *p, struct shmring_pool
 			/* MEMBERSHIP: its policy as read when admitted, and a bound on its cursor
 			 * that spares us the subscriber's line while the queue has room */
 			if (!(p->known_block & bit) ||
-			    shmring__pool_pos_diff(p->tail, p->low[s]) < p->queue_depth)
+			    shmring__pool_pos_diff(p->tail, p->low[s]) < p->queue_depth ||
+			    shmring__pool_credit(p, s, bit))
 				continue;
 		} else if (shmring_load_relaxed(&r->policy) != SHMRING_POOL_BLOCK) {
 			continue;
@@ -776,6 +805,8 @@ SHMRING_INLINE int shmring_pool_publish(struct shmring_pool *p, struct shmring_p
 	shmring_store_release(&e->pos_buf, (t << 16) | b);
 	uint64_t nt = (t + 1) & SHMRING_POOL_POS_MASK;
 	p->tail = nt;
+	p->buf_pos[b] = t + 1u; /* CREDIT */
+	p->pos_buf[t % SHMRING_POOL_MAX_BUFS] = (uint16_t)b;
 	/* publish: pairs with the acquire load of ctrl->tail in shmring_pool_take() */
 	shmring_store_release(&p->ctrl->tail, nt);
 	/* drop the loan's reference; the last one frees the buffer (nobody subscribed, or
@@ -799,6 +830,11 @@ SHMRING_INLINE int shmring_pool_publish(struct shmring_pool *p, struct shmring_p
 	 * next hand-over's path (-10% on a round trip here). A hint: nothing is read or
 	 * written. */
 	__builtin_prefetch(&p->meta[p->hint].state, 1, 3);
+	/* and, to read only, the state line the next loan looks at for CREDIT before it would
+	 * fetch a block subscriber's record line: frame nt - queue_depth's buffer */
+	uint32_t cb = p->pos_buf[((nt - p->queue_depth) & SHMRING_POOL_POS_MASK) %
+				 SHMRING_POOL_MAX_BUFS];
+	__builtin_prefetch(&p->meta[cb < p->nbufs ? cb : 0].state, 0, 3);
 	return __builtin_popcountll(to);
 }
 
