@@ -63,30 +63,19 @@ int tg_ideal_setup(struct tg_ctx *c)
 	return 0;
 }
 
-static int wait_eq(const struct tg_ctx *c, _Atomic uint64_t *w, uint64_t want)
-{
-	unsigned n = 0;
-	int rc;
-	/* each caller names the release store this acquire pairs with */
-	while (atomic_load_explicit(w, memory_order_acquire) != want)
-		if ((rc = tg_spin(c, &n)) != 0)
-			return rc;
-	return 0;
-}
-
 /* ---- floor ---- */
 
 static int floor_client(struct tg_ctx *c, uint64_t seq)
 {
-	/* pairs with the server's acquire in wait_eq() */
+	/* pairs with the server's acquire in tg_wait_eq() */
 	atomic_store_explicit(&c->ideal->floor, 2 * seq + 1, memory_order_release);
-	return wait_eq(c, &c->ideal->floor, 2 * seq + 2);
+	return tg_wait_eq(c, &c->ideal->floor, 2 * seq + 2);
 }
 
 static int floor_server(struct tg_ctx *c, uint64_t seq)
 {
-	int rc = wait_eq(c, &c->ideal->floor, 2 * seq + 1);
-	if (rc == 0) /* pairs with the client's acquire in wait_eq() */
+	int rc = tg_wait_eq(c, &c->ideal->floor, 2 * seq + 1);
+	if (rc == 0) /* pairs with the client's acquire in tg_wait_eq() */
 		atomic_store_explicit(&c->ideal->floor, 2 * seq + 2, memory_order_release);
 	return rc;
 }
@@ -105,7 +94,7 @@ static void ring1_send(struct tg_ctx *c, int d, uint64_t seq)
 
 static int ring1_recv(struct tg_ctx *c, int d, uint64_t seq)
 {
-	return wait_eq(c, &c->ideal->d[d].ring1[seq % LINES].w[0], seq);
+	return tg_wait_eq(c, &c->ideal->d[d].ring1[seq % LINES].w[0], seq);
 }
 
 static int ring1_client(struct tg_ctx *c, uint64_t seq)
@@ -139,7 +128,7 @@ static void ring2_send(struct tg_ctx *c, int d, uint64_t seq)
 static int ring2_recv(struct tg_ctx *c, int d, uint64_t seq)
 {
 	struct line *l = &c->ideal->d[d].ring2[2 * (seq % LINES)];
-	int rc = wait_eq(c, &l[0].w[0], seq);
+	int rc = tg_wait_eq(c, &l[0].w[0], seq);
 	if (rc == 0 && atomic_load_explicit(&l[1].w[7], memory_order_relaxed) != seq)
 		rc = -EPROTO;
 	return rc;
@@ -170,7 +159,7 @@ static int handoff_send(struct tg_ctx *c, int d, uint64_t seq)
 	struct dir *dd = &c->ideal->d[d];
 	uint64_t b = seq % NBUF;
 	/* the buffer's last holder gave it back: pairs with the release in handoff_done() */
-	int rc = wait_eq(c, &dd->state[b].w[0], 0);
+	int rc = tg_wait_eq(c, &dd->state[b].w[0], 0);
 	if (rc)
 		return rc;
 	atomic_store_explicit(&dd->state[b].w[0], 1, memory_order_relaxed);
@@ -187,7 +176,7 @@ static int handoff_send(struct tg_ctx *c, int d, uint64_t seq)
 static int handoff_recv(struct tg_ctx *c, int d, uint64_t seq, uint64_t *b)
 {
 	struct line *e = &c->ideal->d[d].entry[seq % ENTRIES];
-	int rc = wait_eq(c, &e->w[0], seq);
+	int rc = tg_wait_eq(c, &e->w[0], seq);
 	if (rc)
 		return rc;
 	*b = atomic_load_explicit(&e->w[1], memory_order_relaxed);
@@ -202,7 +191,7 @@ static int handoff_recv(struct tg_ctx *c, int d, uint64_t seq, uint64_t *b)
 
 static void handoff_done(struct tg_ctx *c, int d, uint64_t b)
 {
-	/* pairs with the acquire in handoff_send()'s wait_eq() */
+	/* pairs with the acquire in handoff_send()'s tg_wait_eq() */
 	atomic_store_explicit(&c->ideal->d[d].state[b].w[0], 0, memory_order_release);
 }
 

@@ -51,17 +51,6 @@ int tg_spin_slow(const struct tg_ctx *c, unsigned n)
 	return 0;
 }
 
-static int wait_word(const struct tg_ctx *c, _Atomic uint64_t *w, uint64_t want)
-{
-	unsigned n = 0;
-	int rc;
-	/* pairs with the peer's release store of the command or acknowledgement */
-	while (atomic_load_explicit(w, memory_order_acquire) != want)
-		if ((rc = tg_spin(c, &n)) != 0)
-			return rc;
-	return 0;
-}
-
 static int server(struct tg_ctx *c, struct cmd *k, int per, int ready)
 {
 	int rc = tg_lib_attach(c);
@@ -85,7 +74,7 @@ static int server(struct tg_ctx *c, struct cmd *k, int per, int ready)
 			return 0;
 		if (v >= NV)
 			return 1;
-		/* pairs with the client's acquire in wait_word() */
+		/* pairs with the client's acquire in tg_wait_eq() */
 		atomic_store_explicit(&k->ack, b, memory_order_release);
 		for (int i = 0; i < per; i++)
 			if ((rc = variants[v]->server(c, ++seq[v])) != 0) {
@@ -322,7 +311,8 @@ int main(int argc, char **argv)
 			b++;
 			/* pairs with the server's acquire load of the command */
 			atomic_store_explicit(&k->cmd, b << 8 | v, memory_order_release);
-			if ((rc = wait_word(&c, &k->ack, b)) != 0)
+			/* pairs with the server's release store of the acknowledgement */
+			if ((rc = tg_wait_eq(&c, &k->ack, b)) != 0)
 				break;
 			uint64_t t0 = bench_ticks();
 			for (int i = 0; i < per && rc == 0; i++) {

@@ -22,6 +22,8 @@
 
 #include "shmring/common.h"
 
+#include <stdatomic.h>
+
 struct tg_ideal;   /* ideal.c */
 struct tg_lib;     /* lib.c */
 
@@ -52,6 +54,18 @@ static inline int tg_spin(const struct tg_ctx *c, unsigned *n)
 	shmring_cpu_relax();
 	if (__builtin_expect(++*n % 4096 == 0, 0))
 		return tg_spin_slow(c, *n);
+	return 0;
+}
+
+/* Spin (bounded, tg_spin) until *w reads want. Acquire: each caller names the release
+ * store it pairs with. */
+static inline int tg_wait_eq(const struct tg_ctx *c, _Atomic uint64_t *w, uint64_t want)
+{
+	unsigned n = 0;
+	int rc;
+	while (atomic_load_explicit(w, memory_order_acquire) != want)
+		if ((rc = tg_spin(c, &n)) != 0)
+			return rc;
 	return 0;
 }
 
