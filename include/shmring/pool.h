@@ -831,10 +831,13 @@ SHMRING_INLINE int shmring_pool_publish(struct shmring_pool *p, struct shmring_p
 	 * written. */
 	__builtin_prefetch(&p->meta[p->hint].state, 1, 3);
 	/* and, to read only, the state line the next loan looks at for CREDIT before it would
-	 * fetch a block subscriber's record line: frame nt - queue_depth's buffer */
-	uint32_t cb = p->pos_buf[((nt - p->queue_depth) & SHMRING_POOL_POS_MASK) %
-				 SHMRING_POOL_MAX_BUFS];
-	__builtin_prefetch(&p->meta[cb < p->nbufs ? cb : 0].state, 0, 3);
+	 * fetch a block subscriber's record line: frame nt - queue_depth's buffer. Only for
+	 * block subscribers: others would find the line shared when they release. */
+	if (p->known_block) {
+		uint32_t cb = p->pos_buf[((nt - p->queue_depth) & SHMRING_POOL_POS_MASK) %
+					 SHMRING_POOL_MAX_BUFS];
+		__builtin_prefetch(&p->meta[cb < p->nbufs ? cb : 0].state, 0, 3);
+	}
 	return __builtin_popcountll(to);
 }
 
