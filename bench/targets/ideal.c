@@ -14,12 +14,19 @@
  *    size) once the receiver gave it back (a state line per buffer), stamps its first
  *    and last bytes, and writes the index into an entry line; the receiver reads the
  *    entry, then the buffer's two lines, then gives the buffer back.
+ *  - futex: the blocking floor: a futex word per direction, each side sleeping in
+ *    FUTEX_WAIT at every wait and the sender always calling FUTEX_WAKE (shmring-bench's
+ *    futex round trip), for the spsc-blocking target.
  */
 #include "targets.h"
 
 #include <errno.h>
+#include <linux/futex.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
 
 #define LINES 16384u  /* ring1: 1 MiB per direction */
 #define ENTRIES 64u
@@ -39,6 +46,7 @@ struct dir {
 
 struct tg_ideal {
 	_Alignas(64) _Atomic uint64_t floor;
+	_Alignas(64) _Atomic uint32_t fx[2]; /* futex words: [0] client -> server, [1] back */
 	_Alignas(64) struct dir d[2]; /* [0] client -> server, [1] back */
 };
 
@@ -81,7 +89,7 @@ static int floor_server(struct tg_ctx *c, uint64_t seq)
 }
 
 const struct tg_variant tg_floor = {
-	"floor", "one line written by each side in turn", floor_client, floor_server,
+	"floor", "one line written by each side in turn", floor_client, floor_server, 0,
 };
 
 /* ---- ring1 ---- */
@@ -112,7 +120,7 @@ static int ring1_server(struct tg_ctx *c, uint64_t seq)
 }
 
 const struct tg_variant tg_ring1 = {
-	"ideal-ring1", "one-way rings, one line per message", ring1_client, ring1_server,
+	"ideal-ring1", "one-way rings, one line per message", ring1_client, ring1_server, 0,
 };
 
 /* ---- ring2 ---- */
@@ -149,7 +157,7 @@ static int ring2_server(struct tg_ctx *c, uint64_t seq)
 }
 
 const struct tg_variant tg_ring2 = {
-	"ideal-ring2", "one-way rings, two lines per message", ring2_client, ring2_server,
+	"ideal-ring2", "one-way rings, two lines per message", ring2_client, ring2_server, 0,
 };
 
 /* ---- handoff ---- */
@@ -219,5 +227,60 @@ static int handoff_server(struct tg_ctx *c, uint64_t seq)
 
 const struct tg_variant tg_handoff = {
 	"ideal-handoff", "1080p buffers handed over by index and given back",
-	handoff_client, handoff_server,
+	handoff_client, handoff_server, 0,
+};
+
+/* ---- futex ---- */
+
+static long futex(_Atomic uint32_t *w, int op, uint32_t val, const struct timespec *ts)
+{
+	return syscall(SYS_futex, (uint32_t *)(void *)w, op, val, ts, NULL, 0);
+}
+
+/* Sleep until *w reads want. FUTEX_WAIT compares and sleeps atomically, so a store and
+ * wake between the load and the call is never lost; a wait times out every 100 ms to
+ * see that the peer lives. */
+static int fx_wait_eq(struct tg_ctx *c, _Atomic uint32_t *w, uint32_t want)
+{
+	static const struct timespec tick = {0, 100000000};
+	uint32_t v;
+	/* pairs with the peer's release store in fx_send() */
+	while ((v = atomic_load_explicit(w, memory_order_acquire)) != want) {
+		if (futex(w, FUTEX_WAIT, v, &tick) == 0)
+			continue;
+		if (errno == ETIMEDOUT) {
+			int rc = tg_spin_slow(c, 0); /* 0: the liveness check alone */
+			if (rc)
+				return rc;
+		} else if (errno != EAGAIN && errno != EINTR) {
+			return -errno;
+		}
+	}
+	return 0;
+}
+
+static void fx_send(struct tg_ctx *c, int d, uint64_t seq)
+{
+	/* pairs with the receiver's acquire in fx_wait_eq() */
+	atomic_store_explicit(&c->ideal->fx[d], (uint32_t)seq, memory_order_release);
+	futex(&c->ideal->fx[d], FUTEX_WAKE, 1, NULL);
+}
+
+static int futex_client(struct tg_ctx *c, uint64_t seq)
+{
+	fx_send(c, 0, seq);
+	return fx_wait_eq(c, &c->ideal->fx[1], (uint32_t)seq);
+}
+
+static int futex_server(struct tg_ctx *c, uint64_t seq)
+{
+	int rc = fx_wait_eq(c, &c->ideal->fx[0], (uint32_t)seq);
+	if (rc == 0)
+		fx_send(c, 1, seq);
+	return rc;
+}
+
+const struct tg_variant tg_futex = {
+	"futex", "raw FUTEX_WAIT/FUTEX_WAKE, sleeping at every wait", futex_client,
+	futex_server, 1,
 };

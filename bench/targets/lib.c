@@ -5,7 +5,8 @@
  * over two pools each (4 buffers, one block subscriber). Only the stamps (first and
  * last 8 bytes) are written into and read from a message in place. The server answers
  * before it gives the request back: the reply is on the round trip's path, the release
- * is not.
+ * is not. spsc-blocking: two more spsc rings whose handles never spin (spin 0), so each
+ * side sleeps at every wait, as shmring-bench's spsc-blocking.
  */
 #include "targets.h"
 
@@ -20,9 +21,9 @@
 static const uint64_t frame_size[2] = {3110400u, 12441600u};
 
 struct tg_lib {
-	struct shmring_spsc *stx, *srx;
+	struct shmring_spsc *stx, *srx, *btx, *brx;
 	struct shmring_pool *ptx[2], *prx[2];
-	int fd[6]; /* the server's ends: spsc a, b; pool 1080p a, b; 4K a, b */
+	int fd[8]; /* the server's ends: spsc a, b; pool 1080p a, b; 4K a, b; blocking a, b */
 };
 
 static struct tg_lib lib;
@@ -34,6 +35,10 @@ int tg_lib_setup(struct tg_ctx *c)
 	int rc = shmring_spsc_create(NULL, &so, SHMRING_ROLE_PRODUCER, &lib.stx);
 	if (rc == 0)
 		rc = shmring_spsc_create(NULL, &so, SHMRING_ROLE_CONSUMER, &lib.srx);
+	if (rc == 0)
+		rc = shmring_spsc_create(NULL, &so, SHMRING_ROLE_PRODUCER, &lib.btx);
+	if (rc == 0)
+		rc = shmring_spsc_create(NULL, &so, SHMRING_ROLE_CONSUMER, &lib.brx);
 	for (int k = 0; k < 2 && rc == 0; k++) {
 		struct shmring_pool_opts po = {
 			.buf_size = frame_size[k], .nbufs = 4, .max_subs = 1, .max_held = 1,
@@ -51,9 +56,13 @@ int tg_lib_setup(struct tg_ctx *c)
 		lib.fd[2 + 2 * k] = dup(shmring_pool_fd(lib.ptx[k]));
 		lib.fd[3 + 2 * k] = dup(shmring_pool_fd(lib.prx[k]));
 	}
-	for (int i = 0; i < 6; i++)
+	lib.fd[6] = dup(shmring_spsc_fd(lib.btx));
+	lib.fd[7] = dup(shmring_spsc_fd(lib.brx));
+	for (int i = 0; i < 8; i++)
 		if (lib.fd[i] < 0)
 			return -errno;
+	shmring_spsc_set_spin(lib.btx, 0);
+	shmring_spsc_set_spin(lib.brx, 0);
 	c->lib = &lib;
 	return 0;
 }
@@ -70,6 +79,14 @@ int tg_lib_attach(struct tg_ctx *c)
 		rc = shmring_pool_subscribe_fd(l->fd[2 + 2 * k], &sub, &l->prx[k]);
 		if (rc == 0)
 			rc = shmring_pool_open_producer_fd(l->fd[3 + 2 * k], &l->ptx[k]);
+	}
+	if (rc == 0)
+		rc = shmring_spsc_open_fd(l->fd[6], SHMRING_ROLE_CONSUMER, &l->brx);
+	if (rc == 0)
+		rc = shmring_spsc_open_fd(l->fd[7], SHMRING_ROLE_PRODUCER, &l->btx);
+	if (rc == 0) {
+		shmring_spsc_set_spin(l->btx, 0);
+		shmring_spsc_set_spin(l->brx, 0);
 	}
 	c->lib = l;
 	return rc;
@@ -142,7 +159,60 @@ static int spsc_server(struct tg_ctx *c, uint64_t seq)
 }
 
 const struct tg_variant tg_spsc64 = {
-	"spsc-64", "shmring spsc, 64-byte records", spsc_client, spsc_server,
+	"spsc-64", "shmring spsc, 64-byte records", spsc_client, spsc_server, 0,
+};
+
+/* ---- spsc-blocking ---- */
+
+/* The blocking calls wait 100 ms at a time; the peer's death ends them with -EPIPE,
+ * and a timeout checks that the peer lives anyway (a peer stuck elsewhere). */
+#define BLOCK_MS 100
+
+static int spsc_b_send(struct tg_ctx *c, uint64_t seq)
+{
+	void *buf;
+	int rc;
+	while ((rc = shmring_spsc_reserve_wait(c->lib->btx, SPSC_SIZE, &buf, BLOCK_MS)) ==
+	       -ETIMEDOUT)
+		if ((rc = tg_spin_slow(c, 0)) != 0) /* 0: the liveness check alone */
+			return rc;
+	if (rc)
+		return rc;
+	stamp(buf, SPSC_SIZE, seq);
+	rc = shmring_spsc_commit(c->lib->btx);
+	return rc == 1 ? 0 : rc < 0 ? rc : -EIO;
+}
+
+static int spsc_b_recv(struct tg_ctx *c, uint64_t seq)
+{
+	struct shmring_rec r = {0};
+	int rc;
+	while ((rc = shmring_spsc_peek_wait(c->lib->brx, &r, BLOCK_MS)) == -ETIMEDOUT)
+		if ((rc = tg_spin_slow(c, 0)) != 0)
+			return rc;
+	if (rc)
+		return rc;
+	if (r.len != SPSC_SIZE || (rc = unstamp(r.data, SPSC_SIZE, seq)) != 0)
+		return rc ? rc : -EPROTO;
+	rc = shmring_spsc_release(c->lib->brx);
+	return rc == 1 ? 0 : rc < 0 ? rc : -EIO;
+}
+
+static int spsc_b_client(struct tg_ctx *c, uint64_t seq)
+{
+	int rc = spsc_b_send(c, seq);
+	return rc ? rc : spsc_b_recv(c, seq);
+}
+
+static int spsc_b_server(struct tg_ctx *c, uint64_t seq)
+{
+	int rc = spsc_b_recv(c, seq);
+	return rc ? rc : spsc_b_send(c, seq);
+}
+
+const struct tg_variant tg_spsc_blocking = {
+	"spsc-blocking", "shmring spsc, 64-byte records, sleeping at every wait",
+	spsc_b_client, spsc_b_server, 1,
 };
 
 /* ---- pool ---- */
@@ -214,8 +284,8 @@ static int pool4k_server(struct tg_ctx *c, uint64_t seq)
 }
 
 const struct tg_variant tg_pool1080 = {
-	"pool-1080p", "shmring pool, 1080p NV12 frames", pool1080_client, pool1080_server,
+	"pool-1080p", "shmring pool, 1080p NV12 frames", pool1080_client, pool1080_server, 0,
 };
 const struct tg_variant tg_pool4k = {
-	"pool-4k", "shmring pool, 4K NV12 frames", pool4k_client, pool4k_server,
+	"pool-4k", "shmring pool, 4K NV12 frames", pool4k_client, pool4k_server, 0,
 };

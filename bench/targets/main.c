@@ -19,16 +19,32 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #define WARM_CYCLES 3
 #define STOP_CMD 0xffu
 
 static const struct tg_variant *const variants[] = {
-	&tg_floor, &tg_ring1, &tg_ring2, &tg_handoff, &tg_spsc64, &tg_pool1080, &tg_pool4k,
+	&tg_floor, &tg_ring1,    &tg_ring2, &tg_handoff,
+	&tg_spsc64, &tg_pool1080, &tg_pool4k, &tg_futex, &tg_spsc_blocking,
 };
 #define NV (sizeof variants / sizeof variants[0])
-enum { V_FLOOR, V_RING1, V_RING2, V_HANDOFF, V_SPSC, V_POOL1080, V_POOL4K };
+enum { V_FLOOR, V_RING1, V_RING2, V_HANDOFF, V_SPSC, V_POOL1080, V_POOL4K, V_FUTEX, V_SPSCB };
+
+/* A variant runs in this process pair if it can: on one CPU only the blocking ones
+ * (a spinning wait there costs a scheduler tick). */
+static int active(unsigned v, int one_cpu)
+{
+	return !one_cpu || variants[v]->blocking;
+}
+
+/* Round trips per block: a blocking one costs 10-100x a spinning one, so its blocks
+ * are a tenth as long (at least 20 round trips). */
+static int block_len(unsigned v, int per)
+{
+	return !variants[v]->blocking ? per : per / 10 > 20 ? per / 10 : 20;
+}
 
 /* The command line: the client writes (block << 8 | variant), the server acknowledges
  * the block on its own line. */
@@ -46,8 +62,14 @@ int tg_spin_slow(const struct tg_ctx *c, unsigned n)
 	} else if (getppid() != c->peer) {
 		return -ESRCH;
 	}
-	if (n >= (1u << 20))
+	if (c->one_cpu && n > 0) {
+		/* the peer needs this CPU, and sched_yield() may give it back to us at once:
+		 * a short sleep lets the peer run (only the command handshake gets here) */
+		struct timespec ts = {0, 1000};
+		nanosleep(&ts, NULL);
+	} else if (n >= (1u << 20)) {
 		sched_yield();
+	}
 	return 0;
 }
 
@@ -76,7 +98,7 @@ static int server(struct tg_ctx *c, struct cmd *k, int per, int ready)
 			return 1;
 		/* pairs with the client's acquire in tg_wait_eq() */
 		atomic_store_explicit(&k->ack, b, memory_order_release);
-		for (int i = 0; i < per; i++)
+		for (int i = 0, len = block_len((unsigned)v, per); i < len; i++)
 			if ((rc = variants[v]->server(c, ++seq[v])) != 0) {
 				fprintf(stderr, "shmring-targets: server: %s: %s\n", variants[v]->name,
 					shmring_strerror(rc));
@@ -132,7 +154,7 @@ struct target {
 	const char *what;
 	int v, b, p99;
 	double limit;
-	const char *shape; /* what the ideal shape of the same kind gives */
+	const char *shape; /* what the ideal shape of the same kind gives (NULL: b is one) */
 	int sv, sb;
 };
 
@@ -141,6 +163,7 @@ static const struct target targets[] = {
 	{"spsc 64 B RTT p99 / floor p99", V_SPSC, V_FLOOR, 1, 2.0, "ideal-ring2 / floor", V_RING2, V_FLOOR},
 	{"pool 1080p RTT p50 / spsc 64 B p50", V_POOL1080, V_SPSC, 0, 1.2, "ideal-handoff / ideal-ring2", V_HANDOFF, V_RING2},
 	{"pool 4K RTT p50 / spsc 64 B p50", V_POOL4K, V_SPSC, 0, 1.2, "ideal-handoff / ideal-ring2", V_HANDOFF, V_RING2},
+	{"spsc-blocking RTT p50 / futex p50", V_SPSCB, V_FUTEX, 0, 1.15, NULL, 0, 0},
 };
 
 /* What separates the library from the shape it has. */
@@ -149,33 +172,45 @@ static const int overheads[][2] = {
 	{V_POOL4K, V_HANDOFF},
 };
 
-static void report(const struct figures *f, int per, const int cpus[2], int json)
+static void report(const struct figures *f, int per, const int cpus[2], int one_cpu, int json)
 {
+	int nact = 0;
+	for (unsigned v = 0; v < NV; v++)
+		nact += active(v, one_cpu);
 	if (!json) {
-		printf("shmring-targets: %d cycles of %zu variants x %d round trips, CPUs %d,%d; "
-		       "medians over the cycles, ratios paired within a cycle\n\n",
-		       f->cycles, NV, per, cpus[0], cpus[1]);
-		printf("%-14s %-52s %7s %7s  %s\n", "variant", "what", "p50 ns", "p99 ns",
-		       "p50 x floor (quartiles)");
+		printf("shmring-targets: %d cycles of %d variants x %d round trips (blocking: %d), "
+		       "CPUs %d,%d; medians over the cycles, ratios paired within a cycle\n\n",
+		       f->cycles, nact, per, block_len(V_FUTEX, per), cpus[0], cpus[one_cpu ? 0 : 1]);
+		printf("%-14s %-54s %7s %7s%s\n", "variant", "what", "p50 ns", "p99 ns",
+		       one_cpu ? "" : "  p50 x floor (quartiles)");
 	}
 	for (unsigned v = 0; v < NV; v++) {
+		if (!active(v, one_cpu))
+			continue;
 		struct quart p50 = over_cycles(f, f->p50, (int)v, -1);
 		struct quart p99 = over_cycles(f, f->p99, (int)v, -1);
-		struct quart xf = over_cycles(f, f->p50, (int)v, V_FLOOR);
-		struct quart xf99 = over_cycles(f, f->p99, (int)v, V_FLOOR);
+		struct quart xf = {0}, xf99 = {0};
+		if (!one_cpu) {
+			xf = over_cycles(f, f->p50, (int)v, V_FLOOR);
+			xf99 = over_cycles(f, f->p99, (int)v, V_FLOOR);
+		}
 		if (json)
-			printf("{\"test\":\"paired-rtt\",\"variant\":\"%s\",\"p50_ns\":%.0f,\"p99_ns\":%.0f,"
+			printf("{\"test\":\"paired-rtt\",\"variant\":\"%s\",\"same_cpu\":%s,"
+			       "\"p50_ns\":%.0f,\"p99_ns\":%.0f,"
 			       "\"x_floor\":%.3f,\"x_floor_q1\":%.3f,\"x_floor_q3\":%.3f,"
 			       "\"x_floor_p99\":%.3f,\"cycles\":%d,\"per_block\":%d}\n",
-			       variants[v]->name, p50.med, p99.med, xf.med, xf.q1, xf.q3, xf99.med,
-			       f->cycles, per);
+			       variants[v]->name, one_cpu ? "true" : "false", p50.med, p99.med, xf.med,
+			       xf.q1, xf.q3, xf99.med, f->cycles, block_len(v, per));
+		else if (one_cpu)
+			printf("%-14s %-54s %7.0f %7.0f\n", variants[v]->name, variants[v]->what,
+			       p50.med, p99.med);
 		else
-			printf("%-14s %-52s %7.0f %7.0f  %.2f (%.2f-%.2f)\n", variants[v]->name,
+			printf("%-14s %-54s %7.0f %7.0f  %.2f (%.2f-%.2f)\n", variants[v]->name,
 			       variants[v]->what, p50.med, p99.med, xf.med, xf.q1, xf.q3);
 	}
-	if (!json)
+	if (!json && !one_cpu)
 		printf("\n%-40s %s\n", "what the shape costs, what shmring adds", "paired p50 ratio");
-	for (unsigned i = 0; i < sizeof overheads / sizeof overheads[0]; i++) {
+	for (unsigned i = 0; i < sizeof overheads / sizeof overheads[0] && !one_cpu; i++) {
 		int v = overheads[i][0], b = overheads[i][1];
 		struct quart r = over_cycles(f, f->p50, v, b);
 		char what[80];
@@ -190,38 +225,48 @@ static void report(const struct figures *f, int per, const int cpus[2], int json
 		printf("\n%-36s %6s %6s %-5s %s\n", "target", "ratio", "limit", "", "its ideal shape");
 	for (unsigned i = 0; i < sizeof targets / sizeof targets[0]; i++) {
 		const struct target *t = &targets[i];
+		if (!active((unsigned)t->v, one_cpu) || !active((unsigned)t->b, one_cpu))
+			continue;
 		double (*a)[NV] = t->p99 ? f->p99 : f->p50;
 		struct quart r = over_cycles(f, a, t->v, t->b);
-		struct quart s = over_cycles(f, a, t->sv, t->sb);
+		struct quart s = {0};
+		if (t->shape)
+			s = over_cycles(f, a, t->sv, t->sb);
 		const char *verdict = r.med <= t->limit ? "PASS" : "MISS";
 		if (json)
-			printf("{\"test\":\"paired-target\",\"target\":\"%s\",\"ratio\":%.3f,\"q1\":%.3f,"
-			       "\"q3\":%.3f,\"limit\":%.2f,\"pass\":%s,\"shape\":\"%s\","
-			       "\"shape_ratio\":%.3f}\n",
-			       t->what, r.med, r.q1, r.q3, t->limit, r.med <= t->limit ? "true" : "false",
-			       t->shape, s.med);
-		else
+			printf("{\"test\":\"paired-target\",\"target\":\"%s\",\"same_cpu\":%s,"
+			       "\"ratio\":%.3f,\"q1\":%.3f,\"q3\":%.3f,\"limit\":%.2f,\"pass\":%s,"
+			       "\"shape\":\"%s\",\"shape_ratio\":%.3f}\n",
+			       t->what, one_cpu ? "true" : "false", r.med, r.q1, r.q3, t->limit,
+			       r.med <= t->limit ? "true" : "false", t->shape ? t->shape : "",
+			       s.med);
+		else if (t->shape)
 			printf("%-36s %6.2f %6.2f %-5s %s: %.2f\n", t->what, r.med, t->limit, verdict,
 			       t->shape, s.med);
+		else
+			printf("%-36s %6.2f %6.2f %-5s (quartiles %.2f-%.2f)\n", t->what, r.med,
+			       t->limit, verdict, r.q1, r.q3);
 	}
 }
 
 static void usage(FILE *o)
 {
-	fprintf(o, "usage: shmring-targets [--cycles N] [--per N] [--cpus A,B] [--json]\n"
+	fprintf(o, "usage: shmring-targets [--cycles N] [--per N] [--cpus A,B] [--same-cpu] [--json]\n"
 		   "  --cycles N  turns of every variant (default 200; 3 more warm up)\n"
-		   "  --per N     round trips per block (default 2000)\n"
+		   "  --per N     round trips per block (default 2000; blocking variants a tenth)\n"
 		   "  --cpus A,B  the client's and the server's CPU (default 0,1)\n"
+		   "  --same-cpu  both on CPU A, the blocking variants only\n"
 		   "  --json      one JSON object per line\n");
 }
 
 int main(int argc, char **argv)
 {
-	int cycles = 200, per = 2000, json = 0, cpus[2] = {0, 1};
+	int cycles = 200, per = 2000, json = 0, one_cpu = 0, cpus[2] = {0, 1};
 	static const struct option opts[] = {
 		{"cycles", required_argument, NULL, 'c'}, {"per", required_argument, NULL, 'p'},
 		{"cpus", required_argument, NULL, 'C'},   {"json", no_argument, NULL, 'j'},
-		{"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0},
+		{"same-cpu", no_argument, NULL, 's'},     {"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
 	};
 	int o;
 	while ((o = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -242,6 +287,9 @@ int main(int argc, char **argv)
 		case 'j':
 			json = 1;
 			break;
+		case 's':
+			one_cpu = 1;
+			break;
 		case 'h':
 			usage(stdout);
 			return 0;
@@ -258,7 +306,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "shmring-targets: --cycles wants 4 or more, --per 100 or more\n");
 		return 2;
 	}
-	struct tg_ctx c = {0};
+	struct tg_ctx c = {.one_cpu = one_cpu};
 	struct cmd *k = mmap(NULL, sizeof *k, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
 			     -1, 0);
 	int rc = k == MAP_FAILED ? -errno : tg_ideal_setup(&c);
@@ -286,8 +334,9 @@ int main(int argc, char **argv)
 	}
 	if (pid == 0) {
 		close(ready[0]);
-		if ((rc = bench_pin(cpus[1])) != 0) {
-			fprintf(stderr, "shmring-targets: CPU %d: %s\n", cpus[1], strerror(-rc));
+		int cpu = cpus[one_cpu ? 0 : 1];
+		if ((rc = bench_pin(cpu)) != 0) {
+			fprintf(stderr, "shmring-targets: CPU %d: %s\n", cpu, strerror(-rc));
 			_exit(1);
 		}
 		c.side = 1;
@@ -308,14 +357,20 @@ int main(int argc, char **argv)
 	uint64_t seq[NV] = {0}, b = 0;
 	for (int cy = -WARM_CYCLES; cy < cycles && rc == 0; cy++)
 		for (unsigned v = 0; v < NV && rc == 0; v++) {
+			if (!active(v, one_cpu))
+				continue;
 			b++;
 			/* pairs with the server's acquire load of the command */
 			atomic_store_explicit(&k->cmd, b << 8 | v, memory_order_release);
 			/* pairs with the server's release store of the acknowledgement */
-			if ((rc = tg_wait_eq(&c, &k->ack, b)) != 0)
+			if ((rc = tg_wait_eq(&c, &k->ack, b)) != 0) {
+				fprintf(stderr, "shmring-targets: the server did not take block %llu: %s\n",
+					(unsigned long long)b, shmring_strerror(rc));
 				break;
+			}
+			int len = block_len(v, per);
 			uint64_t t0 = bench_ticks();
-			for (int i = 0; i < per && rc == 0; i++) {
+			for (int i = 0; i < len && rc == 0; i++) {
 				rc = variants[v]->client(&c, ++seq[v]);
 				uint64_t t1 = bench_ticks();
 				t[i] = t1 - t0;
@@ -328,9 +383,9 @@ int main(int argc, char **argv)
 			}
 			if (cy < 0)
 				continue;
-			qsort(t, (size_t)per, sizeof *t, cmp_u64);
-			f.p50[cy][v] = bench_ticks_ns((uint64_t)pct_u64(t, per, 0.50));
-			f.p99[cy][v] = bench_ticks_ns((uint64_t)pct_u64(t, per, 0.99));
+			qsort(t, (size_t)len, sizeof *t, cmp_u64);
+			f.p50[cy][v] = bench_ticks_ns((uint64_t)pct_u64(t, len, 0.50));
+			f.p99[cy][v] = bench_ticks_ns((uint64_t)pct_u64(t, len, 0.99));
 		}
 	if (rc == 0)
 		atomic_store_explicit(&k->cmd, (b + 1) << 8 | STOP_CMD, memory_order_release);
@@ -344,6 +399,6 @@ int main(int argc, char **argv)
 	}
 	if (rc)
 		return 1;
-	report(&f, per, cpus, json);
+	report(&f, per, cpus, one_cpu, json);
 	return 0;
 }

@@ -30,6 +30,7 @@ struct tg_lib;     /* lib.c */
 /* One side's view: side 0 is the client (CPU A), 1 the server (CPU B). */
 struct tg_ctx {
 	int side;
+	int one_cpu;             /* both sides on one CPU: a spinning wait sleeps each poll */
 	pid_t peer;              /* the client watches the server, the server its parent */
 	struct tg_ideal *ideal;
 	struct tg_lib *lib;
@@ -42,17 +43,19 @@ struct tg_variant {
 	const char *what;
 	int (*client)(struct tg_ctx *c, uint64_t seq);
 	int (*server)(struct tg_ctx *c, uint64_t seq);
+	int blocking; /* sleeps at every wait: shorter blocks; the only kind run on one CPU */
 };
 
-/* Bounded spin for every wait of the tool: a pause per poll; every 4096 polls a check
- * that the peer lives (-ESRCH if not); after about a million, a yield per check (the
- * peer is pinned to the other CPU, so yielding matters only to other processes). */
+/* Bounded spin for every spinning wait of the tool: a pause per poll; every 4096 polls a
+ * check that the peer lives (-ESRCH if not); after about a million, a yield per check (the
+ * peer is pinned to the other CPU, so yielding matters only to other processes). With
+ * both sides on one CPU (one_cpu), every poll checks and sleeps: the peer needs the CPU. */
 int tg_spin_slow(const struct tg_ctx *c, unsigned n);
 
 static inline int tg_spin(const struct tg_ctx *c, unsigned *n)
 {
 	shmring_cpu_relax();
-	if (__builtin_expect(++*n % 4096 == 0, 0))
+	if (__builtin_expect(++*n % 4096 == 0 || c->one_cpu, 0))
 		return tg_spin_slow(c, *n);
 	return 0;
 }
@@ -71,11 +74,11 @@ static inline int tg_wait_eq(const struct tg_ctx *c, _Atomic uint64_t *w, uint64
 
 /* Ideal shapes (ideal.c), over one MAP_SHARED mapping made before fork. */
 int tg_ideal_setup(struct tg_ctx *c);
-extern const struct tg_variant tg_floor, tg_ring1, tg_ring2, tg_handoff;
+extern const struct tg_variant tg_floor, tg_ring1, tg_ring2, tg_handoff, tg_futex;
 
 /* The library's channels (lib.c): made before fork, attached again by the server. */
 int tg_lib_setup(struct tg_ctx *c);
 int tg_lib_attach(struct tg_ctx *c);
-extern const struct tg_variant tg_spsc64, tg_pool1080, tg_pool4k;
+extern const struct tg_variant tg_spsc64, tg_pool1080, tg_pool4k, tg_spsc_blocking;
 
 #endif
