@@ -9,8 +9,11 @@
 #ifndef SHMRING_PAIR_H
 #define SHMRING_PAIR_H
 
+#include <errno.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include "shmring/common.h"
 
 /* What a received message leaves to finish (a frame to release, a record to give back). */
 struct pair_tok {
@@ -34,6 +37,14 @@ int pair_create(size_t size, void **tx, void **rx, int fds[2]);
 int pair_attach(const int fds[2], void **rx, void **tx);
 extern const char *pair_kind;
 extern const size_t pair_default_size;
+
+/* A spin for every wait of the harness, bounded: after 2^26 polls (a second or more) the
+ * peer is taken for stuck or dead, -ETIMEDOUT (a broken build B must not hang the run). */
+static inline int pair_spin(uint64_t *n)
+{
+	shmring_cpu_relax();
+	return ++*n < (UINT64_C(1) << 26) ? 0 : -ETIMEDOUT;
+}
 
 /* The stamp in the first and last 8 bytes of a message, as the benchmark does. */
 static inline void pair_stamp(unsigned char *p, size_t len, uint64_t seq)

@@ -12,6 +12,7 @@
 #include "bench.h"
 #include "shmring/common.h"
 
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -98,8 +99,11 @@ int main(int argc, char **argv)
 	struct pair_tok tok;
 	for (int i = 0; i < 20000; i++, seq++) /* warm-up */
 		if (pair_ops_a.send(tx, seq, size) || pair_ops_a.recv(rx, &got, size, &tok) ||
-		    pair_ops_a.done(rx, &tok))
+		    pair_ops_a.done(rx, &tok)) {
+			fprintf(stderr, "warm-up failed\n");
+			kill(pid, SIGKILL);
 			return 1;
+		}
 	struct bench_result r;
 	for (int k = 0; k < blocks; k++) {
 		const struct pair_ops *o = (k & 1) ? &pair_ops_b : &pair_ops_a;
@@ -114,6 +118,7 @@ int main(int argc, char **argv)
 			if (rc || got != sq) {
 				fprintf(stderr, "round trip %llu: %s\n", (unsigned long long)sq,
 					rc ? shmring_strerror(rc) : "wrong stamp");
+				kill(pid, SIGKILL);
 				return 1;
 			}
 			uint64_t t1 = bench_ticks();

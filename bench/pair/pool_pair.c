@@ -19,9 +19,11 @@
 static int send(void *tx, uint64_t seq, size_t size)
 {
 	struct shmring_pool_frame f;
+	uint64_t n = 0;
 	int rc;
 	while ((rc = shmring_pool_loan(tx, &f)) == -EAGAIN)
-		shmring_cpu_relax();
+		if ((rc = pair_spin(&n)) != 0)
+			return rc;
 	if (rc)
 		return rc;
 	pair_stamp(f.data, size, seq);
@@ -34,9 +36,11 @@ static int recv(void *rx, uint64_t *seq, size_t size, struct pair_tok *t)
 {
 	_Static_assert(sizeof(struct shmring_pool_frame) <= sizeof(t->b), "token");
 	struct shmring_pool_frame *f = (void *)t->b;
+	uint64_t n = 0;
 	int rc;
 	while ((rc = shmring_pool_take(rx, f)) == -EAGAIN)
-		shmring_cpu_relax();
+		if ((rc = pair_spin(&n)) != 0)
+			return rc;
 	if (rc)
 		return rc;
 	*seq = f->len == size ? pair_unstamp(f->data, size) : UINT64_MAX;

@@ -19,9 +19,11 @@
 static int send(void *tx, uint64_t seq, size_t size)
 {
 	void *buf;
+	uint64_t n = 0;
 	int rc;
 	while ((rc = shmring_spsc_reserve(tx, size, &buf)) == -EAGAIN)
-		shmring_cpu_relax();
+		if ((rc = pair_spin(&n)) != 0)
+			return rc;
 	if (rc)
 		return rc;
 	pair_stamp(buf, size, seq);
@@ -32,10 +34,12 @@ static int send(void *tx, uint64_t seq, size_t size)
 static int recv(void *rx, uint64_t *seq, size_t size, struct pair_tok *t)
 {
 	struct shmring_rec r = {0};
+	uint64_t n = 0;
 	int rc;
 	(void)t; /* release gives back every peeked record */
 	while ((rc = shmring_spsc_peek(rx, &r)) == -EAGAIN)
-		shmring_cpu_relax();
+		if ((rc = pair_spin(&n)) != 0)
+			return rc;
 	if (rc)
 		return rc;
 	*seq = r.len == size ? pair_unstamp(r.data, size) : UINT64_MAX;

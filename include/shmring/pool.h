@@ -12,8 +12,9 @@
  * while subscriber i holds a reference (queued for it, or taken and not released), and
  * bit 63 (SHMRING_POOL_LOANED) while the producer holds it. 0 means free. Every
  * transition is one atomic operation on that word: a loan is CAS 0 -> LOANED (only the
- * producer allocates), a release is fetch_and(~bit), and the release that leaves 0 has
- * freed the buffer. So no process can die "between" a release and a free-list push,
+ * producer allocates), publish stores LOANED | recipients (a loaned word is the
+ * producer's alone, see publish) and then drops LOANED with fetch_and, a release is
+ * fetch_and(~bit), and the release that leaves 0 has freed the buffer. So no process can die "between" a release and a free-list push,
  * and the holder set is exact: reclaiming a dead subscriber is clearing its bit in
  * every word.
  *
@@ -760,10 +761,12 @@ SHMRING_INLINE int shmring_pool_publish(struct shmring_pool *p, struct shmring_p
 		p->joins_seen = joins;
 	}
 	uint64_t to = 0;
+	int nto = 0; /* recipients, counted here: a popcount is a library call on plain x86-64 */
 	while (act) {
 		uint32_t s = (uint32_t)__builtin_ctzll(act);
 		uint64_t bit = act & -act;
 		act &= act - 1;
+		nto++;
 		if (p->known & bit) { /* admitted, same occupant: its line stays where it is */
 			to |= bit;
 			continue;
@@ -793,9 +796,15 @@ SHMRING_INLINE int shmring_pool_publish(struct shmring_pool *p, struct shmring_p
 		}
 		to |= bit;
 	}
-	/* references before the entry: a subscriber may release as soon as the tail moves.
-	 * Relaxed: published by the release store of ctrl->tail below. */
-	atomic_fetch_or_explicit(&m->state, to, memory_order_relaxed);
+	/* references before the entry: a subscriber may release as soon as it sees the
+	 * frame. A store, not an RMW: the word holds LOANED alone since our CAS. Nobody
+	 * releases into a buffer they never got; the only other writer is a finalizer
+	 * clearing a departed subscriber's bit, after the epoch in which its active bit was
+	 * cleared, so that bit is in neither the old word nor `to`, and its fetch_and leaves
+	 * our value whichever comes first. A locked RMW here would also make the entry's
+	 * stores wait until the frame's have drained. Relaxed: published by the release
+	 * store of the entry below. */
+	shmring_store_relaxed(&m->state, SHMRING_POOL_LOANED | to);
 	struct shmring_pool_entry *e = &p->log[t & p->log_mask];
 	/* relaxed, all of them: published by the pos_buf store below */
 	shmring_store_relaxed(&e->to, to);
@@ -838,7 +847,7 @@ SHMRING_INLINE int shmring_pool_publish(struct shmring_pool *p, struct shmring_p
 					 SHMRING_POOL_MAX_BUFS];
 		__builtin_prefetch(&p->meta[cb < p->nbufs ? cb : 0].state, 0, 3);
 	}
-	return __builtin_popcountll(to);
+	return nto;
 }
 
 /*
