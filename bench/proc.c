@@ -377,6 +377,8 @@ static int run_pair(const struct bench_spec *s, const struct bench_cfg *cfg,
 	} else if (rc < 0 && !r->err[0]) {
 		if (sh->c_err[0] && !c.err[0])
 			snprintf(r->err, sizeof r->err, "%s", sh->c_err);
+		else if (sh->c_err[0]) /* both failed: the child's error is often the cause */
+			snprintf(r->err, sizeof r->err, "%.120s; child: %.120s", c.err, sh->c_err);
 		else
 			snprintf(r->err, sizeof r->err, "%.150s%s", c.err[0] ? c.err : strerror(-rc),
 				 bench_abort ? " (watchdog)" : "");

@@ -375,6 +375,15 @@ static int recover(struct shmring_pool *p)
 		if ((l & MARK_MASK) == 0 || b >= p->nbufs)
 			return shmring__fail(-EPROTO, "pool loan word 0x%llx impossible", (unsigned long long)l);
 		struct shmring_pool_meta *m = &p->meta[b];
+		/* a publish stores the entry, then the tail: an entry naming (lp, b) is out,
+		 * and a subscriber may have taken the frame through it (take reads the entry
+		 * first), so a publish that got that far is finished, never undone */
+		uint64_t pb = shmring_load_relaxed(&p->log[lp & p->log_mask].pos_buf);
+		if (shmring__pool_pos_diff(t, lp) == 0 && pb == ((lp << 16) | b)) {
+			t = (lp + 1) & SHMRING_POOL_POS_MASK;
+			/* release: pairs with the acquire loads of the tail in take */
+			shmring_store_release(&c->tail, t);
+		}
 		if (shmring__pool_pos_diff(t, lp) != 0) {
 			/* published: the subscribers' references are real; drop the loan's.
 			 * acq_rel: as in publish */
@@ -722,7 +731,8 @@ int shmring__pool_take_empty(struct shmring_pool *p)
 	struct shmring_pool_sub *r = &p->subs[p->sub];
 	uint64_t w = shmring_load_acquire(&r->cursor); /* pairs with publish's admission CAS */
 	uint64_t t = shmring_load_acquire(&p->ctrl->tail); /* pairs with publish's release */
-	if (w != SHMRING_POOL_CURSOR_NONE && shmring__pool_pos_diff(t, shmring__pool_cursor_pos(w)))
+	uint64_t d = shmring__pool_pos_diff(t, shmring__pool_cursor_pos(w));
+	if (w != SHMRING_POOL_CURSOR_NONE && d != 0 && d <= (uint64_t)p->log_mask + 1u)
 		return 0;
 	/* a new producer may attach later; until then this is the end of the stream */
 	return -EPIPE;
@@ -1189,9 +1199,13 @@ int shmring_pool_sub_stats(const struct shmring_pool *p, struct shmring_pool_sub
 	st->drops = shmring_load_relaxed(&r->drops);
 	st->stalls = shmring_load_relaxed(&r->stalls);
 	uint64_t w = shmring_load_relaxed(&r->cursor);
-	if (w != SHMRING_POOL_CURSOR_NONE)
-		st->queued = shmring__pool_pos_diff(shmring_load_relaxed(&p->ctrl->tail),
+	if (w != SHMRING_POOL_CURSOR_NONE) {
+		uint64_t q = shmring__pool_pos_diff(shmring_load_relaxed(&p->ctrl->tail),
 						    shmring__pool_cursor_pos(w));
+		/* a cursor one ahead of the tail (a frame taken between the producer's entry
+		 * and tail stores) has nothing queued */
+		st->queued = q <= (uint64_t)p->log_mask + 1u ? q : 0;
+	}
 	st->policy = p->policy;
 	st->index = p->sub;
 	return 0;

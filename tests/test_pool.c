@@ -1348,6 +1348,78 @@ Test(pool, subscriber_reclaims_dead_producers_loan, .timeout = 60)
 	close_and_unlink(n.name, s);
 }
 
+/* Take reads the entry at its cursor first, so a subscriber can take frame t while the
+ * producer is between that entry's store and its tail store (preempted there, say).
+ * Its next take finds a first lap's zeroed entry and asks the tail, which is one behind
+ * its cursor: nothing yet, not corruption. The window is held open by hand: publish,
+ * then put the tail back. */
+Test(pool, a_cursor_one_ahead_of_the_tail_is_nothing_yet)
+{
+	struct named_pool n;
+	struct shmring_pool *p = make_pool(&n, "pool-ahead", 4096, 8, 1, 1, 0);
+	struct shmring_pool *s = sub_open(n.name, SHMRING_POOL_BLOCK);
+	publish_now(p, 0, 4096, 1);
+	atomic_store(&p->ctrl->tail, 0); /* the tail store still to come */
+	take_expect(s, 0, 0, 4096);
+	struct shmring_pool_frame g;
+	int rc = shmring_pool_take(s, &g);
+	cr_assert_eq(rc, -EAGAIN, "%s", shmring_strerror(rc));
+	struct shmring_pool_sub_stats st;
+	cr_assert_eq(shmring_pool_sub_stats(s, &st), 0);
+	cr_assert_eq(st.queued, 0);
+	atomic_store(&p->ctrl->tail, 1); /* and there it is */
+	cr_assert_eq(shmring_pool_take(s, &g), -EAGAIN);
+	publish_now(p, 1, 4096, 1);
+	take_expect(s, 0, 1, 4096);
+	close_and_unlink(n.name, s, p);
+}
+
+/* A producer killed between its log entry and its tail store: take reads the entry
+ * first, so a subscriber may hold that frame before anyone sees the producer dead. The
+ * recovery must finish that publish (move the tail, drop the loan's bit), not free the
+ * buffer under the holder. The child is killed while it holds a loan; the test then
+ * writes what publish stores before the tail, in publish's order. */
+Test(pool, recovery_finishes_a_publish_whose_entry_is_out, .timeout = 60)
+{
+	struct named_pool n;
+	/* held 2: the subscriber holds the half-published frame while it sees the death */
+	shmring_pool_close(make_pool(&n, "pool-halfpub", 4096, 8, 2, 2, 0));
+	struct shmring_pool *s = sub_open(n.name, SHMRING_POOL_BLOCK);
+	struct loaner_args la = { .name = n.name, .publish = 3 };
+	pid_t prod = start_loaner(&la);
+	cr_assert(sig_wait(&la.holding));
+	kill_and_reap(prod);
+	uint64_t l = atomic_load(&s->ctrl->loan), lp = l >> 16;
+	uint32_t b = (uint32_t)(l & 0xffffu) - 1u;
+	cr_assert_eq(lp, 3, "the loan is for position 3");
+	cr_assert_lt(b, 8);
+	cr_assert_eq(atomic_load(&s->ctrl->tail), 3);
+	struct shmring_pool_meta *m = &s->meta[b];
+	struct shmring_pool_entry *e = &s->log[lp & s->log_mask];
+	atomic_store(&m->seq, lp);
+	atomic_store(&m->len, 4096);
+	atomic_store(&m->state, SHMRING_POOL_LOANED | s->bit);
+	atomic_store(&e->to, s->bit);
+	atomic_store(&e->len, 4096);
+	atomic_store(&e->pos_buf, (lp << 16) | b);
+
+	for (uint64_t i = 0; i < 3; i++)
+		take_expect(s, WAIT_MS, i, 0);
+	struct shmring_pool_frame g, h;
+	cr_assert_eq(shmring_pool_take(s, &g), 0, "the frame is seen through its entry");
+	cr_assert_eq(g.seq, 3);
+	cr_assert_eq(g.index, b);
+	/* nothing more: the subscriber finds the producer dead and recovers */
+	int rc = shmring_pool_take_wait(s, &h, WAIT_MS);
+	cr_assert_eq(rc, -EPIPE, "%s: %s", shmring_strerror(rc), shmring_last_error_detail());
+	cr_assert_eq(atomic_load(&s->ctrl->tail), 4, "the recovery moved the tail past it");
+	cr_assert_eq(atomic_load(&m->state), s->bit, "the holder's reference alone");
+	cr_assert_eq(shmring_pool_release(s, &g), 0, "the holder still had its reference");
+	cr_assert_eq(shmring_pool_free_count(s), 8);
+	cr_assert_eq(atomic_load(&hdr_stats(s)->abandoned), 0, "nothing was abandoned");
+	close_and_unlink(n.name, s);
+}
+
 Test(pool, running_producer_reclaims_dead_subscribers, .timeout = 60)
 {
 	struct named_pool n;

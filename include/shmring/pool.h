@@ -113,8 +113,10 @@
  * that finds every record taken sweeps too. The producer's identity is in ctrl->owner; a replacement
  * producer, or a subscriber that sees the producer dead, takes ctrl->owner over by
  * CAS and recovers: closes an epoch left odd, returns the loan (ctrl->loan records it
- * before the buffer is taken: published -> drop the producer's bit; not published ->
- * the buffer is free again), and settles a drop left half-done (the cursor word
+ * before the buffer is taken: published -> drop the producer's bit, where "published"
+ * includes a publish that died after its log entry, before its tail store, which the
+ * recovery finishes by moving the tail, since a subscriber may already hold that frame;
+ * not published -> the buffer is free again), and settles a drop left half-done (the cursor word
  * carries the buffer being dropped until its reference is gone). Subscribers see a
  * dead producer within SHMRING_PEER_CHECK_MS in blocking calls (every 1024 empty polls
  * in non-blocking ones): they drain what was published, then get -EPIPE.
@@ -911,6 +913,11 @@ SHMRING_INLINE int shmring_pool_take(struct shmring_pool *p, struct shmring_pool
 				 * tail decides. Acquire: pairs with publish's release store */
 				uint64_t t = shmring_load_acquire(&p->ctrl->tail);
 				d = shmring__pool_pos_diff(t, c);
+				/* one ahead of the tail: we took frame t through its entry and the
+				 * producer is between that entry and its tail store (or died
+				 * there, which its recovery finishes): nothing at our cursor yet */
+				if (d == SHMRING_POOL_POS_MASK)
+					d = 0;
 				if (shmring_unlikely(d > (uint64_t)p->log_mask + 1u ||
 						     t > SHMRING_POOL_POS_MASK)) {
 					/* a stale cursor: the producer may have dropped frames for
