@@ -14,9 +14,9 @@
  * transition is one atomic operation on that word: a loan is CAS 0 -> LOANED (only the
  * producer allocates), publish stores LOANED | recipients (a loaned word is the
  * producer's alone, see publish) and then drops LOANED with fetch_and, a release is
- * fetch_and(~bit), and the release that leaves 0 has freed the buffer. So no process can die "between" a release and a free-list push,
- * and the holder set is exact: reclaiming a dead subscriber is clearing its bit in
- * every word.
+ * fetch_and(~bit), and the release that leaves 0 has freed the buffer. So no process
+ * can die "between" a release and a free-list push, and the holder set is exact:
+ * reclaiming a dead subscriber is clearing its bit in every word.
  *
  * FRAME LOG. Publication appends one entry {position, buffer, recipients, descriptor}
  * to a log of log_cap one-line entries (the smallest power of two >= N), storing the
@@ -115,9 +115,9 @@
  * CAS and recovers: closes an epoch left odd, returns the loan (ctrl->loan records it
  * before the buffer is taken: published -> drop the producer's bit, where "published"
  * includes a publish that died after its log entry, before its tail store, which the
- * recovery finishes by moving the tail, since a subscriber may already hold that frame;
- * not published -> the buffer is free again), and settles a drop left half-done (the cursor word
- * carries the buffer being dropped until its reference is gone). Subscribers see a
+ * recovery finishes by moving the tail, since a subscriber may already hold that
+ * frame; not published -> the buffer is free again), and settles a drop left half-done
+ * (the cursor word carries the buffer being dropped until its reference is gone). Subscribers see a
  * dead producer within SHMRING_PEER_CHECK_MS in blocking calls (every 1024 empty polls
  * in non-blocking ones): they drain what was published, then get -EPIPE.
  *
