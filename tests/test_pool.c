@@ -1330,15 +1330,25 @@ Test(pool, sigkill_subscriber_and_producer_holding_buffers, .timeout = 60)
 	close_and_unlink(n.name, s, p2);
 }
 
-Test(pool, subscriber_reclaims_dead_producers_loan, .timeout = 60)
+/* A pool of 8 buffers of 4 KiB, 2 subscribers holding up to `held`, with a block
+ * subscriber (returned) and a producer that published frames 0-2, loaned one more and
+ * was SIGKILLed holding it. */
+static struct shmring_pool *dead_loaner_pool(struct named_pool *n, const char *tag,
+					     uint32_t held)
 {
-	struct named_pool n;
-	shmring_pool_close(make_pool(&n, "pool-deadprod", 4096, 8, 2, 1, 0));
-	struct shmring_pool *s = sub_open(n.name, SHMRING_POOL_BLOCK);
-	struct loaner_args la = { .name = n.name, .publish = 3 };
+	shmring_pool_close(make_pool(n, tag, 4096, 8, 2, held, 0));
+	struct shmring_pool *s = sub_open(n->name, SHMRING_POOL_BLOCK);
+	struct loaner_args la = { .name = n->name, .publish = 3 };
 	pid_t prod = start_loaner(&la);
 	cr_assert(sig_wait(&la.holding));
 	kill_and_reap(prod);
+	return s;
+}
+
+Test(pool, subscriber_reclaims_dead_producers_loan, .timeout = 60)
+{
+	struct named_pool n;
+	struct shmring_pool *s = dead_loaner_pool(&n, "pool-deadprod", 1);
 	/* the frames it published are delivered, then end of stream */
 	for (uint64_t i = 0; i < 3; i++)
 		take_expect(s, WAIT_MS, i, 0);
@@ -1383,12 +1393,7 @@ Test(pool, recovery_finishes_a_publish_whose_entry_is_out, .timeout = 60)
 {
 	struct named_pool n;
 	/* held 2: the subscriber holds the half-published frame while it sees the death */
-	shmring_pool_close(make_pool(&n, "pool-halfpub", 4096, 8, 2, 2, 0));
-	struct shmring_pool *s = sub_open(n.name, SHMRING_POOL_BLOCK);
-	struct loaner_args la = { .name = n.name, .publish = 3 };
-	pid_t prod = start_loaner(&la);
-	cr_assert(sig_wait(&la.holding));
-	kill_and_reap(prod);
+	struct shmring_pool *s = dead_loaner_pool(&n, "pool-halfpub", 2);
 	uint64_t l = atomic_load(&s->ctrl->loan), lp = l >> 16;
 	uint32_t b = (uint32_t)(l & 0xffffu) - 1u;
 	cr_assert_eq(lp, 3, "the loan is for position 3");
