@@ -731,7 +731,7 @@ int shmring__pool_take_empty(struct shmring_pool *p)
 	struct shmring_pool_sub *r = &p->subs[p->sub];
 	uint64_t w = shmring_load_acquire(&r->cursor); /* pairs with publish's admission CAS */
 	uint64_t t = shmring_load_acquire(&p->ctrl->tail); /* pairs with publish's release */
-	uint64_t d = shmring__pool_pos_diff(t, shmring__pool_cursor_pos(w));
+	uint64_t d = shmring__pool_queued(t, shmring__pool_cursor_pos(w));
 	if (w != SHMRING_POOL_CURSOR_NONE && d != 0 && d <= (uint64_t)p->log_mask + 1u)
 		return 0;
 	/* a new producer may attach later; until then this is the end of the stream */
@@ -1200,11 +1200,9 @@ int shmring_pool_sub_stats(const struct shmring_pool *p, struct shmring_pool_sub
 	st->stalls = shmring_load_relaxed(&r->stalls);
 	uint64_t w = shmring_load_relaxed(&r->cursor);
 	if (w != SHMRING_POOL_CURSOR_NONE) {
-		uint64_t q = shmring__pool_pos_diff(shmring_load_relaxed(&p->ctrl->tail),
-						    shmring__pool_cursor_pos(w));
-		/* a cursor one ahead of the tail (a frame taken between the producer's entry
-		 * and tail stores) has nothing queued */
-		st->queued = q <= (uint64_t)p->log_mask + 1u ? q : 0;
+		uint64_t q = shmring__pool_queued(shmring_load_relaxed(&p->ctrl->tail),
+						  shmring__pool_cursor_pos(w));
+		st->queued = q <= (uint64_t)p->log_mask + 1u ? q : 0; /* more: corrupt */
 	}
 	st->policy = p->policy;
 	st->index = p->sub;

@@ -529,6 +529,16 @@ SHMRING_INLINE uint64_t shmring__pool_pos_diff(uint64_t a, uint64_t b)
 	return (a - b) & SHMRING_POOL_POS_MASK;
 }
 
+/* Frames queued from cursor position c up to tail t. Publish stores a frame's log entry
+ * before the tail and take reads the entry first, so a subscriber may take frame t while
+ * the tail still reads t (the producer between the two stores, or dead there, which its
+ * recovery finishes): a cursor one ahead of the tail has nothing queued. */
+SHMRING_INLINE uint64_t shmring__pool_queued(uint64_t t, uint64_t c)
+{
+	uint64_t d = shmring__pool_pos_diff(t, c);
+	return d == SHMRING_POOL_POS_MASK ? 0 : d;
+}
+
 SHMRING_INLINE uint64_t shmring__pool_cursor_pos(uint64_t w)
 {
 	return w >> 16;
@@ -912,12 +922,7 @@ SHMRING_INLINE int shmring_pool_take(struct shmring_pool *p, struct shmring_pool
 				/* a first lap's zeroed entry, a stale cursor or corruption: the
 				 * tail decides. Acquire: pairs with publish's release store */
 				uint64_t t = shmring_load_acquire(&p->ctrl->tail);
-				d = shmring__pool_pos_diff(t, c);
-				/* one ahead of the tail: we took frame t through its entry and the
-				 * producer is between that entry and its tail store (or died
-				 * there, which its recovery finishes): nothing at our cursor yet */
-				if (d == SHMRING_POOL_POS_MASK)
-					d = 0;
+				d = shmring__pool_queued(t, c);
 				if (shmring_unlikely(d > (uint64_t)p->log_mask + 1u ||
 						     t > SHMRING_POOL_POS_MASK)) {
 					/* a stale cursor: the producer may have dropped frames for
