@@ -176,6 +176,8 @@ static void usage(FILE *f)
 		"                    test also runs with 8 N)\n"
 		"  --capacity BYTES  spsc ring size where the records fit (default: 1 MiB, or\n"
 		"                    4 records when they are larger)\n"
+		"  --demote          spsc producers demote what they commit\n"
+		"                    (shmring_spsc_set_demote: shorter round trips, slower streams)\n"
 		"  --retries N       run a test again when the CPUs moved during it (probes\n"
 		"                    before and after differ by > 30%%; default 2, --quick 0)\n"
 		"  -q, --quiet       no progress on stderr\n");
@@ -204,6 +206,7 @@ int main(int argc, char **argv)
 		{"quiet", no_argument, NULL, 'q'},  {"help", no_argument, NULL, 'h'},
 		{"retries", required_argument, NULL, 'r'}, {"save", required_argument, NULL, 'S'},
 		{"capacity", required_argument, NULL, 'k'}, {"repeat", required_argument, NULL, 'R'},
+		{"demote", no_argument, NULL, 'D'},
 		{NULL, 0, NULL, 0},
 	};
 	int o;
@@ -260,6 +263,9 @@ int main(int argc, char **argv)
 			break;
 		case 'k':
 			cfg.capacity = strtoull(optarg, NULL, 0);
+			break;
+		case 'D':
+			cfg.demote = 1;
 			break;
 		case 'R':
 			repeat = atoi(optarg);
@@ -373,9 +379,9 @@ int main(int argc, char **argv)
 	double secs = (double)(bench_clock_ns() - t0) / 1e9;
 	if (fmt == BENCH_FMT_TABLE) {
 		bench_print_machine();
-		printf("# %zu tests x %d in %.1f s, CPUs %d and %d, %s, timed %.2f s per test, spin %.0f us\n",
+		printf("# %zu tests x %d in %.1f s, CPUs %d and %d, %s, timed %.2f s per test, spin %.0f us%s\n",
 		       plan.n, repeat, secs, cfg.cpu_a, cfg.cpu_b, cfg.quick ? "quick" : "full",
-		       cfg.budget_s, cfg.spin_us);
+		       cfg.budget_s, cfg.spin_us, cfg.demote ? ", spsc demoting" : "");
 		if (repeat > 1)
 			printf("# each figure: the median of %d runs (by RTT p50 or streaming rate), "
 			       "with that run's probes\n", repeat);
@@ -404,10 +410,10 @@ int main(int argc, char **argv)
 				if (outs[k].f == BENCH_FMT_TABLE) {
 					bench_print_machine();
 					printf("# %zu tests x %d in %.1f s, CPUs %d and %d, %s, timed %.2f s "
-					       "per test, spin %.0f us, load average %.2f -> %.2f\n",
+					       "per test, spin %.0f us%s, load average %.2f -> %.2f\n",
 					       plan.n, repeat, secs, cfg.cpu_a, cfg.cpu_b,
-					       cfg.quick ? "quick" : "full", cfg.budget_s, cfg.spin_us, load0,
-					       bench_loadavg());
+					       cfg.quick ? "quick" : "full", cfg.budget_s, cfg.spin_us,
+					       cfg.demote ? ", spsc demoting" : "", load0, bench_loadavg());
 					if (repeat > 1)
 						printf("# each figure: the median of %d runs (by RTT p50 or "
 						       "streaming rate), with that run's probes\n", repeat);

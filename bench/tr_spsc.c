@@ -101,6 +101,8 @@ static int spsc_attach(struct bench_ctx *c)
 {
 	struct spsc_state *s = st(c);
 	int rc = bench_shm_attach(c);
+	if (rc == 0 && s->b.tx && c->cfg->demote)
+		rc = shmring_spsc_set_demote(s->b.tx, 1);
 	if (rc < 0 || !s->blocking)
 		return rc;
 	if (s->b.tx)

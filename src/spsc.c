@@ -289,6 +289,14 @@ void shmring_spsc_set_spin(struct shmring_spsc *r, int spin)
 	r->spin = spin;
 }
 
+int shmring_spsc_set_demote(struct shmring_spsc *r, int on)
+{
+	if (r->role != SHMRING_ROLE_PRODUCER)
+		return -EBADF;
+	r->demote = on != 0;
+	return 0;
+}
+
 int shmring_spsc_peer_closed(const struct shmring_spsc *r)
 {
 	/* pairs with the release stores in shmring_spsc_close() */

@@ -121,6 +121,7 @@ struct stream_cfg {
 	uint64_t n;
 	int block;        /* use the blocking calls */
 	int batch;        /* records per commit / release */
+	int demote;       /* the producer demotes what it commits (set_demote) */
 	unsigned slow_consumer, slow_producer; /* extra work per record */
 	uint64_t seed;
 	/* seen by the consumer */
@@ -144,6 +145,8 @@ static int producer_main(void *a)
 	struct shmring_spsc *r;
 	if (shmring_spsc_open(c->name, SHMRING_ROLE_PRODUCER, &r) != 0)
 		return 10;
+	if (shmring_spsc_set_demote(r, c->demote) != 0)
+		return 13;
 	uint64_t rng = c->seed;
 	for (uint64_t i = 0; i < c->n;) {
 		int k;
@@ -251,6 +254,18 @@ Test(spsc, stream_batched, .timeout = 600)
 	run_stream(&c, 1u << 20);
 }
 
+/* A demoting producer (its commits walk the batch's lines, across the wrap too) still
+ * delivers every record intact, in order, batched and one at a time. */
+Test(spsc, stream_demoting_producer, .timeout = 600)
+{
+	struct stream_cfg c = { .n = tu_scaled(1000000, 10000), .batch = 16, .demote = 1,
+				.seed = 5 };
+	run_stream(&c, 1u << 18);
+	struct stream_cfg one = { .n = tu_scaled(1000000, 10000), .batch = 1, .demote = 1,
+				  .seed = 6 };
+	run_stream(&one, 1u << 18);
+}
+
 /* ---- geometry, limits, wrap-around ---- */
 
 static void pair(const char *tag, uint64_t cap, uint32_t align, struct shmring_spsc **p,
@@ -267,6 +282,17 @@ static void unpair(struct shmring_spsc *p, struct shmring_spsc *c, const char *n
 	shmring_spsc_close(p);
 	shmring_spsc_close(c);
 	shmring_seg_unlink(name);
+}
+
+Test(spsc, set_demote_is_the_producers)
+{
+	struct shmring_spsc *p, *c;
+	char name[64];
+	pair("demote", 8192, 8, &p, &c, name, sizeof(name));
+	cr_assert_eq(shmring_spsc_set_demote(c, 1), -EBADF);
+	cr_assert_eq(shmring_spsc_set_demote(p, 1), 0);
+	cr_assert_eq(shmring_spsc_set_demote(p, 0), 0);
+	unpair(p, c, name);
 }
 
 /*

@@ -10,6 +10,8 @@
  *    message any pair of one-way rings can carry.
  *  - ring2: two lines per message (a flag line and the line after it, which carries the
  *    last stamp): a 64-byte payload with any header needs two.
+ *  - ring2-dem: ring2 whose sender then pushes both lines to the shared cache (CLDEMOTE,
+ *    common.h): the shape of spsc with shmring_spsc_set_demote().
  *  - handoff: a buffer handed over by index: the sender takes a buffer (4 of 1080p
  *    size) once the receiver gave it back (a state line per buffer), stamps its first
  *    and last bytes, and writes the index into an entry line; the receiver reads the
@@ -40,6 +42,7 @@ struct line {
 struct dir {
 	struct line ring1[LINES];
 	struct line ring2[2 * LINES];
+	struct line ring2d[2 * LINES]; /* ring2-dem's own: its stamps count on their own */
 	struct line entry[ENTRIES];
 	struct line state[NBUF];
 };
@@ -125,17 +128,27 @@ const struct tg_variant tg_ring1 = {
 
 /* ---- ring2 ---- */
 
+static struct line *ring2_at(struct tg_ctx *c, int d, uint64_t seq)
+{
+	struct dir *r = &c->ideal->d[d];
+	return &(c->demote ? r->ring2d : r->ring2)[2 * (seq % LINES)];
+}
+
 static void ring2_send(struct tg_ctx *c, int d, uint64_t seq)
 {
-	struct line *l = &c->ideal->d[d].ring2[2 * (seq % LINES)];
+	struct line *l = ring2_at(c, d, seq);
 	atomic_store_explicit(&l[1].w[7], seq, memory_order_relaxed);
 	/* pairs with the receiver's acquire in ring2_recv(); publishes l[1] too */
 	atomic_store_explicit(&l[0].w[0], seq, memory_order_release);
+	if (c->demote) {
+		shmring__demote(&l[0]);
+		shmring__demote(&l[1]);
+	}
 }
 
 static int ring2_recv(struct tg_ctx *c, int d, uint64_t seq)
 {
-	struct line *l = &c->ideal->d[d].ring2[2 * (seq % LINES)];
+	struct line *l = ring2_at(c, d, seq);
 	int rc = tg_wait_eq(c, &l[0].w[0], seq);
 	if (rc == 0 && atomic_load_explicit(&l[1].w[7], memory_order_relaxed) != seq)
 		rc = -EPROTO;
@@ -158,6 +171,27 @@ static int ring2_server(struct tg_ctx *c, uint64_t seq)
 
 const struct tg_variant tg_ring2 = {
 	"ideal-ring2", "one-way rings, two lines per message", ring2_client, ring2_server, 0,
+};
+
+static int ring2d_client(struct tg_ctx *c, uint64_t seq)
+{
+	c->demote = 1;
+	int rc = ring2_client(c, seq);
+	c->demote = 0;
+	return rc;
+}
+
+static int ring2d_server(struct tg_ctx *c, uint64_t seq)
+{
+	c->demote = 1;
+	int rc = ring2_server(c, seq);
+	c->demote = 0;
+	return rc;
+}
+
+const struct tg_variant tg_ring2d = {
+	"ideal-ring2-dem", "ideal-ring2, the sender demoting both lines", ring2d_client,
+	ring2d_server, 0,
 };
 
 /* ---- handoff ---- */

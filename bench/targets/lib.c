@@ -6,7 +6,8 @@
  * last 8 bytes) are written into and read from a message in place. The server answers
  * before it gives the request back: the reply is on the round trip's path, the release
  * is not. spsc-blocking: two more spsc rings whose handles never spin (spin 0), so each
- * side sleeps at every wait, as shmring-bench's spsc-blocking.
+ * side sleeps at every wait, as shmring-bench's spsc-blocking. spsc-64-dem: two more
+ * whose producers demote what they commit (shmring_spsc_set_demote).
  */
 #include "targets.h"
 
@@ -21,9 +22,11 @@
 static const uint64_t frame_size[2] = {3110400u, 12441600u};
 
 struct tg_lib {
-	struct shmring_spsc *stx, *srx, *btx, *brx;
+	struct shmring_spsc *stx, *srx, *btx, *brx, *dtx, *drx;
 	struct shmring_pool *ptx[2], *prx[2];
-	int fd[8]; /* the server's ends: spsc a, b; pool 1080p a, b; 4K a, b; blocking a, b */
+	/* the server's ends: spsc a, b; pool 1080p a, b; 4K a, b; blocking a, b; demoting
+	 * a, b */
+	int fd[10];
 };
 
 static struct tg_lib lib;
@@ -39,6 +42,12 @@ int tg_lib_setup(struct tg_ctx *c)
 		rc = shmring_spsc_create(NULL, &so, SHMRING_ROLE_PRODUCER, &lib.btx);
 	if (rc == 0)
 		rc = shmring_spsc_create(NULL, &so, SHMRING_ROLE_CONSUMER, &lib.brx);
+	if (rc == 0)
+		rc = shmring_spsc_create(NULL, &so, SHMRING_ROLE_PRODUCER, &lib.dtx);
+	if (rc == 0)
+		rc = shmring_spsc_create(NULL, &so, SHMRING_ROLE_CONSUMER, &lib.drx);
+	if (rc == 0)
+		rc = shmring_spsc_set_demote(lib.dtx, 1);
 	for (int k = 0; k < 2 && rc == 0; k++) {
 		struct shmring_pool_opts po = {
 			.buf_size = frame_size[k], .nbufs = 4, .max_subs = 1, .max_held = 1,
@@ -58,7 +67,9 @@ int tg_lib_setup(struct tg_ctx *c)
 	}
 	lib.fd[6] = dup(shmring_spsc_fd(lib.btx));
 	lib.fd[7] = dup(shmring_spsc_fd(lib.brx));
-	for (int i = 0; i < 8; i++)
+	lib.fd[8] = dup(shmring_spsc_fd(lib.dtx));
+	lib.fd[9] = dup(shmring_spsc_fd(lib.drx));
+	for (int i = 0; i < 10; i++)
 		if (lib.fd[i] < 0)
 			return -errno;
 	shmring_spsc_set_spin(lib.btx, 0);
@@ -84,6 +95,12 @@ int tg_lib_attach(struct tg_ctx *c)
 		rc = shmring_spsc_open_fd(l->fd[6], SHMRING_ROLE_CONSUMER, &l->brx);
 	if (rc == 0)
 		rc = shmring_spsc_open_fd(l->fd[7], SHMRING_ROLE_PRODUCER, &l->btx);
+	if (rc == 0)
+		rc = shmring_spsc_open_fd(l->fd[8], SHMRING_ROLE_CONSUMER, &l->drx);
+	if (rc == 0)
+		rc = shmring_spsc_open_fd(l->fd[9], SHMRING_ROLE_PRODUCER, &l->dtx);
+	if (rc == 0)
+		rc = shmring_spsc_set_demote(l->dtx, 1);
 	if (rc == 0) {
 		shmring_spsc_set_spin(l->btx, 0);
 		shmring_spsc_set_spin(l->brx, 0);
@@ -108,27 +125,27 @@ static int unstamp(const void *p, size_t len, uint64_t seq)
 
 /* ---- spsc ---- */
 
-static int spsc_send(struct tg_ctx *c, uint64_t seq)
+static int spsc_send(struct tg_ctx *c, struct shmring_spsc *tx, uint64_t seq)
 {
 	void *buf;
 	unsigned n = 0;
 	int rc;
-	while ((rc = shmring_spsc_reserve(c->lib->stx, SPSC_SIZE, &buf)) == -EAGAIN)
+	while ((rc = shmring_spsc_reserve(tx, SPSC_SIZE, &buf)) == -EAGAIN)
 		if ((rc = tg_spin(c, &n)) != 0)
 			return rc;
 	if (rc)
 		return rc;
 	stamp(buf, SPSC_SIZE, seq);
-	rc = shmring_spsc_commit(c->lib->stx);
+	rc = shmring_spsc_commit(tx);
 	return rc == 1 ? 0 : rc < 0 ? rc : -EIO;
 }
 
-static int spsc_recv(struct tg_ctx *c, uint64_t seq)
+static int spsc_recv(struct tg_ctx *c, struct shmring_spsc *rx, uint64_t seq)
 {
 	struct shmring_rec r = {0};
 	unsigned n = 0;
 	int rc;
-	while ((rc = shmring_spsc_peek(c->lib->srx, &r)) == -EAGAIN)
+	while ((rc = shmring_spsc_peek(rx, &r)) == -EAGAIN)
 		if ((rc = tg_spin(c, &n)) != 0)
 			return rc;
 	if (rc)
@@ -136,30 +153,51 @@ static int spsc_recv(struct tg_ctx *c, uint64_t seq)
 	return r.len == SPSC_SIZE ? unstamp(r.data, SPSC_SIZE, seq) : -EPROTO;
 }
 
-static int spsc_done(struct tg_ctx *c)
+static int spsc_done(struct shmring_spsc *rx)
 {
-	int rc = shmring_spsc_release(c->lib->srx);
+	int rc = shmring_spsc_release(rx);
 	return rc == 1 ? 0 : rc < 0 ? rc : -EIO;
 }
 
 static int spsc_client(struct tg_ctx *c, uint64_t seq)
 {
-	int rc = spsc_send(c, seq);
+	int rc = spsc_send(c, c->lib->stx, seq);
 	if (rc == 0)
-		rc = spsc_recv(c, seq);
-	return rc ? rc : spsc_done(c);
+		rc = spsc_recv(c, c->lib->srx, seq);
+	return rc ? rc : spsc_done(c->lib->srx);
 }
 
 static int spsc_server(struct tg_ctx *c, uint64_t seq)
 {
-	int rc = spsc_recv(c, seq);
+	int rc = spsc_recv(c, c->lib->srx, seq);
 	if (rc == 0)
-		rc = spsc_send(c, seq);
-	return rc ? rc : spsc_done(c);
+		rc = spsc_send(c, c->lib->stx, seq);
+	return rc ? rc : spsc_done(c->lib->srx);
 }
 
 const struct tg_variant tg_spsc64 = {
 	"spsc-64", "shmring spsc, 64-byte records", spsc_client, spsc_server, 0,
+};
+
+static int spsc_d_client(struct tg_ctx *c, uint64_t seq)
+{
+	int rc = spsc_send(c, c->lib->dtx, seq);
+	if (rc == 0)
+		rc = spsc_recv(c, c->lib->drx, seq);
+	return rc ? rc : spsc_done(c->lib->drx);
+}
+
+static int spsc_d_server(struct tg_ctx *c, uint64_t seq)
+{
+	int rc = spsc_recv(c, c->lib->drx, seq);
+	if (rc == 0)
+		rc = spsc_send(c, c->lib->dtx, seq);
+	return rc ? rc : spsc_done(c->lib->drx);
+}
+
+const struct tg_variant tg_spsc64d = {
+	"spsc-64-dem", "spsc-64, the producers demoting (set_demote)", spsc_d_client,
+	spsc_d_server, 0,
 };
 
 /* ---- spsc-blocking ---- */

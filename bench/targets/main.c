@@ -26,11 +26,14 @@
 #define STOP_CMD 0xffu
 
 static const struct tg_variant *const variants[] = {
-	&tg_floor, &tg_ring1,    &tg_ring2, &tg_handoff,
-	&tg_spsc64, &tg_pool1080, &tg_pool4k, &tg_futex, &tg_spsc_blocking,
+	&tg_floor,  &tg_ring1,    &tg_ring2,  &tg_ring2d, &tg_handoff,       &tg_spsc64,
+	&tg_spsc64d, &tg_pool1080, &tg_pool4k, &tg_futex,  &tg_spsc_blocking,
 };
 #define NV (sizeof variants / sizeof variants[0])
-enum { V_FLOOR, V_RING1, V_RING2, V_HANDOFF, V_SPSC, V_POOL1080, V_POOL4K, V_FUTEX, V_SPSCB };
+enum {
+	V_FLOOR, V_RING1, V_RING2, V_RING2D, V_HANDOFF, V_SPSC, V_SPSCD, V_POOL1080, V_POOL4K,
+	V_FUTEX, V_SPSCB
+};
 
 /* A variant runs in this process pair if it can: on one CPU only the blocking ones
  * (a spinning wait there costs a scheduler tick). */
@@ -161,6 +164,8 @@ struct target {
 static const struct target targets[] = {
 	{"spsc 64 B RTT p50 / floor p50", V_SPSC, V_FLOOR, 0, 1.5, "ideal-ring2 / floor", V_RING2, V_FLOOR},
 	{"spsc 64 B RTT p99 / floor p99", V_SPSC, V_FLOOR, 1, 2.0, "ideal-ring2 / floor", V_RING2, V_FLOOR},
+	{"  the same, set_demote: p50", V_SPSCD, V_FLOOR, 0, 1.5, "ideal-ring2-dem / floor", V_RING2D, V_FLOOR},
+	{"  the same, set_demote: p99", V_SPSCD, V_FLOOR, 1, 2.0, "ideal-ring2-dem / floor", V_RING2D, V_FLOOR},
 	{"pool 1080p RTT p50 / spsc 64 B p50", V_POOL1080, V_SPSC, 0, 1.2, "ideal-handoff / ideal-ring2", V_HANDOFF, V_RING2},
 	{"pool 4K RTT p50 / spsc 64 B p50", V_POOL4K, V_SPSC, 0, 1.2, "ideal-handoff / ideal-ring2", V_HANDOFF, V_RING2},
 	{"spsc-blocking RTT p50 / futex p50", V_SPSCB, V_FUTEX, 0, 1.15, NULL, 0, 0},
@@ -168,7 +173,8 @@ static const struct target targets[] = {
 
 /* What separates the library from the shape it has. */
 static const int overheads[][2] = {
-	{V_RING1, V_FLOOR}, {V_RING2, V_RING1}, {V_SPSC, V_RING2}, {V_POOL1080, V_HANDOFF},
+	{V_RING1, V_FLOOR},  {V_RING2, V_RING1},      {V_RING2D, V_RING2},    {V_SPSC, V_RING2},
+	{V_SPSCD, V_RING2D}, {V_SPSCD, V_SPSC},       {V_POOL1080, V_HANDOFF},
 	{V_POOL4K, V_HANDOFF},
 };
 
@@ -181,7 +187,7 @@ static void report(const struct figures *f, int per, const int cpus[2], int one_
 		printf("shmring-targets: %d cycles of %d variants x %d round trips (blocking: %d), "
 		       "CPUs %d,%d; medians over the cycles, ratios paired within a cycle\n\n",
 		       f->cycles, nact, per, block_len(V_FUTEX, per), cpus[0], cpus[one_cpu ? 0 : 1]);
-		printf("%-14s %-54s %7s %7s%s\n", "variant", "what", "p50 ns", "p99 ns",
+		printf("%-15s %-54s %7s %7s%s\n", "variant", "what", "p50 ns", "p99 ns",
 		       one_cpu ? "" : "  p50 x floor (quartiles)");
 	}
 	for (unsigned v = 0; v < NV; v++) {
@@ -202,10 +208,10 @@ static void report(const struct figures *f, int per, const int cpus[2], int one_
 			       variants[v]->name, one_cpu ? "true" : "false", p50.med, p99.med, xf.med,
 			       xf.q1, xf.q3, xf99.med, f->cycles, block_len(v, per));
 		else if (one_cpu)
-			printf("%-14s %-54s %7.0f %7.0f\n", variants[v]->name, variants[v]->what,
+			printf("%-15s %-54s %7.0f %7.0f\n", variants[v]->name, variants[v]->what,
 			       p50.med, p99.med);
 		else
-			printf("%-14s %-54s %7.0f %7.0f  %.2f (%.2f-%.2f)\n", variants[v]->name,
+			printf("%-15s %-54s %7.0f %7.0f  %.2f (%.2f-%.2f)\n", variants[v]->name,
 			       variants[v]->what, p50.med, p99.med, xf.med, xf.q1, xf.q3);
 	}
 	if (!json && !one_cpu)

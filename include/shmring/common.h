@@ -101,4 +101,22 @@ static inline void shmring_cpu_relax(void)
 #endif
 }
 
+/*
+ * A hint that another CPU reads the line at p next: push it out of this CPU's private
+ * caches into the shared last-level cache, so the reader's miss is served there instead
+ * of by a snoop into this core (x86 CLDEMOTE). Never needed for correctness; whether it
+ * pays depends on where the reader runs (spsc.h, shmring_spsc_set_demote). CPUs without
+ * CLDEMOTE execute its encoding as a NOP (it lies in the reserved hint-NOP space,
+ * 0F 1C /0), so it is emitted on every x86 build; elsewhere it does nothing.
+ */
+static inline void shmring__demote(const void *p)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	/* encoded by hand: assemblers before binutils 2.31 lack the mnemonic */
+	__asm__ __volatile__(".byte 0x0f, 0x1c, 0x00" ::"a"(p) : "memory");
+#else
+	(void)p;
+#endif
+}
+
 #endif /* SHMRING_COMMON_H */
