@@ -159,20 +159,25 @@ static int spsc_done(struct shmring_spsc *rx)
 	return rc == 1 ? 0 : rc < 0 ? rc : -EIO;
 }
 
+/* One round trip: the client sends on tx and reads the echo from rx; the server reads
+ * the request, answers, and only then gives the request back. */
+static int spsc_trip(struct tg_ctx *c, struct shmring_spsc *tx, struct shmring_spsc *rx,
+		     uint64_t seq, int server)
+{
+	int rc = server ? spsc_recv(c, rx, seq) : spsc_send(c, tx, seq);
+	if (rc == 0)
+		rc = server ? spsc_send(c, tx, seq) : spsc_recv(c, rx, seq);
+	return rc ? rc : spsc_done(rx);
+}
+
 static int spsc_client(struct tg_ctx *c, uint64_t seq)
 {
-	int rc = spsc_send(c, c->lib->stx, seq);
-	if (rc == 0)
-		rc = spsc_recv(c, c->lib->srx, seq);
-	return rc ? rc : spsc_done(c->lib->srx);
+	return spsc_trip(c, c->lib->stx, c->lib->srx, seq, 0);
 }
 
 static int spsc_server(struct tg_ctx *c, uint64_t seq)
 {
-	int rc = spsc_recv(c, c->lib->srx, seq);
-	if (rc == 0)
-		rc = spsc_send(c, c->lib->stx, seq);
-	return rc ? rc : spsc_done(c->lib->srx);
+	return spsc_trip(c, c->lib->stx, c->lib->srx, seq, 1);
 }
 
 const struct tg_variant tg_spsc64 = {
@@ -181,18 +186,12 @@ const struct tg_variant tg_spsc64 = {
 
 static int spsc_d_client(struct tg_ctx *c, uint64_t seq)
 {
-	int rc = spsc_send(c, c->lib->dtx, seq);
-	if (rc == 0)
-		rc = spsc_recv(c, c->lib->drx, seq);
-	return rc ? rc : spsc_done(c->lib->drx);
+	return spsc_trip(c, c->lib->dtx, c->lib->drx, seq, 0);
 }
 
 static int spsc_d_server(struct tg_ctx *c, uint64_t seq)
 {
-	int rc = spsc_recv(c, c->lib->drx, seq);
-	if (rc == 0)
-		rc = spsc_send(c, c->lib->dtx, seq);
-	return rc ? rc : spsc_done(c->lib->drx);
+	return spsc_trip(c, c->lib->dtx, c->lib->drx, seq, 1);
 }
 
 const struct tg_variant tg_spsc64d = {
