@@ -404,6 +404,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		}
 		case 3:
 		case 4:
+			/* demoting is a hint: it must change nothing the model predicts */
+			if (c->prod && (op & 0x80))
+				FZ_CHECK(shmring_spsc_set_demote(c->prod, op & 0x40) == 0,
+					 "set_demote refused the producer");
 			if (c->prod)
 				op_commit(c);
 			break;
