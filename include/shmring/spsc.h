@@ -163,7 +163,9 @@ SHMRING_API void shmring_spsc_set_spin(struct shmring_spsc *r, int spin);
  *   - hurts badly when both processes share a core (SMT siblings, one CPU, a VM whose
  *     vCPUs land on one host core): the lines leave the cache both sides read from
  *     (a 64-byte round trip 5x slower, seen once here).
- * Returns 0; -EBADF if r is not the producer.
+ * Commit then costs one instruction per 64 bytes it publishes, and the producer's next
+ * record starts in a line it has just given away. Per handle: a replacement producer
+ * starts with it off. Returns 0; -EBADF if r is not the producer.
  */
 SHMRING_API int shmring_spsc_set_demote(struct shmring_spsc *r, int on);
 /* 1 if the peer role is attached and alive, 0 if not (slow: one fcntl). */
