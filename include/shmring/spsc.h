@@ -158,8 +158,7 @@ SHMRING_API void shmring_spsc_set_spin(struct shmring_spsc *r, int spin);
  *   - helps a request/response channel whose two processes run on different physical
  *     cores: a 64-byte record's round trip is 11-14% shorter (the consumer polls the
  *     header's line, then misses on the payload's second line; that miss is shortened);
- *   - hurts streaming (records committed faster than they are read): 2-6x slower here,
- *     the consumer's prefetched reads from the producer's cache being the faster path;
+ *   - hurts streaming (records committed faster than they are read): 2-6x slower here;
  *   - hurts badly when both processes share a core (SMT siblings, one CPU, a VM whose
  *     vCPUs land on one host core): the lines leave the cache both sides read from
  *     (a 64-byte round trip 5x slower, seen once here).
