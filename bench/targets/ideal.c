@@ -42,7 +42,7 @@ struct line {
 struct dir {
 	struct line ring1[LINES];
 	struct line ring2[2 * LINES];
-	struct line ring2d[2 * LINES]; /* ring2-dem's own: its stamps count on their own */
+	struct line ring2d[2 * LINES]; /* ring2-dem's */
 	struct line entry[ENTRIES];
 	struct line state[NBUF];
 };
@@ -126,68 +126,71 @@ const struct tg_variant tg_ring1 = {
 	"ideal-ring1", "one-way rings, one line per message", ring1_client, ring1_server, 0,
 };
 
-/* ---- ring2 ---- */
+/* ---- ring2 (dem: the sender then demotes both lines) ---- */
 
-static struct line *ring2_at(struct tg_ctx *c, int d, uint64_t seq)
+static struct line *ring2_at(struct tg_ctx *c, int d, uint64_t seq, int dem)
 {
 	struct dir *r = &c->ideal->d[d];
-	return &(c->demote ? r->ring2d : r->ring2)[2 * (seq % LINES)];
+	/* each variant its own ring: their stamps count on their own */
+	return &(dem ? r->ring2d : r->ring2)[2 * (seq % LINES)];
 }
 
-static void ring2_send(struct tg_ctx *c, int d, uint64_t seq)
+static void ring2_send(struct tg_ctx *c, int d, uint64_t seq, int dem)
 {
-	struct line *l = ring2_at(c, d, seq);
+	struct line *l = ring2_at(c, d, seq, dem);
 	atomic_store_explicit(&l[1].w[7], seq, memory_order_relaxed);
 	/* pairs with the receiver's acquire in ring2_recv(); publishes l[1] too */
 	atomic_store_explicit(&l[0].w[0], seq, memory_order_release);
-	if (c->demote) {
+	if (dem) {
 		shmring__demote(&l[0]);
 		shmring__demote(&l[1]);
 	}
 }
 
-static int ring2_recv(struct tg_ctx *c, int d, uint64_t seq)
+static int ring2_recv(struct tg_ctx *c, int d, uint64_t seq, int dem)
 {
-	struct line *l = ring2_at(c, d, seq);
+	struct line *l = ring2_at(c, d, seq, dem);
 	int rc = tg_wait_eq(c, &l[0].w[0], seq);
 	if (rc == 0 && atomic_load_explicit(&l[1].w[7], memory_order_relaxed) != seq)
 		rc = -EPROTO;
 	return rc;
 }
 
+static int ring2_trip(struct tg_ctx *c, uint64_t seq, int server, int dem)
+{
+	if (!server) {
+		ring2_send(c, 0, seq, dem);
+		return ring2_recv(c, 1, seq, dem);
+	}
+	int rc = ring2_recv(c, 0, seq, dem);
+	if (rc == 0)
+		ring2_send(c, 1, seq, dem);
+	return rc;
+}
+
 static int ring2_client(struct tg_ctx *c, uint64_t seq)
 {
-	ring2_send(c, 0, seq);
-	return ring2_recv(c, 1, seq);
+	return ring2_trip(c, seq, 0, 0);
 }
 
 static int ring2_server(struct tg_ctx *c, uint64_t seq)
 {
-	int rc = ring2_recv(c, 0, seq);
-	if (rc == 0)
-		ring2_send(c, 1, seq);
-	return rc;
+	return ring2_trip(c, seq, 1, 0);
+}
+
+static int ring2d_client(struct tg_ctx *c, uint64_t seq)
+{
+	return ring2_trip(c, seq, 0, 1);
+}
+
+static int ring2d_server(struct tg_ctx *c, uint64_t seq)
+{
+	return ring2_trip(c, seq, 1, 1);
 }
 
 const struct tg_variant tg_ring2 = {
 	"ideal-ring2", "one-way rings, two lines per message", ring2_client, ring2_server, 0,
 };
-
-static int ring2d_client(struct tg_ctx *c, uint64_t seq)
-{
-	c->demote = 1;
-	int rc = ring2_client(c, seq);
-	c->demote = 0;
-	return rc;
-}
-
-static int ring2d_server(struct tg_ctx *c, uint64_t seq)
-{
-	c->demote = 1;
-	int rc = ring2_server(c, seq);
-	c->demote = 0;
-	return rc;
-}
 
 const struct tg_variant tg_ring2d = {
 	"ideal-ring2-dem", "ideal-ring2, the sender demoting both lines", ring2d_client,

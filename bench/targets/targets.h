@@ -31,7 +31,6 @@ struct tg_lib;     /* lib.c */
 struct tg_ctx {
 	int side;
 	int one_cpu;             /* both sides on one CPU: a spinning wait sleeps each poll */
-	int demote;              /* ideal-ring2-dem: the sender demotes what it wrote */
 	pid_t peer;              /* the client watches the server, the server its parent */
 	struct tg_ideal *ideal;
 	struct tg_lib *lib;
