@@ -43,6 +43,7 @@ struct pool_state {
 	struct shmring_pool_ctrl *ctrl;
 	struct shmring_pool_meta *meta;
 	struct shmring_pool_sub *subs;
+	struct shmring_pool_entry *log;
 	/* what the last victim left, for settle() */
 	int victim_sub;        /* record index, or -1 for the producer */
 	uint64_t victim_id;    /* its identity word (record state or ctrl->owner) */
@@ -76,6 +77,7 @@ static int create(struct camp *c)
 	S.ctrl = (struct shmring_pool_ctrl *)(void *)ctrl;
 	S.meta = (struct shmring_pool_meta *)(void *)(ctrl + S.g.meta_off);
 	S.subs = (struct shmring_pool_sub *)(void *)(ctrl + S.g.subs_off);
+	S.log = (struct shmring_pool_entry *)(void *)(ctrl + S.g.log_off);
 	c->state = &S;
 	return 0;
 }
@@ -198,7 +200,9 @@ static unsigned refs_of(uint32_t s)
 	return n;
 }
 
-/* An unpublished loan of a dead producer: 1 if recovery will count it abandoned. */
+/* An unpublished loan of a dead producer: 1 if recovery will count it abandoned. A
+ * producer killed between its log entry and its tail store has published (a subscriber
+ * may hold the frame already): recovery finishes that publish and abandons nothing. */
 static unsigned dead_loan(void)
 {
 	uint64_t l = atomic_load(&S.ctrl->loan);
@@ -208,7 +212,8 @@ static unsigned dead_loan(void)
 	if (b >= S.g.nbufs)
 		return 0;
 	uint64_t t = atomic_load(&S.ctrl->tail);
-	return ((t - pos) & SHMRING_POOL_POS_MASK) == 0 &&
+	uint64_t pb = atomic_load(&S.log[pos & (S.g.log_cap - 1u)].pos_buf);
+	return ((t - pos) & SHMRING_POOL_POS_MASK) == 0 && pb != ((pos << 16) | b) &&
 	       (atomic_load(&S.meta[b].state) & SHMRING_POOL_LOANED);
 }
 
