@@ -84,7 +84,7 @@ struct bench_cfg {
 	int verbose;
 	uint64_t memcpy_region; /* bytes of each buffer of the cold-memcpy reference */
 	uint64_t capacity;    /* spsc ring bytes when it holds the records; 0: automatic */
-	int demote;           /* spsc producers demote what they commit (set_demote) */
+	int demote;           /* spsc, mpmc, bcast producers demote what they publish */
 };
 
 struct bench_transport;

@@ -176,8 +176,8 @@ static void usage(FILE *f)
 		"                    test also runs with 8 N)\n"
 		"  --capacity BYTES  spsc ring size where the records fit (default: 1 MiB, or\n"
 		"                    4 records when they are larger)\n"
-		"  --demote          spsc producers demote what they commit\n"
-		"                    (shmring_spsc_set_demote: shorter round trips, slower streams)\n"
+		"  --demote          spsc, mpmc and bcast producers demote what they publish\n"
+		"                    (set_demote: shorter round trips across cores, slower streams)\n"
 		"  --retries N       run a test again when the CPUs moved during it (probes\n"
 		"                    before and after differ by > 30%%; default 2, --quick 0)\n"
 		"  -q, --quiet       no progress on stderr\n");
@@ -381,7 +381,7 @@ int main(int argc, char **argv)
 		bench_print_machine();
 		printf("# %zu tests x %d in %.1f s, CPUs %d and %d, %s, timed %.2f s per test, spin %.0f us%s\n",
 		       plan.n, repeat, secs, cfg.cpu_a, cfg.cpu_b, cfg.quick ? "quick" : "full",
-		       cfg.budget_s, cfg.spin_us, cfg.demote ? ", spsc demoting" : "");
+		       cfg.budget_s, cfg.spin_us, cfg.demote ? ", producers demoting" : "");
 		if (repeat > 1)
 			printf("# each figure: the median of %d runs (by RTT p50 or streaming rate), "
 			       "with that run's probes\n", repeat);
@@ -413,7 +413,7 @@ int main(int argc, char **argv)
 					       "per test, spin %.0f us%s, load average %.2f -> %.2f\n",
 					       plan.n, repeat, secs, cfg.cpu_a, cfg.cpu_b,
 					       cfg.quick ? "quick" : "full", cfg.budget_s, cfg.spin_us,
-					       cfg.demote ? ", spsc demoting" : "", load0, bench_loadavg());
+					       cfg.demote ? ", producers demoting" : "", load0, bench_loadavg());
 					if (repeat > 1)
 						printf("# each figure: the median of %d runs (by RTT p50 or "
 						       "streaming rate), with that run's probes\n", repeat);

@@ -136,6 +136,15 @@ static int bcast_setup(struct bench_ctx *c)
 	return bench_shm_setup(c, &kind);
 }
 
+static int bcast_attach(struct bench_ctx *c)
+{
+	struct bench_shm *s = bench_shm_st(c);
+	int rc = bench_shm_attach(c);
+	if (rc == 0 && s->tx && c->cfg->demote)
+		rc = shmring_bcast_set_demote(s->tx, 1);
+	return rc;
+}
+
 static int bcast_rtt(struct bench_ctx *c)
 {
 	return bench_shm_rtt(c, put_rec, get_rec);
@@ -151,7 +160,7 @@ const struct bench_transport bench_tr_bcast = {
 	.caps = BENCH_CAP_RTT | BENCH_CAP_STREAM | BENCH_CAP_ZC | BENCH_CAP_COPY |
 		BENCH_CAP_SIZES | BENCH_CAP_SHMRING | BENCH_CAP_LOSSY,
 	.setup = bcast_setup,
-	.attach = bench_shm_attach,
+	.attach = bcast_attach,
 	.rtt = bcast_rtt,
 	.stream = bcast_stream,
 	.detach = bench_shm_detach,

@@ -146,6 +146,15 @@ static int mpmc_setup(struct bench_ctx *c)
 	return bench_shm_setup(c, &kind);
 }
 
+static int mpmc_attach(struct bench_ctx *c)
+{
+	struct bench_shm *s = bench_shm_st(c);
+	int rc = bench_shm_attach(c);
+	if (rc == 0 && s->tx && c->cfg->demote)
+		rc = shmring_mpmc_set_demote(s->tx, 1);
+	return rc;
+}
+
 static int mpmc_rtt(struct bench_ctx *c)
 {
 	return bench_shm_rtt(c, put1, take1);
@@ -248,7 +257,7 @@ const struct bench_transport bench_tr_mpmc = {
 	.max_size = 65536,
 	.max_batch = MAX_BATCH,
 	.setup = mpmc_setup,
-	.attach = bench_shm_attach,
+	.attach = mpmc_attach,
 	.rtt = mpmc_rtt,
 	.stream = mpmc_stream,
 	.detach = bench_shm_detach,

@@ -459,6 +459,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				op_reserve(c, fz_u16(&f) % (M.size + 9));
 			break;
 		case 4:
+			/* demoting is a hint: it must change nothing the model predicts */
+			if (c->w && (op & 0x80))
+				FZ_CHECK(shmring_bcast_set_demote(c->w, op & 0x40) == 0,
+					 "set_demote refused the writer");
 			if (c->w)
 				op_commit(c);
 			break;

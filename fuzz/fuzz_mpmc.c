@@ -625,6 +625,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			break;
 		}
 		case 3:
+			/* demoting is a hint: it must change nothing the model predicts */
+			if (c->h[pi] && (op & 0x80))
+				FZ_CHECK(shmring_mpmc_set_demote(c->h[pi], op & 0x40) == 0,
+					 "set_demote refused a producer");
 			if (c->h[pi])
 				op_enqueue_finish(c, pi, &f);
 			break;

@@ -438,6 +438,14 @@ void shmring_bcast_set_spin(struct shmring_bcast *b, int spin)
 		b->spin = spin < 0 ? BCAST_DEFAULT_SPIN : spin;
 }
 
+int shmring_bcast_set_demote(struct shmring_bcast *b, int on)
+{
+	if (!b || b->role != SHMRING_ROLE_PRODUCER)
+		return -EBADF;
+	b->demote = on != 0;
+	return 0;
+}
+
 /* 1 alive, 0 no writer has ever attached (or it left cleanly), -1 dead. */
 static int writer_state(const struct shmring_bcast *b)
 {

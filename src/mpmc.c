@@ -556,6 +556,14 @@ void shmring_mpmc_set_spin(struct shmring_mpmc *r, int spin)
 	r->spin = spin;
 }
 
+int shmring_mpmc_set_demote(struct shmring_mpmc *r, int on)
+{
+	if (r->role != SHMRING_ROLE_PRODUCER)
+		return -EBADF;
+	r->demote = on != 0;
+	return 0;
+}
+
 uint32_t shmring_mpmc_count(const struct shmring_mpmc *r)
 {
 	/* relaxed: an estimate for inspectors, no data is read through it */

@@ -108,6 +108,8 @@ Test(bcast, geometry_and_arguments)
 	cr_assert_eq(shmring_bcast_reserve(w, 1001, &buf), -EMSGSIZE);
 	cr_assert_eq(shmring_bcast_commit(w), -EINVAL);
 	cr_assert_eq(shmring_bcast_release(r), -EINVAL);
+	cr_assert_eq(shmring_bcast_set_demote(r, 1), -EBADF, "demoting is the writer's");
+	cr_assert_eq(shmring_bcast_set_demote(w, 1), 0);
 	shmring_bcast_close(r);
 	shmring_bcast_close(w);
 	cr_assert_eq(shmring_seg_unlink(name), 0);
@@ -754,6 +756,7 @@ struct stress {
 	int nreaders;
 	int readers;  /* READERS_* */
 	int throttle; /* the test's writer never runs more than a ring ahead of any reader */
+	int demote;   /* the writer demotes what it commits (set_demote) */
 	struct rres *res;
 	struct tu_gate ready[NREADERS];
 	struct tu_gate stall; /* the slow reader waits here until it has surely been lapped */
@@ -907,6 +910,7 @@ static void run_stress(struct stress *s)
 	s->res = shared_alloc(sizeof(struct rres) * NREADERS);
 	struct shmring_bcast *w = make_writer(s->name, sizeof(s->name), "bc-stress", s->slots,
 					      s->slot_size);
+	cr_assert_eq(shmring_bcast_set_demote(w, s->demote), 0);
 	pid_t pids[NREADERS];
 	int modes[NREADERS];
 	int slow = -1;
@@ -1027,6 +1031,19 @@ Test(bcast, readers_that_keep_up_get_every_record, .timeout = 300)
 	double t0 = now_s();
 	run_stress(&s);
 	fprintf(stderr, "bcast: keep-up: %d readers got all %llu records (16..1024 B), %.1f s in all\n",
+		NREADERS, (unsigned long long)s.n, now_s() - t0);
+}
+
+/* The same with a writer that demotes every record's lines as it commits them: the
+ * readers still get every record, intact and in order. */
+Test(bcast, readers_that_keep_up_get_every_record_from_a_demoting_writer, .timeout = 300)
+{
+	struct stress s = { .slots = KEEPUP_SLOTS, .slot_size = 1024, .nreaders = NREADERS,
+			    .readers = READERS_MIXED, .throttle = 1, .demote = 1,
+			    .n = tu_scaled(KEEPUP_N / 4, 5000) };
+	double t0 = now_s();
+	run_stress(&s);
+	fprintf(stderr, "bcast: keep-up, demoting: %d readers got all %llu records, %.1f s in all\n",
 		NREADERS, (unsigned long long)s.n, now_s() - t0);
 }
 

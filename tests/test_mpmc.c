@@ -126,6 +126,10 @@ Test(mpmc, wrong_role_is_ebadf)
 	cr_assert_eq(shmring_mpmc_dequeue(g.r, b, sizeof(b), 0), -EBADF);
 	struct shmring_mpmc *c = ring_open(&g, SHMRING_ROLE_CONSUMER);
 	cr_assert_eq(shmring_mpmc_enqueue(c, b, 1, 0), -EBADF);
+	cr_assert_eq(shmring_mpmc_set_demote(c, 1), -EBADF, "demoting is for producers");
+	cr_assert_eq(shmring_mpmc_set_demote(g.r, 1), 0);
+	cr_assert_eq(shmring_mpmc_enqueue(g.r, b, 1, 0), 0);
+	cr_assert_eq(shmring_mpmc_dequeue(c, b, sizeof(b), 0), 1);
 	shmring_mpmc_close(c);
 	ring_destroy(&g);
 }

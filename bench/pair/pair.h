@@ -1,10 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Paired A/B of two builds of a channel kind's inline fast path, in one process pair
- * (see pair_main.c). A kind file (pool_pair.c, spsc_pair.c) is compiled three times:
+ * (see pair_main.c). A kind file (pool_pair.c, spsc_pair.c, ...) is compiled three times:
  * with -DPAIR_PART=a and the include directory of build A, with -DPAIR_PART=b and that
  * of build B (the round-trip pieces), and with -DPAIR_PART=main (its setup, which uses
- * the library linked in: both builds must share the on-memory format and src/).
+ * the library linked in: both builds must share the on-memory format, the layout of
+ * the handle structs and src/).
  */
 #ifndef SHMRING_PAIR_H
 #define SHMRING_PAIR_H

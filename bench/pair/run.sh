@@ -2,7 +2,7 @@
 # Paired A/B of two builds of a kind's inline fast path (see pair_main.c).
 #   bench/pair/run.sh KIND INCLUDE_A INCLUDE_B [blocks] [round trips per block] [bytes]
 #   bench/pair/run.sh spsc-stream INCLUDE_A INCLUDE_B [blocks] [batch] [records per block] [bytes]
-# KIND: pool, spsc (round trips) or spsc-stream (streaming rate, its own driver).
+# KIND: pool, spsc, mpmc, bcast (round trips) or spsc-stream (streaming rate, its own driver).
 # INCLUDE_A / INCLUDE_B: include directories (holding shmring/) of the
 # two builds, e.g. of `git worktree add /tmp/a REV`. The library (src/) is this
 # checkout's, built in $BUILD (default build/). An A/A run (the same directory twice)
@@ -13,7 +13,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 build=${BUILD:-$root/build}
 kind=$1
-[ -f "$here/${kind}_pair.c" ] || { echo "no such kind: $kind (pool, spsc, spsc-stream)" >&2; exit 2; }
+[ -f "$here/${kind}_pair.c" ] || { echo "no such kind: $kind (pool, spsc, mpmc, bcast, spsc-stream)" >&2; exit 2; }
 [ -e "$build/libshmring.so" ] || { echo "no $build/libshmring.so: build the library first" >&2; exit 1; }
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT

@@ -119,4 +119,12 @@ static inline void shmring__demote(const void *p)
 #endif
 }
 
+/* Demote every line that holds a byte of [p, p + len). */
+static inline void shmring__demote_range(const void *p, size_t len)
+{
+	uintptr_t a = (uintptr_t)p & ~(uintptr_t)63, end = (uintptr_t)p + len;
+	for (; a < end; a += 64)
+		shmring__demote((const void *)a);
+}
+
 #endif /* SHMRING_COMMON_H */

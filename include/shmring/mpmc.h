@@ -219,6 +219,7 @@ struct shmring_mpmc {
 	int joined;
 	int broken;              /* sticky negative errno once corruption was seen */
 	int spin;                /* polls before sleeping */
+	int demote;              /* producer: enqueue_finish demotes the cells (set_demote) */
 	/* the batch this handle holds between start and finish: held_span cells from
 	 * held_pos, held_n of them messages, the others gaps (bits of held_gaps) that a
 	 * consumer's batch stepped over */
@@ -260,6 +261,19 @@ SHMRING_API uint32_t shmring_mpmc_slot_size(const struct shmring_mpmc *r);
 SHMRING_API int shmring_mpmc_part(const struct shmring_mpmc *r);
 /* Polls before sleeping in blocking calls (default SHMRING_SPIN_DEFAULT). */
 SHMRING_API void shmring_mpmc_set_spin(struct shmring_mpmc *r, int spin);
+/*
+ * Producer: after each enqueue_finish, push the published cells' lines (header and
+ * payload, up to each message's length) out of this CPU's private caches into the shared
+ * last-level cache (x86 CLDEMOTE; a NOP where the CPU lacks it), so the consumer that
+ * claims a message is served there instead of by a snoop into the producer's core. Off
+ * by default. The same trade as shmring_spsc_set_demote() (spsc.h), measured in
+ * bench/RESULTS.md: a 64-byte message's round trip across physical cores is 9-17%
+ * shorter (its cell spans two lines: the consumer claims the word's line, then misses on
+ * the payload's second line); streams are 1.2-3.5x slower; with both processes on one
+ * core (SMT siblings, one CPU) a round trip took 2.6x as long. Costs one instruction per
+ * 64 bytes published. Per handle. Returns 0; -EBADF if r is not a producer handle.
+ */
+SHMRING_API int shmring_mpmc_set_demote(struct shmring_mpmc *r, int on);
 /* Messages between head and tail right now (an estimate under concurrency, 0..cap). */
 SHMRING_API uint32_t shmring_mpmc_count(const struct shmring_mpmc *r);
 
@@ -598,6 +612,15 @@ SHMRING_INLINE int shmring__mpmc_start(struct shmring_mpmc *r, int prod, unsigne
 
 /* ---- producer API ---- */
 
+/* The lines enqueue_finish published: each cell's header and its payload up to len. */
+SHMRING_INLINE void shmring__mpmc_demote(const struct shmring_mpmc *r, uint64_t pos, unsigned n,
+					 const uint32_t *lens)
+{
+	for (unsigned i = 0; i < n; i++) /* a cell need not start a line (align < 64) */
+		shmring__demote_range(shmring__mpmc_cell(r, pos + i),
+				      SHMRING_MPMC_CELL_HDR + (lens ? lens[i] : r->slot_size));
+}
+
 /*
  * Zero-copy enqueue: claim between min and n consecutive slots (min == n: bulk, all or
  * nothing; min == 1: burst) and store their payload addresses (slot_size writable bytes
@@ -657,6 +680,8 @@ SHMRING_INLINE int shmring_mpmc_enqueue_finish(struct shmring_mpmc *r, unsigned 
 									 SHMRING__MPMC_FREE, 0));
 		}
 	}
+	if (shmring_unlikely(r->demote))
+		shmring__mpmc_demote(r, pos, n, lens);
 	r->held_n = 0;
 	r->st_msgs += n;
 	r->st_bytes += bytes;
