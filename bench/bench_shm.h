@@ -109,6 +109,8 @@ struct bench_shm_kind {
 	void (*prefault)(void *h, int producer);
 	/* optional: statistics kept beyond the segment header */
 	void (*stats)(struct bench_wstats *w, const void *h);
+	/* optional: the kind's set_demote, applied to the producer handles under --demote */
+	int (*set_demote)(void *h, int on);
 };
 
 /* fd, seg and close are spelt alike in every kind. */
@@ -117,6 +119,10 @@ struct bench_shm_kind {
 	static struct shmring_seg *k##_h_seg(const void *h) { return shmring_##k##_seg(h); } \
 	static void k##_h_close(void *h) { (void)shmring_##k##_close(h); }
 #define BENCH_SHM_HANDLE_OPS(k) .fd = k##_h_fd, .seg = k##_h_seg, .close = k##_h_close
+/* For the kinds with a set_demote: the .set_demote member. */
+#define BENCH_SHM_DEMOTE_FN(k) \
+	static int k##_h_demote(void *h, int on) { return shmring_##k##_set_demote(h, on); }
+#define BENCH_SHM_DEMOTE_OP(k) .set_demote = k##_h_demote
 
 /* A transport's state (c->priv); a kind needing more embeds it as its first member. */
 struct bench_shm {

@@ -80,6 +80,11 @@ int bench_shm_attach(struct bench_ctx *c)
 					  shmring_last_error_detail());
 	}
 	close_fds(s);
+	if (s->tx && c->cfg->demote && k->set_demote) {
+		int rc = k->set_demote(s->tx, 1);
+		if (rc < 0)
+			return bench_fail(c, rc, "set_demote: %s", shmring_strerror(rc));
+	}
 	if (s->tx)
 		prefault(k, s->tx, 1);
 	if (s->rx)

@@ -68,6 +68,7 @@ static void reader_stats(struct bench_wstats *w, const void *h)
 }
 
 BENCH_SHM_HANDLE_FNS(bcast)
+BENCH_SHM_DEMOTE_FN(bcast)
 
 static const struct bench_shm_kind kind = {
 	.create_what = "bcast_create",
@@ -75,6 +76,7 @@ static const struct bench_shm_kind kind = {
 	.create = create,
 	.open = open_fd,
 	BENCH_SHM_HANDLE_OPS(bcast),
+	BENCH_SHM_DEMOTE_OP(bcast),
 	.prefault = prefault,
 	.stats = reader_stats,
 };
@@ -136,15 +138,6 @@ static int bcast_setup(struct bench_ctx *c)
 	return bench_shm_setup(c, &kind);
 }
 
-static int bcast_attach(struct bench_ctx *c)
-{
-	struct bench_shm *s = bench_shm_st(c);
-	int rc = bench_shm_attach(c);
-	if (rc == 0 && s->tx && c->cfg->demote)
-		rc = shmring_bcast_set_demote(s->tx, 1);
-	return rc;
-}
-
 static int bcast_rtt(struct bench_ctx *c)
 {
 	return bench_shm_rtt(c, put_rec, get_rec);
@@ -160,7 +153,7 @@ const struct bench_transport bench_tr_bcast = {
 	.caps = BENCH_CAP_RTT | BENCH_CAP_STREAM | BENCH_CAP_ZC | BENCH_CAP_COPY |
 		BENCH_CAP_SIZES | BENCH_CAP_SHMRING | BENCH_CAP_LOSSY,
 	.setup = bcast_setup,
-	.attach = bcast_attach,
+	.attach = bench_shm_attach,
 	.rtt = bcast_rtt,
 	.stream = bcast_stream,
 	.detach = bench_shm_detach,

@@ -54,6 +54,7 @@ static int open_fd(int fd, int producer, void **h)
 }
 
 BENCH_SHM_HANDLE_FNS(mpmc)
+BENCH_SHM_DEMOTE_FN(mpmc)
 
 static const struct bench_shm_kind kind = {
 	.create_what = "mpmc_create",
@@ -61,6 +62,7 @@ static const struct bench_shm_kind kind = {
 	.create = create,
 	.open = open_fd,
 	BENCH_SHM_HANDLE_OPS(mpmc),
+	BENCH_SHM_DEMOTE_OP(mpmc),
 };
 
 /* Send n messages stamped first, first + 1, ... (n <= MAX_BATCH); returns how many
@@ -144,15 +146,6 @@ static int take1(struct bench_ctx *c, uint64_t *seq)
 static int mpmc_setup(struct bench_ctx *c)
 {
 	return bench_shm_setup(c, &kind);
-}
-
-static int mpmc_attach(struct bench_ctx *c)
-{
-	struct bench_shm *s = bench_shm_st(c);
-	int rc = bench_shm_attach(c);
-	if (rc == 0 && s->tx && c->cfg->demote)
-		rc = shmring_mpmc_set_demote(s->tx, 1);
-	return rc;
 }
 
 static int mpmc_rtt(struct bench_ctx *c)
@@ -257,7 +250,7 @@ const struct bench_transport bench_tr_mpmc = {
 	.max_size = 65536,
 	.max_batch = MAX_BATCH,
 	.setup = mpmc_setup,
-	.attach = mpmc_attach,
+	.attach = bench_shm_attach,
 	.rtt = mpmc_rtt,
 	.stream = mpmc_stream,
 	.detach = bench_shm_detach,

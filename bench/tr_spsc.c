@@ -69,6 +69,7 @@ static int open_fd(int fd, int producer, void **h)
 }
 
 BENCH_SHM_HANDLE_FNS(spsc)
+BENCH_SHM_DEMOTE_FN(spsc)
 
 static const struct bench_shm_kind kind = {
 	.create_what = "spsc_create",
@@ -76,6 +77,7 @@ static const struct bench_shm_kind kind = {
 	.create = create,
 	.open = open_fd,
 	BENCH_SHM_HANDLE_OPS(spsc),
+	BENCH_SHM_DEMOTE_OP(spsc),
 };
 
 static int spsc_setup_common(struct bench_ctx *c, int blocking)
@@ -101,8 +103,6 @@ static int spsc_attach(struct bench_ctx *c)
 {
 	struct spsc_state *s = st(c);
 	int rc = bench_shm_attach(c);
-	if (rc == 0 && s->b.tx && c->cfg->demote)
-		rc = shmring_spsc_set_demote(s->b.tx, 1);
 	if (rc < 0 || !s->blocking)
 		return rc;
 	if (s->b.tx)
