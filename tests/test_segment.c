@@ -7,6 +7,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
@@ -401,4 +402,29 @@ Test(segment, strerror_explains_every_code)
 		cr_assert(m && *m);
 	}
 	cr_assert_str_neq(shmring_strerror(-EPROTO), shmring_strerror(-EBADMSG));
+}
+
+/* shmring_demote is a hint: it changes no byte, whatever the range (unaligned, one byte,
+ * empty, across lines, in a read-only mapping), and the data it covers stays readable
+ * and writable as before. */
+Test(segment, demote_changes_nothing)
+{
+	size_t len = 3 * 4096;
+	uint8_t *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	cr_assert_neq(p, MAP_FAILED);
+	for (size_t i = 0; i < len; i++)
+		p[i] = (uint8_t)(i * 7 + 1);
+	shmring_demote(p, len);
+	shmring_demote(p + 63, 2);     /* across a line boundary */
+	shmring_demote(p + 4095, 1);   /* the last byte of a page */
+	shmring_demote(p + 100, 0);    /* nothing */
+	cr_assert_eq(mprotect(p, len, PROT_READ), 0);
+	shmring_demote(p + 5, len - 5); /* read-only: a hint needs no write access */
+	for (size_t i = 0; i < len; i++)
+		cr_assert_eq(p[i], (uint8_t)(i * 7 + 1), "byte %zu changed", i);
+	cr_assert_eq(mprotect(p, len, PROT_READ | PROT_WRITE), 0);
+	p[64] = 0;
+	shmring_demote(p + 64, 1);
+	cr_assert_eq(p[64], 0);
+	munmap(p, len);
 }

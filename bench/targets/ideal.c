@@ -16,6 +16,9 @@
  *    size) once the receiver gave it back (a state line per buffer), stamps its first
  *    and last bytes, and writes the index into an entry line; the receiver reads the
  *    entry, then the buffer's two lines, then gives the buffer back.
+ *  - handoff-dem: handoff whose sender pushes the two stamp lines (the frame's, not
+ *    the entry) to the shared cache before it writes the entry: the shape of the pool
+ *    with an application that calls shmring_demote() on the lines it wrote.
  *  - futex: the blocking floor: a futex word per direction, each side sleeping in
  *    FUTEX_WAIT at every wait and the sender always calling FUTEX_WAKE (shmring-bench's
  *    futex round trip), for the spsc-blocking target.
@@ -199,7 +202,7 @@ const struct tg_variant tg_ring2d = {
 
 /* ---- handoff ---- */
 
-static int handoff_send(struct tg_ctx *c, int d, uint64_t seq)
+static int handoff_send(struct tg_ctx *c, int d, uint64_t seq, int dem)
 {
 	struct dir *dd = &c->ideal->d[d];
 	uint64_t b = seq % NBUF;
@@ -211,6 +214,10 @@ static int handoff_send(struct tg_ctx *c, int d, uint64_t seq)
 	unsigned char *f = frames[d] + b * FRAME;
 	memcpy(f, &seq, 8);
 	memcpy(f + FRAME - 8, &seq, 8);
+	if (dem) {
+		shmring_demote(f, 8);
+		shmring_demote(f + FRAME - 8, 8);
+	}
 	struct line *e = &dd->entry[seq % ENTRIES];
 	atomic_store_explicit(&e->w[1], b, memory_order_relaxed);
 	/* pairs with the receiver's acquire in handoff_recv(); publishes the frame */
@@ -240,31 +247,46 @@ static void handoff_done(struct tg_ctx *c, int d, uint64_t b)
 	atomic_store_explicit(&c->ideal->d[d].state[b].w[0], 0, memory_order_release);
 }
 
-static int handoff_client(struct tg_ctx *c, uint64_t seq)
+static int handoff_trip(struct tg_ctx *c, uint64_t seq, int server, int dem)
 {
 	uint64_t b;
-	int rc = handoff_send(c, 0, seq);
+	int in = server ? 0 : 1; /* the direction this side receives on */
+	int rc = server ? handoff_recv(c, 0, seq, &b) : handoff_send(c, 0, seq, dem);
+	if (rc == 0) /* the server answers first, then gives the buffer back, as the library's */
+		rc = server ? handoff_send(c, 1, seq, dem) : handoff_recv(c, 1, seq, &b);
 	if (rc == 0)
-		rc = handoff_recv(c, 1, seq, &b);
-	if (rc == 0)
-		handoff_done(c, 1, b);
+		handoff_done(c, in, b);
 	return rc;
+}
+
+static int handoff_client(struct tg_ctx *c, uint64_t seq)
+{
+	return handoff_trip(c, seq, 0, 0);
 }
 
 static int handoff_server(struct tg_ctx *c, uint64_t seq)
 {
-	uint64_t b;
-	int rc = handoff_recv(c, 0, seq, &b);
-	if (rc == 0) /* answer first, then give the buffer back, as the library's server */
-		rc = handoff_send(c, 1, seq);
-	if (rc == 0)
-		handoff_done(c, 0, b);
-	return rc;
+	return handoff_trip(c, seq, 1, 0);
+}
+
+static int handoffd_client(struct tg_ctx *c, uint64_t seq)
+{
+	return handoff_trip(c, seq, 0, 1);
+}
+
+static int handoffd_server(struct tg_ctx *c, uint64_t seq)
+{
+	return handoff_trip(c, seq, 1, 1);
 }
 
 const struct tg_variant tg_handoff = {
 	"ideal-handoff", "1080p buffers handed over by index and given back",
 	handoff_client, handoff_server, 0,
+};
+
+const struct tg_variant tg_handoffd = {
+	"ideal-handoff-dem", "ideal-handoff, the sender demoting its two frame lines",
+	handoffd_client, handoffd_server, 0,
 };
 
 /* ---- futex ---- */

@@ -7,7 +7,9 @@
  * before it gives the request back: the reply is on the round trip's path, the release
  * is not. spsc-blocking: two more spsc rings whose handles never spin (spin 0), so each
  * side sleeps at every wait, as shmring-bench's spsc-blocking. spsc-64-dem: two more
- * whose producers demote what they commit (shmring_spsc_set_demote).
+ * whose producers demote what they commit (shmring_spsc_set_demote). pool-1080p-dem:
+ * the 1080p pools, the sender calling shmring_demote() on its two stamp lines before it
+ * publishes.
  */
 #include "targets.h"
 
@@ -254,7 +256,7 @@ const struct tg_variant tg_spsc_blocking = {
 
 /* ---- pool ---- */
 
-static int pool_send(struct tg_ctx *c, int k, uint64_t seq)
+static int pool_send(struct tg_ctx *c, int k, uint64_t seq, int dem)
 {
 	struct shmring_pool_frame f;
 	unsigned n = 0;
@@ -265,6 +267,10 @@ static int pool_send(struct tg_ctx *c, int k, uint64_t seq)
 	if (rc)
 		return rc;
 	stamp(f.data, frame_size[k], seq);
+	if (dem) {
+		shmring_demote(f.data, 8);
+		shmring_demote((unsigned char *)f.data + frame_size[k] - 8, 8);
+	}
 	f.len = frame_size[k];
 	rc = shmring_pool_publish(c->lib->ptx[k], &f);
 	return rc == 1 ? 0 : rc < 0 ? rc : -ENOTCONN;
@@ -282,46 +288,52 @@ static int pool_recv(struct tg_ctx *c, int k, uint64_t seq, struct shmring_pool_
 	return f->len == frame_size[k] ? unstamp(f->data, frame_size[k], seq) : -EPROTO;
 }
 
-static int pool_client(struct tg_ctx *c, int k, uint64_t seq)
+/* One round trip on pool k; the server answers before it gives the request back. */
+static int pool_trip(struct tg_ctx *c, int k, uint64_t seq, int server, int dem)
 {
 	struct shmring_pool_frame f;
-	int rc = pool_send(c, k, seq);
+	int rc = server ? pool_recv(c, k, seq, &f) : pool_send(c, k, seq, dem);
 	if (rc == 0)
-		rc = pool_recv(c, k, seq, &f);
-	return rc ? rc : shmring_pool_release(c->lib->prx[k], &f);
-}
-
-static int pool_server(struct tg_ctx *c, int k, uint64_t seq)
-{
-	struct shmring_pool_frame f;
-	int rc = pool_recv(c, k, seq, &f);
-	if (rc == 0)
-		rc = pool_send(c, k, seq);
+		rc = server ? pool_send(c, k, seq, dem) : pool_recv(c, k, seq, &f);
 	return rc ? rc : shmring_pool_release(c->lib->prx[k], &f);
 }
 
 static int pool1080_client(struct tg_ctx *c, uint64_t seq)
 {
-	return pool_client(c, 0, seq);
+	return pool_trip(c, 0, seq, 0, 0);
 }
 
 static int pool1080_server(struct tg_ctx *c, uint64_t seq)
 {
-	return pool_server(c, 0, seq);
+	return pool_trip(c, 0, seq, 1, 0);
+}
+
+static int pool1080d_client(struct tg_ctx *c, uint64_t seq)
+{
+	return pool_trip(c, 0, seq, 0, 1);
+}
+
+static int pool1080d_server(struct tg_ctx *c, uint64_t seq)
+{
+	return pool_trip(c, 0, seq, 1, 1);
 }
 
 static int pool4k_client(struct tg_ctx *c, uint64_t seq)
 {
-	return pool_client(c, 1, seq);
+	return pool_trip(c, 1, seq, 0, 0);
 }
 
 static int pool4k_server(struct tg_ctx *c, uint64_t seq)
 {
-	return pool_server(c, 1, seq);
+	return pool_trip(c, 1, seq, 1, 0);
 }
 
 const struct tg_variant tg_pool1080 = {
 	"pool-1080p", "shmring pool, 1080p NV12 frames", pool1080_client, pool1080_server, 0,
+};
+const struct tg_variant tg_pool1080d = {
+	"pool-1080p-dem", "pool-1080p, the sender demoting its two stamp lines", pool1080d_client,
+	pool1080d_server, 0,
 };
 const struct tg_variant tg_pool4k = {
 	"pool-4k", "shmring pool, 4K NV12 frames", pool4k_client, pool4k_server, 0,

@@ -26,13 +26,14 @@
 #define STOP_CMD 0xffu
 
 static const struct tg_variant *const variants[] = {
-	&tg_floor,  &tg_ring1,    &tg_ring2,  &tg_ring2d, &tg_handoff,       &tg_spsc64,
-	&tg_spsc64d, &tg_pool1080, &tg_pool4k, &tg_futex,  &tg_spsc_blocking,
+	&tg_floor,   &tg_ring1,    &tg_ring2,     &tg_ring2d, &tg_handoff, &tg_handoffd,
+	&tg_spsc64,  &tg_spsc64d,  &tg_pool1080,  &tg_pool1080d, &tg_pool4k, &tg_futex,
+	&tg_spsc_blocking,
 };
 #define NV (sizeof variants / sizeof variants[0])
 enum {
-	V_FLOOR, V_RING1, V_RING2, V_RING2D, V_HANDOFF, V_SPSC, V_SPSCD, V_POOL1080, V_POOL4K,
-	V_FUTEX, V_SPSCB
+	V_FLOOR, V_RING1, V_RING2, V_RING2D, V_HANDOFF, V_HANDOFFD, V_SPSC, V_SPSCD, V_POOL1080,
+	V_POOL1080D, V_POOL4K, V_FUTEX, V_SPSCB
 };
 
 /* A variant runs in this process pair if it can: on one CPU only the blocking ones
@@ -168,6 +169,7 @@ static const struct target targets[] = {
 	{"  the same, set_demote: p99", V_SPSCD, V_FLOOR, 1, 2.0, "ideal-ring2-dem / floor", V_RING2D, V_FLOOR},
 	{"pool 1080p RTT p50 / spsc 64 B p50", V_POOL1080, V_SPSC, 0, 1.2, "ideal-handoff / ideal-ring2", V_HANDOFF, V_RING2},
 	{"pool 4K RTT p50 / spsc 64 B p50", V_POOL4K, V_SPSC, 0, 1.2, "ideal-handoff / ideal-ring2", V_HANDOFF, V_RING2},
+	{"  both demoting: 1080p-dem / spsc-64-dem", V_POOL1080D, V_SPSCD, 0, 1.2, "ideal-handoff-dem / ideal-ring2-dem", V_HANDOFFD, V_RING2D},
 	{"spsc-blocking RTT p50 / futex p50", V_SPSCB, V_FUTEX, 0, 1.15, NULL, 0, 0},
 };
 
@@ -175,7 +177,8 @@ static const struct target targets[] = {
 static const int overheads[][2] = {
 	{V_RING1, V_FLOOR},  {V_RING2, V_RING1},      {V_RING2D, V_RING2},    {V_SPSC, V_RING2},
 	{V_SPSCD, V_RING2D}, {V_SPSCD, V_SPSC},       {V_POOL1080, V_HANDOFF},
-	{V_POOL4K, V_HANDOFF},
+	{V_POOL4K, V_HANDOFF}, {V_HANDOFFD, V_HANDOFF}, {V_POOL1080D, V_HANDOFFD},
+	{V_POOL1080D, V_POOL1080},
 };
 
 static void report(const struct figures *f, int per, const int cpus[2], int one_cpu, int json)

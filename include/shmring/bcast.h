@@ -521,7 +521,7 @@ SHMRING_INLINE int shmring_bcast_commit(struct shmring_bcast *w)
 	/* pairs with the acquire load of seq in shmring__bcast_look() */
 	shmring_store_release(&s->seq, 2 * n + 2);
 	if (shmring_unlikely(w->demote)) /* the header line, then the payload's */
-		shmring__demote_range(s, SHMRING_BCAST_PAYLOAD_OFF + w->res_len);
+		shmring_demote(s, SHMRING_BCAST_PAYLOAD_OFF + w->res_len);
 	w->pos = n + 1;
 	w->reserved = 0;
 	w->w_msgs++;

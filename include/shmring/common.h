@@ -23,7 +23,7 @@
  * so every inline function also exists as a real symbol in libshmring (for FFI and
  * for debuggers). */
 #ifdef SHMRING_EMIT_INLINE
-#define SHMRING_INLINE extern inline __attribute__((used))
+#define SHMRING_INLINE extern inline __attribute__((used, visibility("default")))
 #else
 #define SHMRING_INLINE static inline
 #endif
@@ -119,8 +119,15 @@ static inline void shmring__demote(const void *p)
 #endif
 }
 
-/* Demote every line that holds a byte of [p, p + len). */
-static inline void shmring__demote_range(const void *p, size_t len)
+/*
+ * Demote every line holding a byte of [p, p + len): after writing data that a process on
+ * another physical core reads next, and before publishing it. What the set_demote
+ * options do for a channel's own lines (spsc.h, mpmc.h, bcast.h), for lines only the
+ * application knows: a pool frame's header, say (pool.h). A hint, never needed for
+ * correctness; where the reader shares this core (SMT siblings, one CPU) it costs a
+ * trip to the shared cache. One instruction per 64 bytes.
+ */
+SHMRING_INLINE void shmring_demote(const void *p, size_t len)
 {
 	uintptr_t a = (uintptr_t)p & ~(uintptr_t)63, end = (uintptr_t)p + len;
 	for (; a < end; a += 64)

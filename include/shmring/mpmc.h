@@ -617,7 +617,7 @@ SHMRING_INLINE void shmring__mpmc_demote(const struct shmring_mpmc *r, uint64_t 
 					 const uint32_t *lens)
 {
 	for (unsigned i = 0; i < n; i++) /* a cell need not start a line (align < 64) */
-		shmring__demote_range(shmring__mpmc_cell(r, pos + i),
+		shmring_demote(shmring__mpmc_cell(r, pos + i),
 				      SHMRING_MPMC_CELL_HDR + (lens ? lens[i] : r->slot_size));
 }
 

@@ -142,6 +142,14 @@
  * stamps CLOCK_MONOTONIC into frames left at 0. Not by default: the clock read costs
  * about as much as the rest of publish (~30 ns here, 14% of a hand-over round trip).
  *
+ * DEMOTING. The pool has no set_demote of its own (spsc.h, mpmc.h and bcast.h have
+ * one): demoting its own lines (log entry, metadata) after publish shortened a round
+ * trip by 1-3% here, too little. A frame's lines are the application's, and only it
+ * knows which ones a subscriber reads first: when producer and subscribers run on
+ * different physical cores, shmring_demote() on those lines (a header, say) before or
+ * after publish made a 1080p round trip that stamps two lines 3-10% shorter
+ * (bench/RESULTS.md); demoting a whole frame costs an instruction per 64 bytes.
+ *
  * CONCURRENCY. One producer handle per pool (-EBUSY for a second live one) and any
  * number of subscriber handles (up to max_subs), each handle used by one thread at a
  * time; several handles may live in one process. Handles do not survive fork().
