@@ -266,7 +266,7 @@ struct shmring_bcast {
 	uint64_t pos;           /* writer: record being / to be written; reader: next to read */
 	/* writer */
 	int reserved;
-	int demote;             /* commit demotes the record's lines (set_demote) */
+	int demote;             /* commit demotes the record's head (set_demote) */
 	uint64_t res_len;
 	uint64_t w_msgs, w_bytes;
 	/* reader */
@@ -315,16 +315,15 @@ SHMRING_API struct shmring_seg *shmring_bcast_seg(const struct shmring_bcast *b)
 /* Polls before sleeping in blocking calls (default SHMRING_SPIN_DEFAULT / 4). */
 SHMRING_API void shmring_bcast_set_spin(struct shmring_bcast *b, int spin);
 /*
- * Writer: after each commit, push the record's lines (the slot's header line and its
- * payload up to the record's length) out of this CPU's private caches into the shared
+ * Writer: after each commit, push the slot's header line and the payload's first line
+ * (what a reader reads first) out of this CPU's private caches into the shared
  * last-level cache (x86 CLDEMOTE; a NOP where the CPU lacks it), so readers on other
- * cores are served there instead of by snoops into the writer's core. Off by default.
- * The trade of shmring_spsc_set_demote() (spsc.h), measured in bench/RESULTS.md: a
- * 64-byte record's round trip across physical cores is 21-26% shorter (a reader polls
- * the header's line, then misses on the payload's line); a streaming writer is 2-5x
- * slower; readers sharing the writer's core lose. Commit costs one instruction per 64
- * bytes of the record, whether the writer wrote them or not: a 1080p frame's 48,600
- * lines took about 0.18 ms here. Per handle. Returns 0; -EBADF if b is not the writer.
+ * cores are served there instead of by snoops into the writer's core: two instructions
+ * per record. Off by default. The trade of shmring_spsc_set_demote() (spsc.h), measured
+ * in bench/RESULTS.md: a 64-byte record's round trip across physical cores is 21-26%
+ * shorter (a reader polls the header's line, then misses on the payload's line); a
+ * streaming writer is up to 4x slower; readers sharing the writer's core lose. Per
+ * handle. Returns 0; -EBADF if b is not the writer.
  */
 SHMRING_API int shmring_bcast_set_demote(struct shmring_bcast *b, int on);
 /* 1 if a live writer is attached, 0 if not (slow: one fcntl). */
@@ -520,8 +519,8 @@ SHMRING_INLINE int shmring_bcast_commit(struct shmring_bcast *w)
 	struct shmring_bcast_slot *s = shmring__bcast_slot(w, n);
 	/* pairs with the acquire load of seq in shmring__bcast_look() */
 	shmring_store_release(&s->seq, 2 * n + 2);
-	if (shmring_unlikely(w->demote)) /* the header line, then the payload's */
-		shmring_demote(s, SHMRING_BCAST_PAYLOAD_OFF + w->res_len);
+	if (shmring_unlikely(w->demote)) /* the header line and the payload's first */
+		shmring_demote(s, w->res_len ? SHMRING__DEMOTE_HEAD : SHMRING_BCAST_PAYLOAD_OFF);
 	w->pos = n + 1;
 	w->reserved = 0;
 	w->w_msgs++;

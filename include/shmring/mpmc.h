@@ -219,7 +219,7 @@ struct shmring_mpmc {
 	int joined;
 	int broken;              /* sticky negative errno once corruption was seen */
 	int spin;                /* polls before sleeping */
-	int demote;              /* producer: enqueue_finish demotes the cells (set_demote) */
+	int demote;              /* producer: enqueue_finish demotes cell heads (set_demote) */
 	/* the batch this handle holds between start and finish: held_span cells from
 	 * held_pos, held_n of them messages, the others gaps (bits of held_gaps) that a
 	 * consumer's batch stepped over */
@@ -262,16 +262,17 @@ SHMRING_API int shmring_mpmc_part(const struct shmring_mpmc *r);
 /* Polls before sleeping in blocking calls (default SHMRING_SPIN_DEFAULT). */
 SHMRING_API void shmring_mpmc_set_spin(struct shmring_mpmc *r, int spin);
 /*
- * Producer: after each enqueue_finish, push the published cells' lines (header and
- * payload, up to each message's length) out of this CPU's private caches into the shared
- * last-level cache (x86 CLDEMOTE; a NOP where the CPU lacks it), so the consumer that
- * claims a message is served there instead of by a snoop into the producer's core. Off
- * by default. The same trade as shmring_spsc_set_demote() (spsc.h), measured in
- * bench/RESULTS.md: a 64-byte message's round trip across physical cores is 9-17%
- * shorter (its cell spans two lines: the consumer claims the word's line, then misses on
- * the payload's second line); streams are 1.2-3.5x slower; with both processes on one
- * core (SMT siblings, one CPU) a round trip took 2.6x as long. Costs one instruction per
- * 64 bytes published. Per handle. Returns 0; -EBADF if r is not a producer handle.
+ * Producer: after each enqueue_finish, push each published cell's first two lines (its
+ * header and the start of the payload, what a consumer reads first) out of this CPU's
+ * private caches into the shared last-level cache (x86 CLDEMOTE; a NOP where the CPU
+ * lacks it), so the consumer that claims a message is served there instead of by a snoop
+ * into the producer's core. Off by default. The same trade as shmring_spsc_set_demote()
+ * (spsc.h), measured in bench/RESULTS.md: a 64-byte message's round trip across physical
+ * cores is 9-17% shorter (its cell spans two lines: the consumer claims the word's line,
+ * then misses on the payload's second line); streams are 1.2-4x slower; with both
+ * processes on one core (SMT siblings, one CPU) a round trip took 2.6x as long. At most
+ * three instructions per message. Per handle. Returns 0; -EBADF if r is not a producer
+ * handle.
  */
 SHMRING_API int shmring_mpmc_set_demote(struct shmring_mpmc *r, int on);
 /* Messages between head and tail right now (an estimate under concurrency, 0..cap). */
@@ -612,13 +613,16 @@ SHMRING_INLINE int shmring__mpmc_start(struct shmring_mpmc *r, int prod, unsigne
 
 /* ---- producer API ---- */
 
-/* The lines enqueue_finish published: each cell's header and its payload up to len. */
+/* The lines a consumer touches first in each cell enqueue_finish published: its header
+ * and payload, up to SHMRING__DEMOTE_HEAD bytes. */
 SHMRING_INLINE void shmring__mpmc_demote(const struct shmring_mpmc *r, uint64_t pos, unsigned n,
 					 const uint32_t *lens)
 {
-	for (unsigned i = 0; i < n; i++) /* a cell need not start a line (align < 64) */
+	for (unsigned i = 0; i < n; i++) { /* a cell need not start a line (align < 64) */
+		uint64_t len = SHMRING_MPMC_CELL_HDR + (uint64_t)(lens ? lens[i] : r->slot_size);
 		shmring_demote(shmring__mpmc_cell(r, pos + i),
-				      SHMRING_MPMC_CELL_HDR + (lens ? lens[i] : r->slot_size));
+			       len < SHMRING__DEMOTE_HEAD ? len : SHMRING__DEMOTE_HEAD);
+	}
 }
 
 /*

@@ -101,7 +101,7 @@ struct shmring_spsc {
 	uint32_t role, slot;
 	int broken;              /* sticky negative errno once corruption was seen */
 	int spin;                /* polls before sleeping */
-	int demote;              /* producer: commit demotes the batch (set_demote) */
+	int demote;              /* producer: commit demotes the batch's head (set_demote) */
 	/* producer */
 	uint64_t p_commit;       /* position of the first pending record */
 	uint64_t p_pend;         /* position after the last pending record */
@@ -151,20 +151,24 @@ SHMRING_API struct shmring_seg *shmring_spsc_seg(const struct shmring_spsc *r);
 /* Polls before sleeping in blocking calls (default SHMRING_SPIN_DEFAULT). */
 SHMRING_API void shmring_spsc_set_spin(struct shmring_spsc *r, int spin);
 /*
- * Producer: after each commit, push the committed records' lines out of this CPU's
+ * Producer: after each commit, push the lines the consumer reads first out of this CPU's
  * private caches into the shared last-level cache (x86 CLDEMOTE; a NOP where the CPU
- * lacks it), so the consumer's reads are served there instead of by a snoop into the
- * producer's core. Off by default. It is a trade, measured in bench/RESULTS.md:
+ * lacks it), so the consumer's misses are served there instead of by a snoop into the
+ * producer's core: the batch's first two lines and the zero header after it (where the
+ * consumer polls next), at most three instructions per commit. Off by default. It is a
+ * trade, measured in bench/RESULTS.md:
  *   - helps a request/response channel whose two processes run on different physical
- *     cores: a 64-byte record's round trip is 11-14% shorter (the consumer polls the
- *     header's line, then misses on the payload's second line; that miss is shortened);
- *   - hurts streaming (records committed faster than they are read): 2-6x slower here;
+ *     cores: a round trip is 9-14% shorter, at 64 bytes (the consumer polls the header's
+ *     line, then misses on the payload's second line; that miss is shortened) as at
+ *     4 KiB or 64 KiB;
+ *   - hurts streaming (records committed faster than they are read): 64-byte records
+ *     0.3-0.5x as fast here unbatched, 0.4-0.8x in batches of 32, 0.7-1.0x in batches
+ *     of 256 (the producer writes its next record into the line it has just given away);
  *   - hurts badly when both processes share a core (SMT siblings, one CPU, a VM whose
  *     vCPUs land on one host core): the lines leave the cache both sides read from
  *     (a 64-byte round trip 5x slower, seen once here).
- * Commit then costs one instruction per 64 bytes it publishes, and the producer's next
- * record starts in a line it has just given away. Per handle: a replacement producer
- * starts with it off. Returns 0; -EBADF if r is not the producer.
+ * Per handle: a replacement producer starts with it off. Returns 0; -EBADF if r is not
+ * the producer.
  */
 SHMRING_API int shmring_spsc_set_demote(struct shmring_spsc *r, int on);
 /* 1 if the peer role is attached and alive, 0 if not (slow: one fcntl). */
@@ -188,10 +192,17 @@ SHMRING_INLINE _Atomic uint64_t *shmring__spsc_hdr(const struct shmring_spsc *r,
 	return (_Atomic uint64_t *)(void *)(r->data + idx);
 }
 
-/* The lines of the batch commit is publishing, and the zero header after it. */
+/* The lines a consumer touches first in the batch commit is publishing: all of them with
+ * the zero header after it (where the consumer polls next) when they are few; else the
+ * batch's first SHMRING__DEMOTE_HEAD bytes and the zero header's line, each line once. */
 SHMRING_INLINE void shmring__spsc_demote(const struct shmring_spsc *r)
 {
-	for (uint64_t q = r->p_commit & ~(uint64_t)63; q < r->p_pend + SHMRING_SPSC_HDR; q += 64)
+	uint64_t end = r->p_pend + SHMRING_SPSC_HDR;
+	if (end - r->p_commit > SHMRING__DEMOTE_HEAD + 64) {
+		end = r->p_commit + SHMRING__DEMOTE_HEAD;
+		shmring__demote(r->data + (r->p_pend & r->mask));
+	}
+	for (uint64_t q = r->p_commit & ~(uint64_t)63; q < end; q += 64)
 		shmring__demote(r->data + (q & r->mask));
 }
 
