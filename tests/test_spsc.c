@@ -1394,6 +1394,8 @@ Test(spsc, threads_stream_blocking_and_batched, .timeout = 600)
 		struct shmring_spsc *p, *c;
 		pair("thr", 1u << 16, 8, &p, &c, name, sizeof(name));
 		shmring_spsc_set_spin(c, batch == 1 ? 0 : 64);
+		/* the batched stream demotes, so that TSan sees that path as well */
+		cr_assert_eq(shmring_spsc_set_demote(p, batch > 1), 0);
 		struct thr_cfg cfg = { .p = p, .n = tu_scaled(200000, 2000), .batch = batch };
 		pthread_t t;
 		pthread_create(&t, NULL, thr_producer, &cfg);
