@@ -154,9 +154,9 @@ SHMRING_API void shmring_spsc_set_spin(struct shmring_spsc *r, int spin);
  * Producer: after each commit, push the lines the consumer reads first out of this CPU's
  * private caches into the shared last-level cache (x86 CLDEMOTE; a NOP where the CPU
  * lacks it), so the consumer's misses are served there instead of by a snoop into the
- * producer's core: the batch's first two lines and the zero header after it (where the
- * consumer polls next), at most three instructions per commit. Off by default. It is a
- * trade, measured in bench/RESULTS.md:
+ * producer's core: the lines holding the batch's first 128 bytes and the zero header
+ * after it (where the consumer polls next), at most four instructions per commit. Off by
+ * default. It is a trade, measured in bench/RESULTS.md:
  *   - helps a request/response channel whose two processes run on different physical
  *     cores: a round trip is 9-14% shorter, at 64 bytes (the consumer polls the header's
  *     line, then misses on the payload's second line; that miss is shortened) as at
