@@ -178,7 +178,7 @@ static void usage(FILE *f)
 		"                    4 records when they are larger)\n"
 		"  --demote          spsc, mpmc and bcast producers demote what they publish\n"
 		"                    (set_demote: shorter round trips across cores, slower streams);\n"
-		"                    pool producers demote what they wrote (shmring_demote)\n"
+		"                    pool producers demote the stamp lines read first (shmring_demote)\n"
 		"  --retries N       run a test again when the CPUs moved during it (probes\n"
 		"                    before and after differ by > 30%%; default 2, --quick 0)\n"
 		"  -q, --quiet       no progress on stderr\n");

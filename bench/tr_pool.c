@@ -81,13 +81,9 @@ static inline int put_frame(struct bench_ctx *c, const uint8_t *src, uint64_t se
 		bench_copy(f.data, src, size);
 	else
 		bench_stamp_shared(f.data, size, seq);
-	if (c->cfg->demote) { /* what it wrote: the whole frame, or the two stamp lines */
-		if (c->spec->mode == BENCH_COPY) {
-			shmring_demote(f.data, size);
-		} else {
-			shmring_demote(f.data, 8);
-			shmring_demote((uint8_t *)f.data + ((size - 8) & ~(size_t)7), 8);
-		}
+	if (c->cfg->demote) { /* the lines the subscriber reads: the two stamps (pool.h) */
+		shmring_demote(f.data, 8);
+		shmring_demote((uint8_t *)f.data + ((size - 8) & ~(size_t)7), 8);
 	}
 	f.len = size;
 	rc = shmring_pool_publish(s->tx, &f);
