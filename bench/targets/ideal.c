@@ -79,15 +79,14 @@ int tg_ideal_setup(struct tg_ctx *c)
 
 /* ---- floor ---- */
 
-static int floor_client(struct tg_ctx *c, uint64_t seq)
+static int floor_trip(struct tg_ctx *c, uint64_t seq, int server, int arg)
 {
-	/* pairs with the server's acquire in tg_wait_eq() */
-	atomic_store_explicit(&c->ideal->floor, 2 * seq + 1, memory_order_release);
-	return tg_wait_eq(c, &c->ideal->floor, 2 * seq + 2);
-}
-
-static int floor_server(struct tg_ctx *c, uint64_t seq)
-{
+	(void)arg;
+	if (!server) {
+		/* pairs with the server's acquire in tg_wait_eq() */
+		atomic_store_explicit(&c->ideal->floor, 2 * seq + 1, memory_order_release);
+		return tg_wait_eq(c, &c->ideal->floor, 2 * seq + 2);
+	}
 	int rc = tg_wait_eq(c, &c->ideal->floor, 2 * seq + 1);
 	if (rc == 0) /* pairs with the client's acquire in tg_wait_eq() */
 		atomic_store_explicit(&c->ideal->floor, 2 * seq + 2, memory_order_release);
@@ -95,7 +94,7 @@ static int floor_server(struct tg_ctx *c, uint64_t seq)
 }
 
 const struct tg_variant tg_floor = {
-	"floor", "one line written by each side in turn", floor_client, floor_server, 0,
+	"floor", "one line written by each side in turn", floor_trip, 0, 0,
 };
 
 /* ---- ring1 ---- */
@@ -111,14 +110,13 @@ static int ring1_recv(struct tg_ctx *c, int d, uint64_t seq)
 	return tg_wait_eq(c, &c->ideal->d[d].ring1[seq % LINES].w[0], seq);
 }
 
-static int ring1_client(struct tg_ctx *c, uint64_t seq)
+static int ring1_trip(struct tg_ctx *c, uint64_t seq, int server, int arg)
 {
-	ring1_send(c, 0, seq);
-	return ring1_recv(c, 1, seq);
-}
-
-static int ring1_server(struct tg_ctx *c, uint64_t seq)
-{
+	(void)arg;
+	if (!server) {
+		ring1_send(c, 0, seq);
+		return ring1_recv(c, 1, seq);
+	}
 	int rc = ring1_recv(c, 0, seq);
 	if (rc == 0)
 		ring1_send(c, 1, seq);
@@ -126,7 +124,7 @@ static int ring1_server(struct tg_ctx *c, uint64_t seq)
 }
 
 const struct tg_variant tg_ring1 = {
-	"ideal-ring1", "one-way rings, one line per message", ring1_client, ring1_server, 0,
+	"ideal-ring1", "one-way rings, one line per message", ring1_trip, 0, 0,
 };
 
 /* ---- ring2 (dem: the sender then demotes both lines) ---- */
@@ -159,8 +157,9 @@ static int ring2_recv(struct tg_ctx *c, int d, uint64_t seq, int dem)
 	return rc;
 }
 
-static int ring2_trip(struct tg_ctx *c, uint64_t seq, int server, int dem)
+static int ring2_trip(struct tg_ctx *c, uint64_t seq, int server, int arg)
 {
+	int dem = arg & TG_DEMOTE;
 	if (!server) {
 		ring2_send(c, 0, seq, dem);
 		return ring2_recv(c, 1, seq, dem);
@@ -171,33 +170,12 @@ static int ring2_trip(struct tg_ctx *c, uint64_t seq, int server, int dem)
 	return rc;
 }
 
-static int ring2_client(struct tg_ctx *c, uint64_t seq)
-{
-	return ring2_trip(c, seq, 0, 0);
-}
-
-static int ring2_server(struct tg_ctx *c, uint64_t seq)
-{
-	return ring2_trip(c, seq, 1, 0);
-}
-
-static int ring2d_client(struct tg_ctx *c, uint64_t seq)
-{
-	return ring2_trip(c, seq, 0, 1);
-}
-
-static int ring2d_server(struct tg_ctx *c, uint64_t seq)
-{
-	return ring2_trip(c, seq, 1, 1);
-}
-
 const struct tg_variant tg_ring2 = {
-	"ideal-ring2", "one-way rings, two lines per message", ring2_client, ring2_server, 0,
+	"ideal-ring2", "one-way rings, two lines per message", ring2_trip, 0, 0,
 };
 
 const struct tg_variant tg_ring2d = {
-	"ideal-ring2-dem", "ideal-ring2, the sender demoting both lines", ring2d_client,
-	ring2d_server, 0,
+	"ideal-ring2-dem", "ideal-ring2, the sender demoting both lines", ring2_trip, TG_DEMOTE, 0,
 };
 
 /* ---- handoff ---- */
@@ -247,8 +225,9 @@ static void handoff_done(struct tg_ctx *c, int d, uint64_t b)
 	atomic_store_explicit(&c->ideal->d[d].state[b].w[0], 0, memory_order_release);
 }
 
-static int handoff_trip(struct tg_ctx *c, uint64_t seq, int server, int dem)
+static int handoff_trip(struct tg_ctx *c, uint64_t seq, int server, int arg)
 {
+	int dem = arg & TG_DEMOTE;
 	uint64_t b;
 	int in = server ? 0 : 1; /* the direction this side receives on */
 	int rc = server ? handoff_recv(c, 0, seq, &b) : handoff_send(c, 0, seq, dem);
@@ -259,34 +238,13 @@ static int handoff_trip(struct tg_ctx *c, uint64_t seq, int server, int dem)
 	return rc;
 }
 
-static int handoff_client(struct tg_ctx *c, uint64_t seq)
-{
-	return handoff_trip(c, seq, 0, 0);
-}
-
-static int handoff_server(struct tg_ctx *c, uint64_t seq)
-{
-	return handoff_trip(c, seq, 1, 0);
-}
-
-static int handoffd_client(struct tg_ctx *c, uint64_t seq)
-{
-	return handoff_trip(c, seq, 0, 1);
-}
-
-static int handoffd_server(struct tg_ctx *c, uint64_t seq)
-{
-	return handoff_trip(c, seq, 1, 1);
-}
-
 const struct tg_variant tg_handoff = {
-	"ideal-handoff", "1080p buffers handed over by index and given back",
-	handoff_client, handoff_server, 0,
+	"ideal-handoff", "1080p buffers handed over by index and given back", handoff_trip, 0, 0,
 };
 
 const struct tg_variant tg_handoffd = {
 	"ideal-handoff-dem", "ideal-handoff, the sender demoting its two frame lines",
-	handoffd_client, handoffd_server, 0,
+	handoff_trip, TG_DEMOTE, 0,
 };
 
 /* ---- futex ---- */
@@ -325,14 +283,13 @@ static void fx_send(struct tg_ctx *c, int d, uint64_t seq)
 	futex(&c->ideal->fx[d], FUTEX_WAKE, 1, NULL);
 }
 
-static int futex_client(struct tg_ctx *c, uint64_t seq)
+static int futex_trip(struct tg_ctx *c, uint64_t seq, int server, int arg)
 {
-	fx_send(c, 0, seq);
-	return fx_wait_eq(c, &c->ideal->fx[1], (uint32_t)seq);
-}
-
-static int futex_server(struct tg_ctx *c, uint64_t seq)
-{
+	(void)arg;
+	if (!server) {
+		fx_send(c, 0, seq);
+		return fx_wait_eq(c, &c->ideal->fx[1], (uint32_t)seq);
+	}
 	int rc = fx_wait_eq(c, &c->ideal->fx[0], (uint32_t)seq);
 	if (rc == 0)
 		fx_send(c, 1, seq);
@@ -340,6 +297,5 @@ static int futex_server(struct tg_ctx *c, uint64_t seq)
 }
 
 const struct tg_variant tg_futex = {
-	"futex", "raw FUTEX_WAIT/FUTEX_WAKE, sleeping at every wait", futex_client,
-	futex_server, 1,
+	"futex", "raw FUTEX_WAIT/FUTEX_WAKE, sleeping at every wait", futex_trip, 0, 1,
 };

@@ -22,6 +22,7 @@
 
 #define SPSC_SIZE 64u
 static const uint64_t frame_size[2] = {3110400u, 12441600u};
+#define POOL_4K 2 /* pool_trip()'s arg: the 4K pool, frame_size[1] (else 1080p) */
 
 struct tg_lib {
 	struct shmring_spsc *stx, *srx, *btx, *brx, *dtx, *drx;
@@ -161,44 +162,25 @@ static int spsc_done(struct shmring_spsc *rx)
 	return rc == 1 ? 0 : rc < 0 ? rc : -EIO;
 }
 
-/* One round trip: the client sends on tx and reads the echo from rx; the server reads
- * the request, answers, and only then gives the request back. */
-static int spsc_trip(struct tg_ctx *c, struct shmring_spsc *tx, struct shmring_spsc *rx,
-		     uint64_t seq, int server)
+/* One round trip: the client sends and reads the echo; the server reads the request,
+ * answers, and only then gives the request back. arg TG_DEMOTE: the pair of rings whose
+ * producers demote. */
+static int spsc_trip(struct tg_ctx *c, uint64_t seq, int server, int arg)
 {
+	struct shmring_spsc *tx = arg & TG_DEMOTE ? c->lib->dtx : c->lib->stx;
+	struct shmring_spsc *rx = arg & TG_DEMOTE ? c->lib->drx : c->lib->srx;
 	int rc = server ? spsc_recv(c, rx, seq) : spsc_send(c, tx, seq);
 	if (rc == 0)
 		rc = server ? spsc_send(c, tx, seq) : spsc_recv(c, rx, seq);
 	return rc ? rc : spsc_done(rx);
 }
 
-static int spsc_client(struct tg_ctx *c, uint64_t seq)
-{
-	return spsc_trip(c, c->lib->stx, c->lib->srx, seq, 0);
-}
-
-static int spsc_server(struct tg_ctx *c, uint64_t seq)
-{
-	return spsc_trip(c, c->lib->stx, c->lib->srx, seq, 1);
-}
-
 const struct tg_variant tg_spsc64 = {
-	"spsc-64", "shmring spsc, 64-byte records", spsc_client, spsc_server, 0,
+	"spsc-64", "shmring spsc, 64-byte records", spsc_trip, 0, 0,
 };
 
-static int spsc_d_client(struct tg_ctx *c, uint64_t seq)
-{
-	return spsc_trip(c, c->lib->dtx, c->lib->drx, seq, 0);
-}
-
-static int spsc_d_server(struct tg_ctx *c, uint64_t seq)
-{
-	return spsc_trip(c, c->lib->dtx, c->lib->drx, seq, 1);
-}
-
 const struct tg_variant tg_spsc64d = {
-	"spsc-64-dem", "spsc-64, the producers demoting (set_demote)", spsc_d_client,
-	spsc_d_server, 0,
+	"spsc-64-dem", "spsc-64, the producers demoting (set_demote)", spsc_trip, TG_DEMOTE, 0,
 };
 
 /* ---- spsc-blocking ---- */
@@ -237,21 +219,18 @@ static int spsc_b_recv(struct tg_ctx *c, uint64_t seq)
 	return rc == 1 ? 0 : rc < 0 ? rc : -EIO;
 }
 
-static int spsc_b_client(struct tg_ctx *c, uint64_t seq)
+static int spsc_b_trip(struct tg_ctx *c, uint64_t seq, int server, int arg)
 {
-	int rc = spsc_b_send(c, seq);
-	return rc ? rc : spsc_b_recv(c, seq);
-}
-
-static int spsc_b_server(struct tg_ctx *c, uint64_t seq)
-{
-	int rc = spsc_b_recv(c, seq);
-	return rc ? rc : spsc_b_send(c, seq);
+	(void)arg;
+	int rc = server ? spsc_b_recv(c, seq) : spsc_b_send(c, seq);
+	if (rc == 0)
+		rc = server ? spsc_b_send(c, seq) : spsc_b_recv(c, seq);
+	return rc;
 }
 
 const struct tg_variant tg_spsc_blocking = {
-	"spsc-blocking", "shmring spsc, 64-byte records, sleeping at every wait",
-	spsc_b_client, spsc_b_server, 1,
+	"spsc-blocking", "shmring spsc, 64-byte records, sleeping at every wait", spsc_b_trip, 0,
+	1,
 };
 
 /* ---- pool ---- */
@@ -288,9 +267,11 @@ static int pool_recv(struct tg_ctx *c, int k, uint64_t seq, struct shmring_pool_
 	return f->len == frame_size[k] ? unstamp(f->data, frame_size[k], seq) : -EPROTO;
 }
 
-/* One round trip on pool k; the server answers before it gives the request back. */
-static int pool_trip(struct tg_ctx *c, int k, uint64_t seq, int server, int dem)
+/* One round trip on pool arg & POOL_4K; the server answers before it gives the request
+ * back. */
+static int pool_trip(struct tg_ctx *c, uint64_t seq, int server, int arg)
 {
+	int k = arg & POOL_4K ? 1 : 0, dem = arg & TG_DEMOTE;
 	struct shmring_pool_frame f;
 	int rc = server ? pool_recv(c, k, seq, &f) : pool_send(c, k, seq, dem);
 	if (rc == 0)
@@ -298,43 +279,13 @@ static int pool_trip(struct tg_ctx *c, int k, uint64_t seq, int server, int dem)
 	return rc ? rc : shmring_pool_release(c->lib->prx[k], &f);
 }
 
-static int pool1080_client(struct tg_ctx *c, uint64_t seq)
-{
-	return pool_trip(c, 0, seq, 0, 0);
-}
-
-static int pool1080_server(struct tg_ctx *c, uint64_t seq)
-{
-	return pool_trip(c, 0, seq, 1, 0);
-}
-
-static int pool1080d_client(struct tg_ctx *c, uint64_t seq)
-{
-	return pool_trip(c, 0, seq, 0, 1);
-}
-
-static int pool1080d_server(struct tg_ctx *c, uint64_t seq)
-{
-	return pool_trip(c, 0, seq, 1, 1);
-}
-
-static int pool4k_client(struct tg_ctx *c, uint64_t seq)
-{
-	return pool_trip(c, 1, seq, 0, 0);
-}
-
-static int pool4k_server(struct tg_ctx *c, uint64_t seq)
-{
-	return pool_trip(c, 1, seq, 1, 0);
-}
-
 const struct tg_variant tg_pool1080 = {
-	"pool-1080p", "shmring pool, 1080p NV12 frames", pool1080_client, pool1080_server, 0,
+	"pool-1080p", "shmring pool, 1080p NV12 frames", pool_trip, 0, 0,
 };
 const struct tg_variant tg_pool1080d = {
-	"pool-1080p-dem", "pool-1080p, the sender demoting its two stamp lines", pool1080d_client,
-	pool1080d_server, 0,
+	"pool-1080p-dem", "pool-1080p, the sender demoting its two stamp lines", pool_trip,
+	TG_DEMOTE, 0,
 };
 const struct tg_variant tg_pool4k = {
-	"pool-4k", "shmring pool, 4K NV12 frames", pool4k_client, pool4k_server, 0,
+	"pool-4k", "shmring pool, 4K NV12 frames", pool_trip, POOL_4K, 0,
 };

@@ -103,7 +103,7 @@ static int server(struct tg_ctx *c, struct cmd *k, int per, int ready)
 		/* pairs with the client's acquire in tg_wait_eq() */
 		atomic_store_explicit(&k->ack, b, memory_order_release);
 		for (int i = 0, len = block_len((unsigned)v, per); i < len; i++)
-			if ((rc = variants[v]->server(c, ++seq[v])) != 0) {
+			if ((rc = variants[v]->trip(c, ++seq[v], 1, variants[v]->arg)) != 0) {
 				fprintf(stderr, "shmring-targets: server: %s: %s\n", variants[v]->name,
 					shmring_strerror(rc));
 				return 1;
@@ -380,7 +380,7 @@ int main(int argc, char **argv)
 			int len = block_len(v, per);
 			uint64_t t0 = bench_ticks();
 			for (int i = 0; i < len && rc == 0; i++) {
-				rc = variants[v]->client(&c, ++seq[v]);
+				rc = variants[v]->trip(&c, ++seq[v], 0, variants[v]->arg);
 				uint64_t t1 = bench_ticks();
 				t[i] = t1 - t0;
 				t0 = t1;

@@ -36,13 +36,16 @@ struct tg_ctx {
 	struct tg_lib *lib;
 };
 
-/* A variant: client() makes one round trip with stamp seq; server() answers the one
- * with stamp seq. Both return 0 or a negative errno (-EPROTO: wrong or torn stamp). */
+/* A variant: trip() makes one round trip with stamp seq on the client's side (server 0)
+ * or answers the one with stamp seq (server 1), passing the variant's arg along (which
+ * channel; TG_DEMOTE: the sender demotes what it wrote). 0 or a negative errno
+ * (-EPROTO: wrong or torn stamp). */
+#define TG_DEMOTE 1
 struct tg_variant {
 	const char *name;
 	const char *what;
-	int (*client)(struct tg_ctx *c, uint64_t seq);
-	int (*server)(struct tg_ctx *c, uint64_t seq);
+	int (*trip)(struct tg_ctx *c, uint64_t seq, int server, int arg);
+	int arg;
 	int blocking; /* sleeps at every wait: shorter blocks; the only kind run on one CPU */
 };
 
