@@ -207,7 +207,8 @@ double bench_probe(const struct bench_cfg *cfg, double *p99);
 /* The floor reference for r: mean of the probes before and after it. */
 double bench_floor_p50(const struct bench_result *r);
 double bench_floor_p99(const struct bench_result *r);
-/* 1 if the two probes around r disagree (the CPUs moved during the test). */
+/* 1 if the CPUs moved during the test: the two probes around r disagree, or a cross-CPU
+ * round trip came out under 0.75x the floor probed around it. */
 int bench_moved(const struct bench_result *r);
 /* 1 if a and b ran with the CPUs in the same placement (floor probes within 30%). */
 int bench_same_place(const struct bench_result *a, const struct bench_result *b);

@@ -180,7 +180,8 @@ static void usage(FILE *f)
 		"                    (set_demote: shorter round trips across cores, slower streams);\n"
 		"                    pool producers demote the stamp lines read first (shmring_demote)\n"
 		"  --retries N       run a test again when the CPUs moved during it (probes\n"
-		"                    before and after differ by > 30%%; default 2, --quick 0)\n"
+		"                    before and after differ by > 30%%, or a round trip beat\n"
+		"                    0.75x the floor; default 2, --quick 0)\n"
 		"  -q, --quiet       no progress on stderr\n");
 }
 
@@ -389,7 +390,8 @@ int main(int argc, char **argv)
 		printf("# load average (1 min) %.2f at the start, %.2f at the end: other work shares "
 		       "these CPUs\n", load0, bench_loadavg());
 		printf("# probe = floor RTT p50 (ns) measured just before/after the test: where the two "
-		       "vCPUs sat;\n#   * = they moved during the test. x floor = p50 / mean of "
+		       "vCPUs sat;\n#   * = they moved during the test (the probes differ by > 30%%, or a "
+		       "round trip beat 0.75x the floor). x floor = p50 / mean of "
 		       "the two probes.\n");
 	}
 	bench_print(fmt, rs, plan.n, &cfg);
