@@ -205,8 +205,10 @@ static void table_memcpy_row(const struct bench_result *r)
 }
 
 /* The targets, checked against this run. */
+/* placed: the figure depends on where the CPUs sat, so a result that moved during its
+ * test (bench_moved), or two results taken at different placements, are not judged. */
 static void verdict_p(const char *what, double got, double limit, int le,
-		      const struct bench_result *a, const struct bench_result *b)
+		      const struct bench_result *a, const struct bench_result *b, int placed)
 {
 	if (got < 0 || !isfinite(got)) {
 		printf("  %-62s  not measured\n", what);
@@ -214,7 +216,7 @@ static void verdict_p(const char *what, double got, double limit, int le,
 	}
 	int ok = le ? got <= limit : got >= limit;
 	/* a ratio of figures taken with the CPUs placed differently measures the placement */
-	int apart = a && b && !bench_same_place(a, b);
+	int apart = placed && a && (b ? !bench_same_place(a, b) : bench_moved(a));
 	printf("  %-62s  %10.3g %s %-8.3g %s", what, got, le ? "<=" : ">=", limit,
 	       apart ? "(placements differ)" : ok ? "PASS" : "MISS");
 	/* where the CPUs sat for each figure compared */
@@ -228,7 +230,7 @@ static void verdict_p(const char *what, double got, double limit, int le,
 
 static void verdict(const char *what, double got, double limit, int le)
 {
-	verdict_p(what, got, limit, le, NULL, NULL);
+	verdict_p(what, got, limit, le, NULL, NULL, 0);
 }
 
 static void targets(const struct bench_result *rs, size_t n)
@@ -239,35 +241,35 @@ static void targets(const struct bench_result *rs, size_t n)
 	/* against the floor probed around the spsc test itself (same placement), and
 	 * against the floor test of this run */
 	verdict_p("spsc 64 B RTT p50 / floor p50 (probes around it)",
-		  s64 ? s64->p50 / bench_floor_p50(s64) : -1, 1.5, 1, s64, NULL);
+		  s64 ? s64->p50 / bench_floor_p50(s64) : -1, 1.5, 1, s64, NULL, 1);
 	verdict_p("spsc 64 B RTT p99 / floor p99 (probes around it)",
-		  s64 ? s64->p99 / bench_floor_p99(s64) : -1, 2.0, 1, s64, NULL);
+		  s64 ? s64->p99 / bench_floor_p99(s64) : -1, 2.0, 1, s64, NULL, 1);
 	verdict_p("spsc 64 B RTT p50 / floor test p50", s64 && fl ? s64->p50 / fl->p50 : -1, 1.5,
-		  1, s64, fl);
+		  1, s64, fl, 1);
 	verdict_p("spsc 64 B RTT p99 / floor test p99", s64 && fl ? s64->p99 / fl->p99 : -1, 2.0,
-		  1, s64, fl);
+		  1, s64, fl, 1);
 	const size_t frames[] = {3110400, 12441600};
 	for (int i = 0; i < 2; i++) {
 		const struct bench_result *p = find(rs, n, BENCH_RTT, "pool", frames[i], BENCH_ZC, 0, 0);
 		char w[96];
 		snprintf(w, sizeof w, "pool %s RTT p50 / spsc 64 B RTT p50",
 			 i == 0 ? "1080p" : "4K");
-		verdict_p(w, p && s64 ? p->p50 / s64->p50 : -1, 1.2, 1, p, s64);
+		verdict_p(w, p && s64 ? p->p50 / s64->p50 : -1, 1.2, 1, p, s64, 1);
 		snprintf(w, sizeof w, "  the same, each over the floor probed around it");
 		verdict_p(w, p && s64 ? (p->p50 / bench_floor_p50(p)) /
 					       (s64->p50 / bench_floor_p50(s64)) : -1,
-			  1.2, 1, p, NULL);
+			  1.2, 1, p, NULL, 1);
 	}
 	const struct bench_result *fx = find(rs, n, BENCH_RTT, "futex", 0, -1, 0, 0);
 	const struct bench_result *sb = find(rs, n, BENCH_RTT, "spsc-blocking", 64, BENCH_ZC, 0, 0);
 	/* blocking round trips cost wakeups (tens of us here), not cache-line transfers:
 	 * the placement of the CPUs hardly matters, so it is not checked */
 	verdict_p("spsc-blocking 64 B RTT p50 / futex RTT p50 (cross)",
-		  fx && sb ? sb->p50 / fx->p50 : -1, 1.15, 1, sb, NULL);
+		  fx && sb ? sb->p50 / fx->p50 : -1, 1.15, 1, sb, NULL, 0);
 	fx = find(rs, n, BENCH_RTT, "futex", 0, -1, 1, 0);
 	sb = find(rs, n, BENCH_RTT, "spsc-blocking", 64, BENCH_ZC, 1, 0);
 	verdict_p("spsc-blocking 64 B RTT p50 / futex RTT p50 (same CPU)",
-		  fx && sb ? sb->p50 / fx->p50 : -1, 1.15, 1, sb, NULL);
+		  fx && sb ? sb->p50 / fx->p50 : -1, 1.15, 1, sb, NULL, 0);
 	const struct bench_result *best64 = NULL;
 	for (size_t i = 0; i < n; i++) {
 		const struct bench_result *r = &rs[i];
@@ -276,11 +278,11 @@ static void targets(const struct bench_result *rs, size_t n)
 			best64 = r;
 	}
 	verdict_p("spsc streaming 64 B, best batch, msgs/s", best64 ? best64->msgs_per_s : -1,
-		  100e6, 0, best64, NULL);
+		  100e6, 0, best64, NULL, 1);
 	/* what the cache-line traffic between the two CPUs allows at all */
 	const struct bench_result *fs = find(rs, n, BENCH_STREAM, "floor", 64, -1, 0, 0);
 	verdict_p("  the same / streaming floor (64 B lines, same run)",
-		  best64 && fs ? best64->msgs_per_s / fs->msgs_per_s : -1, 1.0, 0, best64, fs);
+		  best64 && fs ? best64->msgs_per_s / fs->msgs_per_s : -1, 1.0, 0, best64, fs, 1);
 	double worst = -1;
 	for (size_t i = 0; i < n; i++) {
 		const struct bench_result *r = &rs[i];
@@ -294,7 +296,7 @@ static void targets(const struct bench_result *rs, size_t n)
 		double x = r->bytes_per_s / mc->bytes_per_s;
 		char w[96];
 		snprintf(w, sizeof w, "spsc copy stream %zu B / cold memcpy", r->spec.size);
-		verdict_p(w, x, 0.8, 0, r, NULL); /* one process: placement does not apply */
+		verdict_p(w, x, 0.8, 0, r, NULL, 0); /* one process: placement does not apply */
 		worst = 1;
 	}
 	if (worst < 0)
@@ -307,7 +309,7 @@ static void targets(const struct bench_result *rs, size_t n)
 		char w[96], l[48];
 		snprintf(w, sizeof w, "wake syscalls/msg, %s %zu B %s", label(l, sizeof l, r),
 			 r->spec.size, bench_mode_name(r->spec.mode));
-		verdict_p(w, r->wake_per_msg, 0.001, 1, r, NULL);
+		verdict_p(w, r->wake_per_msg, 0.001, 1, r, NULL, 0);
 	}
 }
 
