@@ -800,6 +800,15 @@ static int pool_init(struct shmring_seg *seg, void *arg)
 	struct shmring_pool_sub *subs = (void *)((uint8_t *)c + g->subs_off);
 	for (uint32_t s = 0; s < g->max_subs; s++) /* published by the magic's release store */
 		shmring_store_relaxed(&subs[s].cursor, SHMRING_POOL_CURSOR_NONE);
+	/* Each entry names the position a lap before its first frame's, which take reads as
+	 * "nothing yet". A zeroed entry would name position 0 in buffer 0: frame 0 itself to a
+	 * subscriber that polls while the producer is publishing it (publish stores the
+	 * recipients before the position word), and to a recovery that finishes a loan of
+	 * buffer 0 at position 0. Published by the magic's release store. */
+	struct shmring_pool_entry *log = (void *)((uint8_t *)c + g->log_off);
+	for (uint32_t i = 0; i < g->log_cap; i++)
+		shmring_store_relaxed(&log[i].pos_buf,
+				      (((uint64_t)i - g->log_cap) & SHMRING_POOL_POS_MASK) << 16);
 	return rc;
 }
 

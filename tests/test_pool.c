@@ -801,6 +801,41 @@ Test(pool, descriptor_travels_in_the_log_entry)
 	close_and_unlink(n.name, s, p);
 }
 
+/* Publish admits a subscriber and stores the entry's recipients before its position
+ * word, so a subscriber polling the entry of frame 0 may see its bit there while the
+ * position word still holds what creation left. Creation leaves every entry naming the
+ * position a lap before its first frame's (nothing yet). A zeroed entry (a pool made
+ * before that) would name frame 0 in buffer 0: take must wait for the tail, and then
+ * take the real frame 0 in buffer 0, whose entry reads 0 too. */
+Test(pool, frame_0_is_not_taken_before_its_entry_is_out)
+{
+	struct named_pool n;
+	struct shmring_pool *p = make_pool(&n, "pool-pos0", 4096, 4, 1, 1, 0);
+	struct shmring_pool *s = sub_open(n.name, SHMRING_POOL_BLOCK);
+	for (uint32_t i = 0; i <= p->log_mask; i++) {
+		uint64_t lap_back = ((uint64_t)i - p->log_mask - 1u) & SHMRING_POOL_POS_MASK;
+		cr_assert_eq(atomic_load(&p->log[i].pos_buf), lap_back << 16, "entry %u", i);
+	}
+	struct shmring_pool_entry *e = &p->log[0];
+	_Atomic uint64_t *cursor = &s->subs[s->sub].cursor;
+	struct shmring_pool_frame g;
+	/* the publish, stopped where it has admitted us and named us in a zeroed entry */
+	atomic_store(&e->pos_buf, 0);
+	atomic_store(cursor, 0);
+	atomic_store(&e->to, s->bit);
+	int rc = shmring_pool_take(s, &g);
+	cr_assert_eq(rc, -EAGAIN, "not out before its position word or the tail: %s",
+		     shmring_strerror(rc));
+	/* undone, and published for real: buffer 0 (the first loan's), position 0 */
+	atomic_store(&e->to, 0);
+	atomic_store(cursor, SHMRING_POOL_CURSOR_NONE);
+	publish_now(p, 0, 4096, 1);
+	cr_assert_eq(atomic_load(&e->pos_buf), 0, "frame 0 in buffer 0");
+	take_expect(s, 0, 0, 4096);
+	cr_assert_eq(shmring_pool_take(s, &g), -EAGAIN);
+	close_and_unlink(n.name, s, p);
+}
+
 static void older_problem(void *arg, const struct shmring_dump_problem *pr)
 {
 	if (strcmp(pr->field, "flags") == 0 && strstr(pr->msg, "older library"))
@@ -1331,14 +1366,14 @@ Test(pool, sigkill_subscriber_and_producer_holding_buffers, .timeout = 60)
 }
 
 /* A pool of 8 buffers of 4 KiB, 2 subscribers holding up to `held`, with a block
- * subscriber (returned) and a producer that published frames 0-2, loaned one more and
- * was SIGKILLed holding it. */
+ * subscriber (returned) and a producer that published frames 0 to publish - 1, loaned
+ * one more and was SIGKILLed holding it. */
 static struct shmring_pool *dead_loaner_pool(struct named_pool *n, const char *tag,
-					     uint32_t held)
+					     uint32_t held, int publish)
 {
 	shmring_pool_close(make_pool(n, tag, 4096, 8, 2, held, 0));
 	struct shmring_pool *s = sub_open(n->name, SHMRING_POOL_BLOCK);
-	struct loaner_args la = { .name = n->name, .publish = 3 };
+	struct loaner_args la = { .name = n->name, .publish = publish };
 	pid_t prod = start_loaner(&la);
 	cr_assert(sig_wait(&la.holding));
 	kill_and_reap(prod);
@@ -1348,7 +1383,7 @@ static struct shmring_pool *dead_loaner_pool(struct named_pool *n, const char *t
 Test(pool, subscriber_reclaims_dead_producers_loan, .timeout = 60)
 {
 	struct named_pool n;
-	struct shmring_pool *s = dead_loaner_pool(&n, "pool-deadprod", 1);
+	struct shmring_pool *s = dead_loaner_pool(&n, "pool-deadprod", 1, 3);
 	/* the frames it published are delivered, then end of stream */
 	for (uint64_t i = 0; i < 3; i++)
 		take_expect(s, WAIT_MS, i, 0);
@@ -1360,27 +1395,33 @@ Test(pool, subscriber_reclaims_dead_producers_loan, .timeout = 60)
 
 /* Take reads the entry at its cursor first, so a subscriber can take frame t while the
  * producer is between that entry's store and its tail store (preempted there, say).
- * Its next take finds a first lap's zeroed entry and asks the tail, which is one behind
- * its cursor: nothing yet, not corruption. The window is held open by hand: publish,
- * then put the tail back. */
+ * Its next take finds an entry that settles nothing (zeroed here, as in a pool made
+ * before entries started a lap back) and asks the tail, which is one behind its cursor:
+ * nothing yet, not corruption. The window is held open by hand: publish, then put the
+ * tail back. */
 Test(pool, a_cursor_one_ahead_of_the_tail_is_nothing_yet)
 {
 	struct named_pool n;
 	struct shmring_pool *p = make_pool(&n, "pool-ahead", 4096, 8, 1, 1, 0);
 	struct shmring_pool *s = sub_open(n.name, SHMRING_POOL_BLOCK);
+	/* frame 1 (buffer 1): frame 0 in buffer 0 always waits for the tail (see
+	 * frame_0_is_not_taken_before_its_entry_is_out) */
 	publish_now(p, 0, 4096, 1);
-	atomic_store(&p->ctrl->tail, 0); /* the tail store still to come */
 	take_expect(s, 0, 0, 4096);
+	publish_now(p, 1, 4096, 1);
+	atomic_store(&p->ctrl->tail, 1); /* the tail store still to come */
+	atomic_store(&p->log[2].pos_buf, 0);
+	take_expect(s, 0, 1, 4096);
 	struct shmring_pool_frame g;
 	int rc = shmring_pool_take(s, &g);
 	cr_assert_eq(rc, -EAGAIN, "%s", shmring_strerror(rc));
 	struct shmring_pool_sub_stats st;
 	cr_assert_eq(shmring_pool_sub_stats(s, &st), 0);
 	cr_assert_eq(st.queued, 0);
-	atomic_store(&p->ctrl->tail, 1); /* and there it is */
+	atomic_store(&p->ctrl->tail, 2); /* and there it is */
 	cr_assert_eq(shmring_pool_take(s, &g), -EAGAIN);
-	publish_now(p, 1, 4096, 1);
-	take_expect(s, 0, 1, 4096);
+	publish_now(p, 2, 4096, 1);
+	take_expect(s, 0, 2, 4096);
 	close_and_unlink(n.name, s, p);
 }
 
@@ -1393,7 +1434,7 @@ Test(pool, recovery_finishes_a_publish_whose_entry_is_out, .timeout = 60)
 {
 	struct named_pool n;
 	/* held 2: the subscriber holds the half-published frame while it sees the death */
-	struct shmring_pool *s = dead_loaner_pool(&n, "pool-halfpub", 2);
+	struct shmring_pool *s = dead_loaner_pool(&n, "pool-halfpub", 2, 3);
 	uint64_t l = atomic_load(&s->ctrl->loan), lp = l >> 16;
 	uint32_t b = (uint32_t)(l & 0xffffu) - 1u;
 	cr_assert_eq(lp, 3, "the loan is for position 3");
@@ -1422,6 +1463,29 @@ Test(pool, recovery_finishes_a_publish_whose_entry_is_out, .timeout = 60)
 	cr_assert_eq(shmring_pool_release(s, &g), 0, "the holder still had its reference");
 	cr_assert_eq(shmring_pool_free_count(s), 8);
 	cr_assert_eq(atomic_load(&hdr_stats(s)->abandoned), 0, "nothing was abandoned");
+	close_and_unlink(n.name, s);
+}
+
+/* A producer killed in its first publish, after it admitted the subscriber and stored
+ * the buffer's references, before the log entry: frame 0 in buffer 0 is not out, so
+ * the recovery frees the buffer and moves nothing. Were the entry zeroed (as pools
+ * were made before entries started a lap back), it would read as that very frame. */
+Test(pool, recovery_returns_a_first_loan_whose_entry_is_not_out, .timeout = 60)
+{
+	struct named_pool n;
+	struct shmring_pool *s = dead_loaner_pool(&n, "pool-firstloan", 1, 0);
+	uint64_t l = atomic_load(&s->ctrl->loan);
+	cr_assert_eq(l, 1, "the loan is buffer 0 at position 0");
+	struct shmring_pool_meta *m = &s->meta[0];
+	atomic_store(&s->subs[s->sub].cursor, 0); /* admitted at position 0 */
+	atomic_store(&m->state, SHMRING_POOL_LOANED | s->bit);
+	struct shmring_pool_frame g;
+	int rc = shmring_pool_take_wait(s, &g, WAIT_MS);
+	cr_assert_eq(rc, -EPIPE, "%s: %s", shmring_strerror(rc), shmring_last_error_detail());
+	cr_assert_eq(atomic_load(&s->ctrl->tail), 0, "nothing was published");
+	cr_assert_eq(atomic_load(&m->state), 0, "the buffer is free again");
+	cr_assert_eq(shmring_pool_free_count(s), 8);
+	cr_assert_eq(atomic_load(&hdr_stats(s)->abandoned), 1, "the loan was abandoned");
 	close_and_unlink(n.name, s);
 }
 

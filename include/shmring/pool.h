@@ -27,8 +27,10 @@
  * subscriber reads no line the producer writes but that entry and the frame itself (the
  * tail line stays the producer's): the descriptor (length, user fields, checksum) rides
  * in the entry because a second line whose address depends on the entry's buffer index
- * is a second cache-line trip on every hand-over. Only what the entry does not settle
- * (the first lap's zeroed entries, a stale cursor) consults the tail. Every entry between a subscriber's cursor and the tail is addressed to it
+ * is a second cache-line trip on every hand-over. Entries start out naming the position a lap
+ * before their first frame's (nothing yet). Only what the entry does not settle (a
+ * stale cursor; position 0 in buffer 0, which a zeroed entry of an older pool would also
+ * name) consults the tail. Every entry between a subscriber's cursor and the tail is addressed to it
  * and its buffer keeps that subscriber's bit, so those buffers are distinct and busy:
  * a queue never exceeds N entries and the log never overwrites an entry someone still
  * has to read. A frame's
@@ -925,12 +927,15 @@ SHMRING_INLINE int shmring_pool_take(struct shmring_pool *p, struct shmring_pool
 		 * publish's release store of pos_buf (recipients, metadata and frame before) */
 		uint64_t pb = shmring_load_acquire(&e->pos_buf);
 		uint64_t to = shmring_load_relaxed(&e->to); /* ordered by that acquire */
+		/* pb 0 is frame 0 in buffer 0, or a zeroed entry (a pool made before entries
+		 * were initialised, pool_init() in src/pool.c) that publish is filling: our bit
+		 * in `to`, stored before pos_buf, does not tell them apart. The tail does. */
 		if (shmring_unlikely(w == SHMRING_POOL_CURSOR_NONE) || (pb >> 16) != c ||
-		    !(to & p->bit)) {
+		    !(to & p->bit) || shmring_unlikely(pb == 0)) {
 			uint64_t d = 0;
 			if (w != SHMRING_POOL_CURSOR_NONE &&
 			    (pb >> 16) != ((c - p->log_mask - 1u) & SHMRING_POOL_POS_MASK)) {
-				/* a first lap's zeroed entry, a stale cursor or corruption: the
+				/* position 0 in buffer 0, a stale cursor or corruption: the
 				 * tail decides. Acquire: pairs with publish's release store */
 				uint64_t t = shmring_load_acquire(&p->ctrl->tail);
 				d = shmring__pool_queued(t, c);
