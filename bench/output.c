@@ -204,9 +204,9 @@ static void table_memcpy_row(const struct bench_result *r)
 	       fmt_probe(d, sizeof d, r));
 }
 
-/* The targets, checked against this run. */
-/* placed: the figure depends on where the CPUs sat, so a result that moved during its
- * test (bench_moved), or two results taken at different placements, are not judged. */
+/* The issue's targets, checked against this run. placed: the figure depends on where
+ * the CPUs sat, so a result that moved during its test (bench_moved), or two results
+ * taken at different placements, are not judged. */
 static void verdict_p(const char *what, double got, double limit, int le,
 		      const struct bench_result *a, const struct bench_result *b, int placed)
 {

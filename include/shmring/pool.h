@@ -27,14 +27,14 @@
  * subscriber reads no line the producer writes but that entry and the frame itself (the
  * tail line stays the producer's): the descriptor (length, user fields, checksum) rides
  * in the entry because a second line whose address depends on the entry's buffer index
- * is a second cache-line trip on every hand-over. Entries start out naming the position a lap
- * before their first frame's (nothing yet). Only what the entry does not settle (a
+ * is a second cache-line trip on every hand-over. Entries start out naming the position
+ * a lap before their first frame's (nothing yet). Only what the entry does not settle (a
  * stale cursor; position 0 in buffer 0, which a zeroed entry of an older pool would also
- * name) consults the tail. Every entry between a subscriber's cursor and the tail is addressed to it
- * and its buffer keeps that subscriber's bit, so those buffers are distinct and busy:
- * a queue never exceeds N entries and the log never overwrites an entry someone still
- * has to read. A frame's
- * sequence number is its log position (48 bits, wrapping).
+ * name) consults the tail. Every entry between a subscriber's cursor and the tail is
+ * addressed to it and its buffer keeps that subscriber's bit, so those buffers are
+ * distinct and busy: a queue never exceeds N entries and the log never overwrites an
+ * entry someone still has to read. A frame's sequence number is its log position (48
+ * bits, wrapping).
  *
  * POLICIES. A `block` subscriber (a recorder) never loses a frame: the producer waits
  * while that subscriber has queue_depth frames queued. A `drop-oldest` subscriber (a
