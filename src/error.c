@@ -16,6 +16,17 @@ int shmring__fail(int err, const char *fmt, ...)
 	return err;
 }
 
+int shmring__fail_why(char *why, size_t why_len, int err, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(detail, sizeof(detail), fmt, ap);
+	va_end(ap);
+	if (why && why_len)
+		snprintf(why, why_len, "%s", detail);
+	return err;
+}
+
 void shmring__clear_detail(void)
 {
 	detail[0] = '\0';

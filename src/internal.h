@@ -14,6 +14,10 @@
 /* Record a detail for shmring_last_error_detail() and return err unchanged. */
 SHMRING_HIDDEN int shmring__fail(int err, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
+/* The same, and the sentence into why (why_len bytes; none if NULL): for the checks
+ * that tools and fuzzers call as pure functions and that report in words. */
+SHMRING_HIDDEN int shmring__fail_why(char *why, size_t why_len, int err, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
 SHMRING_HIDDEN void shmring__clear_detail(void);
 
 /* Registry of this process's mappings (src/registry.c). */

@@ -44,19 +44,6 @@ static uint32_t next_pow2(uint32_t x)
 	return v;
 }
 
-static int geo_bad(char *why, size_t wl, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int geo_bad(char *why, size_t wl, const char *fmt, ...)
-{
-	char tmp[200];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(tmp, sizeof(tmp), fmt, ap);
-	va_end(ap);
-	if (why && wl)
-		snprintf(why, wl, "%s", tmp);
-	return shmring__fail(-EPROTO, "%s", tmp);
-}
-
 /* The control region's layout follows from the counts alone; the offsets are also
  * stored in geo[] for tools, and must agree. */
 static void layout(uint32_t nbufs, uint32_t max_subs, uint32_t log_cap, struct shmring_pool_geo *g)
@@ -79,25 +66,32 @@ int shmring_pool_geo_check(const uint64_t geo[SHMRING_GEO_WORDS], uint32_t max_p
 	uint64_t lc = geo[SHMRING_POOL_GEO_LOG_CAP], lim = geo[SHMRING_POOL_GEO_LIMITS];
 	uint64_t offs = geo[SHMRING_POOL_GEO_OFFS], lo = geo[SHMRING_POOL_GEO_LOG_OFF];
 	if (n == 0 || n > SHMRING_POOL_MAX_BUFS)
-		return geo_bad(why, wl, "pool geo[0] nbufs %llu out of range 1..%u",
-			       (unsigned long long)n, SHMRING_POOL_MAX_BUFS);
+		return shmring__fail_why(why, wl, -EPROTO,
+					 "pool geo[0] nbufs %llu out of range 1..%u",
+					 (unsigned long long)n, SHMRING_POOL_MAX_BUFS);
 	if (bs == 0 || bs > MAX_BUF_SIZE)
-		return geo_bad(why, wl, "pool geo[1] buf_size %llu out of range", (unsigned long long)bs);
+		return shmring__fail_why(why, wl, -EPROTO, "pool geo[1] buf_size %llu out of range",
+					 (unsigned long long)bs);
 	if (st != PAGE_UP(bs))
-		return geo_bad(why, wl, "pool geo[2] stride %llu is not buf_size rounded to a page",
-			       (unsigned long long)st);
+		return shmring__fail_why(why, wl, -EPROTO,
+					 "pool geo[2] stride %llu is not buf_size rounded to a page",
+					 (unsigned long long)st);
 	if (ms == 0 || ms > SHMRING_POOL_MAX_SUBS || ms >= max_parts)
-		return geo_bad(why, wl, "pool geo[3] max_subs %llu out of range 1..%u",
-			       (unsigned long long)ms,
-			       max_parts - 1 < SHMRING_POOL_MAX_SUBS ? max_parts - 1 : SHMRING_POOL_MAX_SUBS);
+		return shmring__fail_why(why, wl, -EPROTO,
+					 "pool geo[3] max_subs %llu out of range 1..%u",
+					 (unsigned long long)ms,
+					 max_parts - 1 < SHMRING_POOL_MAX_SUBS ? max_parts - 1
+									       : SHMRING_POOL_MAX_SUBS);
 	if (lc != next_pow2((uint32_t)n))
-		return geo_bad(why, wl, "pool geo[4] log_cap %llu is not the smallest power of two >= nbufs",
-			       (unsigned long long)lc);
+		return shmring__fail_why(why, wl, -EPROTO,
+					 "pool geo[4] log_cap %llu is not the smallest power of two >= nbufs",
+					 (unsigned long long)lc);
 	uint64_t held = lim & 0xffffffffu, qd = lim >> 32;
 	if (held == 0 || qd == 0 || qd + ms * held > n)
-		return geo_bad(why, wl, "pool geo[5] max_held %llu / queue_depth %llu break "
-			       "nbufs >= queue_depth + max_subs * max_held",
-			       (unsigned long long)held, (unsigned long long)qd);
+		return shmring__fail_why(why, wl, -EPROTO,
+					 "pool geo[5] max_held %llu / queue_depth %llu break "
+					 "nbufs >= queue_depth + max_subs * max_held",
+					 (unsigned long long)held, (unsigned long long)qd);
 	g.nbufs = (uint32_t)n;
 	g.buf_size = bs;
 	g.stride = st;
@@ -107,14 +101,19 @@ int shmring_pool_geo_check(const uint64_t geo[SHMRING_GEO_WORDS], uint32_t max_p
 	g.queue_depth = (uint32_t)qd;
 	layout(g.nbufs, g.max_subs, g.log_cap, &g);
 	if ((offs & 0xffffffffu) != g.meta_off || (offs >> 32) != g.subs_off || lo != g.log_off)
-		return geo_bad(why, wl, "pool geo[6..7] offsets 0x%llx / %llu disagree with the counts",
-			       (unsigned long long)offs, (unsigned long long)lo);
+		return shmring__fail_why(why, wl, -EPROTO,
+					 "pool geo[6..7] offsets 0x%llx / %llu disagree with the counts",
+					 (unsigned long long)offs, (unsigned long long)lo);
 	if (g.ctrl_need > ctrl_size)
-		return geo_bad(why, wl, "pool ctrl region %llu bytes, needs %llu",
-			       (unsigned long long)ctrl_size, (unsigned long long)g.ctrl_need);
+		return shmring__fail_why(why, wl, -EPROTO,
+					 "pool ctrl region %llu bytes, needs %llu",
+					 (unsigned long long)ctrl_size,
+					 (unsigned long long)g.ctrl_need);
 	if (data_size < n * st)
-		return geo_bad(why, wl, "pool data region %llu bytes, needs %llu",
-			       (unsigned long long)data_size, (unsigned long long)(n * st));
+		return shmring__fail_why(why, wl, -EPROTO,
+					 "pool data region %llu bytes, needs %llu",
+					 (unsigned long long)data_size,
+					 (unsigned long long)(n * st));
 	if (out)
 		*out = g;
 	return 0;

@@ -60,20 +60,6 @@ uint64_t shmring_hdr_checksum(const void *hdr)
 	return XXH64(hdr, SHMRING_CHECKSUM_OFF, 0);
 }
 
-static int bad(char *why, size_t wl, int err, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
-static int bad(char *why, size_t wl, int err, const char *fmt, ...)
-{
-	char tmp[200];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(tmp, sizeof(tmp), fmt, ap);
-	va_end(ap);
-	if (why && wl)
-		snprintf(why, wl, "%s", tmp);
-	return shmring__fail(err, "%s", tmp);
-}
-
 /* a + b <= limit without overflow */
 static int fits(uint64_t a, uint64_t b, uint64_t limit)
 {
@@ -85,50 +71,63 @@ int shmring_hdr_validate(const void *buf, size_t len, uint64_t file_size, struct
 {
 	struct shmring_hdr h;
 	if (!buf || len < 256)
-		return bad(why, wl, -EPROTO, "file too small for a header (%zu bytes)", len);
+		return shmring__fail_why(why, wl, -EPROTO,
+					 "file too small for a header (%zu bytes)", len);
 	memcpy(&h, buf, 256); /* validate a private copy: the segment may change under us */
 	uint64_t magic;
 	memcpy(&magic, buf, sizeof(magic));
 	if (magic == 0)
-		return bad(why, wl, -EAGAIN, "magic is 0: the segment is still being created (or was zeroed)");
+		return shmring__fail_why(why, wl, -EAGAIN,
+					 "magic is 0: the segment is still being created (or was zeroed)");
 	if (magic != SHMRING_MAGIC)
-		return bad(why, wl, -EPROTO, "magic 0x%016llx is not a shmring segment's",
-			   (unsigned long long)magic);
+		return shmring__fail_why(why, wl, -EPROTO,
+					 "magic 0x%016llx is not a shmring segment's",
+					 (unsigned long long)magic);
 	if (h.layout_version != SHMRING_LAYOUT_VERSION)
-		return bad(why, wl, -EPROTO, "layout_version %u unknown (this library reads %u)",
-			   h.layout_version, SHMRING_LAYOUT_VERSION);
+		return shmring__fail_why(why, wl, -EPROTO,
+					 "layout_version %u unknown (this library reads %u)",
+					 h.layout_version, SHMRING_LAYOUT_VERSION);
 	uint64_t sum = shmring_hdr_checksum(&h);
 	if (sum != h.checksum)
-		return bad(why, wl, -EBADMSG, "checksum 0x%016llx does not match the header (0x%016llx)",
-			   (unsigned long long)h.checksum, (unsigned long long)sum);
+		return shmring__fail_why(why, wl, -EBADMSG,
+					 "checksum 0x%016llx does not match the header (0x%016llx)",
+					 (unsigned long long)h.checksum, (unsigned long long)sum);
 	if (h.kind < SHMRING_KIND_SPSC || h.kind > SHMRING_KIND_BCAST)
-		return bad(why, wl, -EPROTO, "kind %u unknown", h.kind);
+		return shmring__fail_why(why, wl, -EPROTO, "kind %u unknown", h.kind);
 	if (h.flags & ~SHMRING_SEG_F_KNOWN)
-		return bad(why, wl, -EPROTO, "flags 0x%x has unknown bits", h.flags);
+		return shmring__fail_why(why, wl, -EPROTO, "flags 0x%x has unknown bits", h.flags);
 	if (h.hdr_size != SHMRING_HDR_SIZE)
-		return bad(why, wl, -EPROTO, "hdr_size %u is not %u", h.hdr_size, SHMRING_HDR_SIZE);
+		return shmring__fail_why(why, wl, -EPROTO, "hdr_size %u is not %u", h.hdr_size,
+					 SHMRING_HDR_SIZE);
 	if (h.total_size > file_size)
-		return bad(why, wl, -EPROTO, "total_size %llu is larger than the file (%llu bytes)",
-			   (unsigned long long)h.total_size, (unsigned long long)file_size);
+		return shmring__fail_why(why, wl, -EPROTO,
+					 "total_size %llu is larger than the file (%llu bytes)",
+					 (unsigned long long)h.total_size,
+					 (unsigned long long)file_size);
 	if (h.total_size < SHMRING_HDR_SIZE || h.total_size % SHMRING_PAGE)
-		return bad(why, wl, -EPROTO, "total_size %llu is not a whole number of pages",
-			   (unsigned long long)h.total_size);
+		return shmring__fail_why(why, wl, -EPROTO,
+					 "total_size %llu is not a whole number of pages",
+					 (unsigned long long)h.total_size);
 	if (h.max_parts == 0 || h.max_parts > SHMRING_MAX_PARTS)
-		return bad(why, wl, -EPROTO, "max_parts %u out of range 1..%u", h.max_parts,
-			   SHMRING_MAX_PARTS);
+		return shmring__fail_why(why, wl, -EPROTO, "max_parts %u out of range 1..%u",
+					 h.max_parts, SHMRING_MAX_PARTS);
 	if (h.parts_off != SHMRING_PARTS_OFF)
-		return bad(why, wl, -EPROTO, "parts_off %llu is not %u", (unsigned long long)h.parts_off,
-			   SHMRING_PARTS_OFF);
+		return shmring__fail_why(why, wl, -EPROTO, "parts_off %llu is not %u",
+					 (unsigned long long)h.parts_off, SHMRING_PARTS_OFF);
 	if (h.ctrl_off < SHMRING_HDR_SIZE || h.ctrl_off % SHMRING_PAGE ||
 	    !fits(h.ctrl_off, h.ctrl_size, h.total_size))
-		return bad(why, wl, -EPROTO, "ctrl region [%llu, +%llu) outside the segment",
-			   (unsigned long long)h.ctrl_off, (unsigned long long)h.ctrl_size);
+		return shmring__fail_why(why, wl, -EPROTO,
+					 "ctrl region [%llu, +%llu) outside the segment",
+					 (unsigned long long)h.ctrl_off,
+					 (unsigned long long)h.ctrl_size);
 	if (h.data_off % SHMRING_PAGE || h.data_off < h.ctrl_off + h.ctrl_size ||
 	    !fits(h.data_off, h.data_size, h.total_size))
-		return bad(why, wl, -EPROTO, "data region [%llu, +%llu) outside the segment or overlapping ctrl",
-			   (unsigned long long)h.data_off, (unsigned long long)h.data_size);
+		return shmring__fail_why(why, wl, -EPROTO,
+					 "data region [%llu, +%llu) outside the segment or overlapping ctrl",
+					 (unsigned long long)h.data_off,
+					 (unsigned long long)h.data_size);
 	if (h.name[SHMRING_NAME_MAX] != '\0')
-		return bad(why, wl, -EPROTO, "name is not NUL terminated");
+		return shmring__fail_why(why, wl, -EPROTO, "name is not NUL terminated");
 	if (out) {
 		out->size = h.total_size;
 		out->kind = h.kind;

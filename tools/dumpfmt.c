@@ -396,8 +396,8 @@ void fmt_list_head(FILE *f)
 void fmt_list_row(FILE *f, const struct seg_view *v)
 {
 	const struct shmring_dump_info *i = &v->info;
-	char sz[32], cap[32], fill[16], pr[24], co[24];
-	double pct = fmt_fill_pct(i);
+	char sz[32], cap[32];
+	struct fmt_cells c;
 
 	tool_human(v->len, sz, sizeof(sz));
 	if (!i->capacity)
@@ -406,15 +406,21 @@ void fmt_list_row(FILE *f, const struct seg_view *v)
 		tool_human(i->capacity, cap, sizeof(cap));
 	else
 		snprintf(cap, sizeof(cap), "%llu %s", (unsigned long long)i->capacity, i->unit);
+	fmt_cells(v, &c);
+	fprintf(f, "%-32s %-6s %10s %10s %7s %-9s %-9s %s\n", v->name, i->kind_name, sz, cap,
+		c.fill, c.prod, c.cons, seg_state_name(v->state));
+}
+
+void fmt_cells(const struct seg_view *v, struct fmt_cells *c)
+{
+	double pct = fmt_fill_pct(&v->info);
 	if (pct < 0)
-		snprintf(fill, sizeof(fill), "-");
+		snprintf(c->fill, sizeof(c->fill), "-");
 	else
-		snprintf(fill, sizeof(fill), "%.1f%%", pct);
-	snprintf(pr, sizeof(pr), "%u/%u", v->prod_live, v->prod_dead);
-	snprintf(co, sizeof(co), "%s%u/%u", v->readers_at_least ? ">=" : "", v->cons_live,
-		 v->cons_dead);
-	fprintf(f, "%-32s %-6s %10s %10s %7s %-9s %-9s %s\n", v->name, i->kind_name, sz, cap, fill,
-		pr, co, seg_state_name(v->state));
+		snprintf(c->fill, sizeof(c->fill), "%.1f%%", pct);
+	snprintf(c->prod, sizeof(c->prod), "%u/%u", v->prod_live, v->prod_dead);
+	snprintf(c->cons, sizeof(c->cons), "%s%u/%u", v->readers_at_least ? ">=" : "",
+		 v->cons_live, v->cons_dead);
 }
 
 void fmt_list_json(struct jw *w, const struct seg_view *v)

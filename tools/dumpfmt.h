@@ -21,6 +21,11 @@ void fmt_list_row(FILE *f, const struct seg_view *v);
 /* One element of the list array. */
 void fmt_list_json(struct jw *w, const struct seg_view *v);
 
+/* The FILL, PRODUCERS and CONSUMERS cells that list and watch rows share. */
+struct fmt_cells {
+	char fill[16], prod[24], cons[24];
+};
+void fmt_cells(const struct seg_view *v, struct fmt_cells *c);
 /* 0..100, or -1 when the capacity is unknown. */
 double fmt_fill_pct(const struct shmring_dump_info *i);
 /* "2024-05-01T12:00:00.123456789Z" */

@@ -330,18 +330,11 @@ static int cmd_watch(const char *arg, double interval, long count)
 		struct tm tm;
 		localtime_r(&wall, &tm);
 		strftime(t, sizeof(t), "%H:%M:%S", &tm);
-		double pct = fmt_fill_pct(&v->info);
-		char fill[16], pr[24], co[24];
-		if (pct < 0)
-			snprintf(fill, sizeof(fill), "-");
-		else
-			snprintf(fill, sizeof(fill), "%.1f%%", pct);
-		snprintf(pr, sizeof(pr), "%u/%u", v->prod_live, v->prod_dead);
-		snprintf(co, sizeof(co), "%s%u/%u", v->readers_at_least ? ">=" : "", v->cons_live,
-			 v->cons_dead);
+		struct fmt_cells c;
+		fmt_cells(v, &c);
 		if (k == 0 || dt <= 0) {
-			printf("%-8s %12s %12s %7s %10s %10s %-9s %-9s %s\n", t, "-", "-", fill, "-",
-			       "-", pr, co, seg_state_name(v->state));
+			printf("%-8s %12s %12s %7s %10s %10s %-9s %-9s %s\n", t, "-", "-", c.fill,
+			       "-", "-", c.prod, c.cons, seg_state_name(v->state));
 		} else {
 			/* counters are reset if the segment is replaced: no negative rates */
 			double msgs = s->msgs >= prev.msgs ? (double)(s->msgs - prev.msgs) / dt : 0;
@@ -351,8 +344,8 @@ static int cmd_watch(const char *arg, double interval, long count)
 			double sleeps = s->sleeps >= prev.sleeps ? (double)(s->sleeps - prev.sleeps) / dt : 0;
 			char hb[24];
 			snprintf(b, sizeof(b), "%s/s", tool_human((uint64_t)bytes, hb, sizeof(hb)));
-			printf("%-8s %12.0f %12s %7s %10.0f %10.0f %-9s %-9s %s\n", t, msgs, b, fill,
-			       wakes, sleeps, pr, co, seg_state_name(v->state));
+			printf("%-8s %12.0f %12s %7s %10.0f %10.0f %-9s %-9s %s\n", t, msgs, b,
+			       c.fill, wakes, sleeps, c.prod, c.cons, seg_state_name(v->state));
 		}
 		prev = *s;
 		tprev = now;
