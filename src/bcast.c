@@ -400,7 +400,7 @@ static void flush_torn(struct shmring_bcast *r)
 int shmring_bcast_close(struct shmring_bcast *b)
 {
 	if (!b)
-		return 0;
+		return -EINVAL;
 	if (b->role == SHMRING_ROLE_PRODUCER) {
 		b->reserved = 0; /* an abandoned reservation stays odd: never read */
 		if (!b->broken) {
@@ -440,7 +440,9 @@ void shmring_bcast_set_spin(struct shmring_bcast *b, int spin)
 
 int shmring_bcast_set_demote(struct shmring_bcast *b, int on)
 {
-	if (!b || b->role != SHMRING_ROLE_PRODUCER)
+	if (!b)
+		return -EINVAL;
+	if (b->role != SHMRING_ROLE_PRODUCER)
 		return -EBADF;
 	b->demote = on != 0;
 	return 0;
@@ -654,6 +656,8 @@ static int left_ms(uint64_t deadline)
 int shmring_bcast_read_wait(struct shmring_bcast *r, void *buf, size_t cap,
 			    struct shmring_bcast_rec *rec, int timeout_ms)
 {
+	if (!r)
+		return -EINVAL;
 	uint64_t deadline = deadline_of(timeout_ms);
 	for (;;) {
 		int rc = shmring_bcast_read(r, buf, cap, rec);
@@ -669,6 +673,8 @@ int shmring_bcast_read_wait(struct shmring_bcast *r, void *buf, size_t cap,
 
 int shmring_bcast_peek_wait(struct shmring_bcast *r, struct shmring_bcast_rec *rec, int timeout_ms)
 {
+	if (!r)
+		return -EINVAL;
 	uint64_t deadline = deadline_of(timeout_ms);
 	for (;;) {
 		int rc = shmring_bcast_peek(r, rec);

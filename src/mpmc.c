@@ -505,10 +505,10 @@ int shmring_mpmc_open_fd(int fd, uint32_t role, struct shmring_mpmc **out)
 	return attach(seg, role, out);
 }
 
-void shmring_mpmc_close(struct shmring_mpmc *r)
+int shmring_mpmc_close(struct shmring_mpmc *r)
 {
 	if (!r)
-		return;
+		return -EINVAL;
 	if (r->held_n) {
 		if (r->role == SHMRING_ROLE_PRODUCER)
 			shmring_mpmc_enqueue_finish(r, 0, NULL); /* unpublished: gaps */
@@ -524,6 +524,7 @@ void shmring_mpmc_close(struct shmring_mpmc *r)
 	}
 	shmring_seg_close(r->seg);
 	free(r);
+	return 0;
 }
 
 int shmring_mpmc_fd(const struct shmring_mpmc *r)
@@ -538,26 +539,31 @@ struct shmring_seg *shmring_mpmc_seg(const struct shmring_mpmc *r)
 
 uint32_t shmring_mpmc_capacity(const struct shmring_mpmc *r)
 {
-	return r->cap;
+	return r ? r->cap : 0;
 }
 
 uint32_t shmring_mpmc_slot_size(const struct shmring_mpmc *r)
 {
-	return r->slot_size;
+	return r ? r->slot_size : 0;
 }
 
 int shmring_mpmc_part(const struct shmring_mpmc *r)
 {
+	if (!r)
+		return -EINVAL;
 	return r->joined ? (int)r->slot : -1;
 }
 
 void shmring_mpmc_set_spin(struct shmring_mpmc *r, int spin)
 {
-	r->spin = spin;
+	if (r)
+		r->spin = spin;
 }
 
 int shmring_mpmc_set_demote(struct shmring_mpmc *r, int on)
 {
+	if (!r)
+		return -EINVAL;
 	if (r->role != SHMRING_ROLE_PRODUCER)
 		return -EBADF;
 	r->demote = on != 0;
@@ -566,6 +572,8 @@ int shmring_mpmc_set_demote(struct shmring_mpmc *r, int on)
 
 uint32_t shmring_mpmc_count(const struct shmring_mpmc *r)
 {
+	if (!r)
+		return 0;
 	/* relaxed: an estimate for inspectors, no data is read through it */
 	uint64_t t = shmring_load_relaxed(&r->ctrl->tail);
 	uint64_t h = shmring_load_relaxed(&r->ctrl->head);

@@ -286,11 +286,14 @@ struct shmring_seg *shmring_spsc_seg(const struct shmring_spsc *r)
 
 void shmring_spsc_set_spin(struct shmring_spsc *r, int spin)
 {
-	r->spin = spin;
+	if (r)
+		r->spin = spin;
 }
 
 int shmring_spsc_set_demote(struct shmring_spsc *r, int on)
 {
+	if (!r)
+		return -EINVAL;
 	if (r->role != SHMRING_ROLE_PRODUCER)
 		return -EBADF;
 	r->demote = on != 0;
@@ -299,6 +302,8 @@ int shmring_spsc_set_demote(struct shmring_spsc *r, int on)
 
 int shmring_spsc_peer_closed(const struct shmring_spsc *r)
 {
+	if (!r)
+		return -EINVAL;
 	/* pairs with the release stores in shmring_spsc_close() */
 	if (r->role == SHMRING_ROLE_PRODUCER)
 		return shmring_load_acquire(&r->ctrl->cons_closed) != 0;
@@ -307,6 +312,8 @@ int shmring_spsc_peer_closed(const struct shmring_spsc *r)
 
 int shmring_spsc_peer_alive(const struct shmring_spsc *r)
 {
+	if (!r)
+		return -EINVAL;
 	uint32_t peer = r->role == SHMRING_ROLE_PRODUCER ? SHMRING_SPSC_SLOT_CONSUMER
 							 : SHMRING_SPSC_SLOT_PRODUCER;
 	struct shmring_part_info info;
@@ -406,6 +413,8 @@ static int reserve_peer(void *a)
 
 int shmring_spsc_reserve_wait(struct shmring_spsc *r, size_t len, void **buf, int timeout_ms)
 {
+	if (!r)
+		return -EINVAL;
 	int rc = shmring_spsc_reserve(r, len, buf);
 	if (rc != -EAGAIN || timeout_ms == 0)
 		return rc;
@@ -445,6 +454,8 @@ static int peek_peer(void *a)
 
 int shmring_spsc_peek_wait(struct shmring_spsc *r, struct shmring_rec *rec, int timeout_ms)
 {
+	if (!r)
+		return -EINVAL;
 	int rc = shmring_spsc_peek(r, rec);
 	if (rc != -EAGAIN || timeout_ms == 0)
 		return rc;

@@ -308,7 +308,7 @@ SHMRING_API int shmring_bcast_open(const char *name, uint32_t role, unsigned fla
 SHMRING_API int shmring_bcast_open_fd(int fd, uint32_t role, unsigned flags,
 				      struct shmring_bcast **out);
 /* Writer: abandon a reservation, mark end of stream, wake readers, leave slot 0.
- * Reader: detach. Then free the handle. Returns 0. */
+ * Reader: detach. Then free the handle. Returns 0, or -EINVAL for NULL. */
 SHMRING_API int shmring_bcast_close(struct shmring_bcast *b);
 SHMRING_API int shmring_bcast_fd(const struct shmring_bcast *b);
 SHMRING_API struct shmring_seg *shmring_bcast_seg(const struct shmring_bcast *b);

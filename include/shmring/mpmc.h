@@ -251,13 +251,15 @@ SHMRING_API int shmring_mpmc_create(const char *name, const struct shmring_mpmc_
 SHMRING_API int shmring_mpmc_open(const char *name, uint32_t role, struct shmring_mpmc **out);
 SHMRING_API int shmring_mpmc_open_fd(int fd, uint32_t role, struct shmring_mpmc **out);
 /* Give back any held batch (producer: as gaps; consumer: as consumed), leave the table,
- * wake sleepers (consumers see EOF when the last producer leaves), free the handle. */
-SHMRING_API void shmring_mpmc_close(struct shmring_mpmc *r);
+ * wake sleepers (consumers see EOF when the last producer leaves), free the handle.
+ * Returns 0, or -EINVAL for NULL. */
+SHMRING_API int shmring_mpmc_close(struct shmring_mpmc *r);
 SHMRING_API int shmring_mpmc_fd(const struct shmring_mpmc *r);
 SHMRING_API struct shmring_seg *shmring_mpmc_seg(const struct shmring_mpmc *r);
+/* The ring's geometry (0 for NULL). */
 SHMRING_API uint32_t shmring_mpmc_capacity(const struct shmring_mpmc *r);
 SHMRING_API uint32_t shmring_mpmc_slot_size(const struct shmring_mpmc *r);
-/* The participant slot this handle joined, or -1. */
+/* The participant slot this handle joined, or -1 (-EINVAL for NULL). */
 SHMRING_API int shmring_mpmc_part(const struct shmring_mpmc *r);
 /* Polls before sleeping in blocking calls (default SHMRING_SPIN_DEFAULT). */
 SHMRING_API void shmring_mpmc_set_spin(struct shmring_mpmc *r, int spin);

@@ -1,0 +1,129 @@
+/* SPDX-License-Identifier: MIT */
+/* The API's conventions across the channel kinds (README, "Error convention"): every
+ * out-of-line call refuses a NULL handle with -EINVAL (setters do nothing, getters of a
+ * pointer or a size give NULL or 0) instead of crashing. */
+#include <criterion/criterion.h>
+#include <errno.h>
+
+#include "shmring/shmring.h"
+#include "testutil.h"
+
+Test(api, a_null_spsc_handle_is_refused)
+{
+	char buf[16];
+	void *p;
+	struct shmring_rec rec;
+	cr_assert_eq(shmring_spsc_close(NULL), -EINVAL);
+	shmring_spsc_detach(NULL);
+	shmring_spsc_set_spin(NULL, 1);
+	cr_assert_eq(shmring_spsc_fd(NULL), -EINVAL);
+	cr_assert_null(shmring_spsc_seg(NULL));
+	cr_assert_eq(shmring_spsc_set_demote(NULL, 1), -EINVAL);
+	cr_assert_eq(shmring_spsc_peer_alive(NULL), -EINVAL);
+	cr_assert_eq(shmring_spsc_peer_closed(NULL), -EINVAL);
+	cr_assert_eq(shmring_spsc_reserve_wait(NULL, 8, &p, 0), -EINVAL);
+	cr_assert_eq(shmring_spsc_reserve_wait(NULL, 8, &p, SHMRING_FOREVER), -EINVAL);
+	cr_assert_eq(shmring_spsc_peek_wait(NULL, &rec, 0), -EINVAL);
+	cr_assert_eq(shmring_spsc_send(NULL, buf, 8, 0), -EINVAL);
+	cr_assert_eq(shmring_spsc_recv(NULL, buf, sizeof(buf), 0), -EINVAL);
+}
+
+Test(api, a_null_mpmc_handle_is_refused)
+{
+	cr_assert_eq(shmring_mpmc_close(NULL), -EINVAL);
+	cr_assert_eq(shmring_mpmc_fd(NULL), -EINVAL);
+	cr_assert_null(shmring_mpmc_seg(NULL));
+	cr_assert_eq(shmring_mpmc_capacity(NULL), 0);
+	cr_assert_eq(shmring_mpmc_slot_size(NULL), 0);
+	cr_assert_eq(shmring_mpmc_part(NULL), -EINVAL);
+	shmring_mpmc_set_spin(NULL, 1);
+	cr_assert_eq(shmring_mpmc_set_demote(NULL, 1), -EINVAL);
+	cr_assert_eq(shmring_mpmc_count(NULL), 0);
+	cr_assert_eq(shmring_mpmc_recover(NULL), -EINVAL);
+}
+
+Test(api, a_null_pool_handle_is_refused)
+{
+	struct shmring_pool_frame f = { 0 };
+	struct shmring_pool_stats st;
+	struct shmring_pool_sub_stats sst;
+	cr_assert_eq(shmring_pool_close(NULL), -EINVAL);
+	cr_assert_eq(shmring_pool_fd(NULL), -EINVAL);
+	cr_assert_null(shmring_pool_seg(NULL));
+	shmring_pool_set_spin(NULL, 1);
+	cr_assert_eq(shmring_pool_reclaim(NULL), -EINVAL);
+	cr_assert_eq(shmring_pool_free_count(NULL), -EINVAL);
+	cr_assert_eq(shmring_pool_stats(NULL, &st), -EINVAL);
+	cr_assert_eq(shmring_pool_sub_stats(NULL, &sst), -EINVAL);
+	cr_assert_eq(shmring_pool_producer_alive(NULL), -EINVAL);
+	cr_assert_eq(shmring_pool_frame_verify(NULL, &f), -EINVAL);
+	cr_assert_eq(shmring_pool_loan_wait(NULL, &f, 0), -EINVAL);
+	cr_assert_eq(shmring_pool_take_wait(NULL, &f, SHMRING_FOREVER), -EINVAL);
+}
+
+Test(api, a_null_bcast_handle_is_refused)
+{
+	char buf[16];
+	struct shmring_bcast_rec rec;
+	struct shmring_bcast_stats st;
+	cr_assert_eq(shmring_bcast_close(NULL), -EINVAL);
+	cr_assert_eq(shmring_bcast_fd(NULL), -EINVAL);
+	cr_assert_null(shmring_bcast_seg(NULL));
+	shmring_bcast_set_spin(NULL, 1);
+	cr_assert_eq(shmring_bcast_set_demote(NULL, 1), -EINVAL);
+	cr_assert_eq(shmring_bcast_writer_alive(NULL), -EINVAL);
+	cr_assert_eq(shmring_bcast_seek(NULL, SHMRING_BCAST_SEEK_NEWEST), -EINVAL);
+	cr_assert_eq(shmring_bcast_stats(NULL, &st), -EINVAL);
+	cr_assert_eq(shmring_bcast_wait(NULL, 0), -EINVAL);
+	cr_assert_eq(shmring_bcast_read_wait(NULL, buf, sizeof(buf), &rec, SHMRING_FOREVER),
+		     -EINVAL);
+	cr_assert_eq(shmring_bcast_peek_wait(NULL, &rec, 0), -EINVAL);
+}
+
+Test(api, a_null_segment_is_refused)
+{
+	struct shmring_part_info info;
+	unsigned live, dead;
+	shmring_seg_close(NULL);
+	shmring_part_leave(NULL, 0);
+	cr_assert_eq(shmring_part_alive(NULL, 0), -EINVAL);
+	cr_assert_eq(shmring_part_get(NULL, 0, &info), -EINVAL);
+	cr_assert_eq(shmring_part_count(NULL, 0, &live, &dead), -EINVAL);
+}
+
+/* The NULL checks sit in front of the same calls' normal work: a live handle still
+ * gets it (a spot check per kind, on what changed). */
+Test(api, a_live_handle_still_works_through_the_checked_calls)
+{
+	struct shmring_spsc_opts so = { .capacity = 4096 };
+	struct shmring_spsc *prod, *cons;
+	cr_assert_eq(shmring_spsc_create(NULL, &so, SHMRING_ROLE_PRODUCER, &prod), 0);
+	cr_assert_eq(shmring_spsc_open_fd(shmring_spsc_fd(prod), SHMRING_ROLE_CONSUMER, &cons), 0);
+	cr_assert_eq(shmring_spsc_peer_alive(prod), 1);
+	cr_assert_eq(shmring_spsc_peer_closed(prod), 0);
+	cr_assert_eq(shmring_spsc_set_demote(cons, 1), -EBADF);
+	cr_assert_eq(shmring_spsc_send(prod, "hello", 5, 0), 0);
+	char buf[16];
+	cr_assert_eq(shmring_spsc_recv(cons, buf, sizeof(buf), 0), 5);
+	cr_assert_eq(shmring_spsc_close(cons), 0);
+	cr_assert_eq(shmring_spsc_peer_closed(prod), 1);
+	cr_assert_eq(shmring_spsc_close(prod), 0);
+
+	struct shmring_mpmc_opts mo = { .capacity = 8, .slot_size = 64 };
+	struct shmring_mpmc *m;
+	cr_assert_eq(shmring_mpmc_create(NULL, &mo, SHMRING_ROLE_PRODUCER, &m), 0);
+	cr_assert_eq(shmring_mpmc_capacity(m), 8);
+	cr_assert_eq(shmring_mpmc_slot_size(m), 64);
+	cr_assert_geq(shmring_mpmc_part(m), 0);
+	cr_assert_eq(shmring_mpmc_count(m), 0);
+	cr_assert_eq(shmring_mpmc_set_demote(m, 1), 0);
+	cr_assert_eq(shmring_mpmc_close(m), 0);
+
+	struct shmring_bcast_opts bo = { .slots = 4, .slot_size = 64 };
+	struct shmring_bcast *w;
+	cr_assert_eq(shmring_bcast_create(NULL, &bo, SHMRING_ROLE_PRODUCER, &w), 0);
+	cr_assert_eq(shmring_bcast_set_demote(w, 1), 0);
+	struct shmring_bcast_rec rec;
+	cr_assert_eq(shmring_bcast_peek_wait(w, &rec, 0), -EBADF);
+	cr_assert_eq(shmring_bcast_close(w), 0);
+}
