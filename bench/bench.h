@@ -120,9 +120,19 @@ struct bench_result {
 	unsigned ncdf;
 };
 
+/* The floor's round trips take the next of BENCH_FLOOR_LINES lines in turn, line k at
+ * offset 64 k of page k % BENCH_FLOOR_PAGES: what one line costs depends on its address
+ * (the L3 slice it belongs to: 180 to 450 ns here for lines of one placement, the same
+ * line alike from one run to the next), and a ring's messages use many lines. */
+#define BENCH_FLOOR_LINES 64u
+#define BENCH_FLOOR_PAGES 16u
+struct bench_floor_line {
+	_Alignas(64) _Atomic uint64_t w;
+};
+
 /* Shared between the two processes of a test (MAP_SHARED, made before fork). */
 struct bench_shared {
-	_Alignas(BENCH_LINE) _Atomic uint64_t line;   /* the floor's ping-pong line */
+	_Alignas(4096) struct bench_floor_line floor[BENCH_FLOOR_PAGES][BENCH_FLOOR_LINES];
 	_Alignas(BENCH_LINE) _Atomic uint32_t fx_a;   /* futex: client -> server */
 	_Alignas(BENCH_LINE) _Atomic uint32_t fx_b;   /* futex: server -> client */
 	_Alignas(BENCH_LINE) _Atomic uint64_t c_end_ns;  /* consumers: last STOP arrived */

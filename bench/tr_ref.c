@@ -2,7 +2,8 @@
 /*
  * The references every other figure is read against:
  *  - floor: one cache line bounced between the two processes by spinning (two
- *    cache-line transfers per round trip: what the hardware allows);
+ *    cache-line transfers per round trip: what the hardware allows), each round trip
+ *    on the next of 64 lines (BENCH_FLOOR_LINES);
  *  - futex: a raw FUTEX_WAIT / FUTEX_WAKE round trip on shared (not private) futex
  *    words, sleeping every time and waking every time (what a blocking channel costs
  *    at least);
@@ -44,28 +45,39 @@ static inline int spin_change(_Atomic uint64_t *l, uint64_t old, uint64_t *out)
 	return 0;
 }
 
-/* The line holds the last value written: the client writes odd pings (2k+1), the
- * server answers with the next even number. */
+/* Round trip i's line (see BENCH_FLOOR_LINES). */
+static _Atomic uint64_t *floor_line(struct bench_ctx *c, uint64_t i)
+{
+	unsigned k = (unsigned)(i % BENCH_FLOOR_LINES);
+	return &c->sh->floor[k % BENCH_FLOOR_PAGES][k].w;
+}
+
+/* Round trip i: the client writes the ping 2i + 1 on its line, the server answers on
+ * the same line with 2i + 2. */
 static int floor_rtt(struct bench_ctx *c)
 {
-	_Atomic uint64_t *l = &c->sh->line;
 	if (c->side == 1) {
-		uint64_t last = 0, v = 0;
-		for (;;) {
+		for (uint64_t i = 0;; i++) {
+			/* the line holds our answer of BENCH_FLOOR_LINES round trips ago, or 0 */
+			uint64_t last = i >= BENCH_FLOOR_LINES ? 2 * (i - BENCH_FLOOR_LINES) + 2 : 0, v;
+			_Atomic uint64_t *l = floor_line(c, i);
 			if (spin_change(l, last, &v) < 0)
 				return bench_fail(c, -EINTR, "floor: aborted");
 			if (v == BENCH_STOP)
 				return 0;
+			if (v != 2 * i + 1)
+				return bench_fail(c, -EPROTO, "floor: server got %llu, want %llu",
+						  (unsigned long long)v, (unsigned long long)(2 * i + 1));
 			/* pairs with the client's acquire in spin_change() */
 			atomic_store_explicit(l, v + 1, memory_order_release);
-			last = v + 1;
 		}
 	}
 	struct bench_loop L;
 	bench_rtt_begin(c, &L);
-	uint64_t v = 0, cur = 0;
+	uint64_t v = 0;
 	for (;;) {
 		uint64_t ping = 2 * L.seq + 1;
+		_Atomic uint64_t *l = floor_line(c, L.seq);
 		/* pairs with the server's acquire in spin_change() */
 		atomic_store_explicit(l, ping, memory_order_release);
 		if (spin_change(l, ping, &v) < 0)
@@ -73,12 +85,12 @@ static int floor_rtt(struct bench_ctx *c)
 		if (v != ping + 1)
 			return bench_fail(c, -EPROTO, "floor: got %llu, want %llu",
 					  (unsigned long long)v, (unsigned long long)ping + 1);
-		cur = v;
 		if (bench_rtt_next(c, &L))
 			break;
 	}
-	(void)cur;
-	atomic_store_explicit(l, BENCH_STOP, memory_order_release);
+	/* on the line the server polls next (L.seq counts the round trips done); pairs with
+	 * its acquire in spin_change() */
+	atomic_store_explicit(floor_line(c, L.seq), BENCH_STOP, memory_order_release);
 	return 0;
 }
 

@@ -6,6 +6,11 @@
  * and a stale slot never reads as the awaited one.
  *  - floor: one line, written by each side in turn (the client 2 seq + 1, the server
  *    the next number). The writer already holds the line it just read.
+ *  - floor-64: the floor, each round trip on the next of 64 lines spread over 16 pages.
+ *    A line's round trip depends on its address (the L3 slice that is its home: 180 to
+ *    450 ns here for lines at one placement, and a line alike from one run to the next),
+ *    so the one line of `floor` is a draw (floor-64 / floor: 0.78-1.31 between runs),
+ *    while a ring's messages use many lines. The targets are judged against floor-64.
  *  - ring1: one line per message, a ring per direction (1 MiB each): the smallest
  *    message any pair of one-way rings can carry.
  *  - ring2: two lines per message (a flag line and the line after it, which carries the
@@ -16,6 +21,7 @@
  *    size) once the receiver gave it back (a state line per buffer), stamps its first
  *    and last bytes, and writes the index into an entry line; the receiver reads the
  *    entry, then the buffer's two lines, then gives the buffer back.
+ *  - handoff-4k: handoff with 4K frames (the pool-4k target's shape).
  *  - handoff-dem: handoff whose sender pushes the two stamp lines (the frame's, not
  *    the entry) to the shared cache before it writes the entry: the shape of the pool
  *    with an application that calls shmring_demote() on the lines it wrote.
@@ -36,7 +42,9 @@
 #define LINES 16384u  /* ring1: 1 MiB per direction */
 #define ENTRIES 64u
 #define NBUF 4u
-#define FRAME 3110400u /* 1080p NV12 */
+#define FRAME 3110400u    /* 1080p NV12 */
+#define FRAME_4K 12441600u /* 4K NV12 */
+#define HANDOFF_4K 2       /* handoff_trip()'s arg: 4K frames (else 1080p) */
 
 struct line {
 	_Atomic uint64_t w[8];
@@ -46,18 +54,26 @@ struct dir {
 	struct line ring1[LINES];
 	struct line ring2[2 * LINES];
 	struct line ring2d[2 * LINES]; /* ring2-dem's */
-	struct line entry[ENTRIES];
-	struct line state[NBUF];
+	struct hand {
+		struct line entry[ENTRIES];
+		struct line state[NBUF];
+	} hand[3]; /* ideal-handoff, -dem, -4k */
 };
+
+#define FLOOR_NLINES 64u
+#define FLOOR_PAGES 16u
+#define FLOOR_LINES 2 /* floor_trip()'s arg: FLOOR_NLINES lines in turn (else one) */
 
 struct tg_ideal {
 	_Alignas(64) _Atomic uint64_t floor;
+	/* floor-64's lines: line k at offset 64 k of page k % FLOOR_PAGES */
+	_Alignas(4096) struct line fl[FLOOR_PAGES][FLOOR_NLINES];
 	_Alignas(64) _Atomic uint32_t fx[2]; /* futex words: [0] client -> server, [1] back */
 	_Alignas(64) struct dir d[2]; /* [0] client -> server, [1] back */
 };
 
 /* The frames of each direction: mapped before fork, at the same address in both. */
-static unsigned char *frames[2];
+static unsigned char *frames[2], *frames4k[2];
 
 int tg_ideal_setup(struct tg_ctx *c)
 {
@@ -70,9 +86,12 @@ int tg_ideal_setup(struct tg_ctx *c)
 		/* only the stamps' pages are touched: no MAP_POPULATE for 12 MB */
 		void *f = mmap(NULL, (size_t)FRAME * NBUF, PROT_READ | PROT_WRITE,
 			       MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-		if (f == MAP_FAILED)
+		void *g = mmap(NULL, (size_t)FRAME_4K * NBUF, PROT_READ | PROT_WRITE,
+			       MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+		if (f == MAP_FAILED || g == MAP_FAILED)
 			return -errno;
 		frames[i] = f;
+		frames4k[i] = g;
 	}
 	return 0;
 }
@@ -81,20 +100,28 @@ int tg_ideal_setup(struct tg_ctx *c)
 
 static int floor_trip(struct tg_ctx *c, uint64_t seq, int server, int arg)
 {
-	(void)arg;
+	/* FLOOR_LINES: line seq % FLOOR_NLINES, FLOOR_NLINES / FLOOR_PAGES per page */
+	unsigned k = (unsigned)(seq % FLOOR_NLINES);
+	_Atomic uint64_t *l = arg & FLOOR_LINES ? &c->ideal->fl[k % FLOOR_PAGES][k].w[0]
+						: &c->ideal->floor;
 	if (!server) {
 		/* pairs with the server's acquire in tg_wait_eq() */
-		atomic_store_explicit(&c->ideal->floor, 2 * seq + 1, memory_order_release);
-		return tg_wait_eq(c, &c->ideal->floor, 2 * seq + 2);
+		atomic_store_explicit(l, 2 * seq + 1, memory_order_release);
+		return tg_wait_eq(c, l, 2 * seq + 2);
 	}
-	int rc = tg_wait_eq(c, &c->ideal->floor, 2 * seq + 1);
+	int rc = tg_wait_eq(c, l, 2 * seq + 1);
 	if (rc == 0) /* pairs with the client's acquire in tg_wait_eq() */
-		atomic_store_explicit(&c->ideal->floor, 2 * seq + 2, memory_order_release);
+		atomic_store_explicit(l, 2 * seq + 2, memory_order_release);
 	return rc;
 }
 
 const struct tg_variant tg_floor = {
 	"floor", "one line written by each side in turn", floor_trip, 0, 0,
+};
+
+const struct tg_variant tg_floor64 = {
+	"floor-64", "floor, each round trip on the next of 64 lines in 16 pages", floor_trip,
+	FLOOR_LINES, 0,
 };
 
 /* ---- ring1 ---- */
@@ -180,66 +207,81 @@ const struct tg_variant tg_ring2d = {
 
 /* ---- handoff ---- */
 
-static int handoff_send(struct tg_ctx *c, int d, uint64_t seq, int dem)
+/* One variant's lines in one direction: each handoff variant has its own, as each ring2
+ * variant its own ring (their stamps count on their own), and its own frames. */
+static struct hand *hand_of(struct tg_ctx *c, int d, int arg)
 {
-	struct dir *dd = &c->ideal->d[d];
-	uint64_t b = seq % NBUF;
+	return &c->ideal->d[d].hand[arg & HANDOFF_4K ? 2 : arg & TG_DEMOTE ? 1 : 0];
+}
+
+static unsigned char *frame_of(int d, int arg, uint64_t b)
+{
+	return arg & HANDOFF_4K ? frames4k[d] + b * FRAME_4K : frames[d] + b * FRAME;
+}
+
+static int handoff_send(struct tg_ctx *c, int d, uint64_t seq, int arg)
+{
+	struct hand *h = hand_of(c, d, arg);
+	uint64_t b = seq % NBUF, len = arg & HANDOFF_4K ? FRAME_4K : FRAME;
 	/* the buffer's last holder gave it back: pairs with the release in handoff_done() */
-	int rc = tg_wait_eq(c, &dd->state[b].w[0], 0);
+	int rc = tg_wait_eq(c, &h->state[b].w[0], 0);
 	if (rc)
 		return rc;
-	atomic_store_explicit(&dd->state[b].w[0], 1, memory_order_relaxed);
-	unsigned char *f = frames[d] + b * FRAME;
+	atomic_store_explicit(&h->state[b].w[0], 1, memory_order_relaxed);
+	unsigned char *f = frame_of(d, arg, b);
 	memcpy(f, &seq, 8);
-	memcpy(f + FRAME - 8, &seq, 8);
-	if (dem) {
+	memcpy(f + len - 8, &seq, 8);
+	if (arg & TG_DEMOTE) {
 		shmring_demote(f, 8);
-		shmring_demote(f + FRAME - 8, 8);
+		shmring_demote(f + len - 8, 8);
 	}
-	struct line *e = &dd->entry[seq % ENTRIES];
+	struct line *e = &h->entry[seq % ENTRIES];
 	atomic_store_explicit(&e->w[1], b, memory_order_relaxed);
 	/* pairs with the receiver's acquire in handoff_recv(); publishes the frame */
 	atomic_store_explicit(&e->w[0], seq, memory_order_release);
 	return 0;
 }
 
-static int handoff_recv(struct tg_ctx *c, int d, uint64_t seq, uint64_t *b)
+static int handoff_recv(struct tg_ctx *c, int d, uint64_t seq, uint64_t *b, int arg)
 {
-	struct line *e = &c->ideal->d[d].entry[seq % ENTRIES];
+	struct line *e = &hand_of(c, d, arg)->entry[seq % ENTRIES];
 	int rc = tg_wait_eq(c, &e->w[0], seq);
 	if (rc)
 		return rc;
 	*b = atomic_load_explicit(&e->w[1], memory_order_relaxed);
 	if (*b >= NBUF)
 		return -EPROTO;
-	const unsigned char *f = frames[d] + *b * FRAME;
-	uint64_t x, y;
+	uint64_t len = arg & HANDOFF_4K ? FRAME_4K : FRAME, x, y;
+	const unsigned char *f = frame_of(d, arg, *b);
 	memcpy(&x, f, 8);
-	memcpy(&y, f + FRAME - 8, 8);
+	memcpy(&y, f + len - 8, 8);
 	return x == seq && y == seq ? 0 : -EPROTO;
 }
 
-static void handoff_done(struct tg_ctx *c, int d, uint64_t b)
+static void handoff_done(struct tg_ctx *c, int d, uint64_t b, int arg)
 {
 	/* pairs with the acquire in handoff_send()'s tg_wait_eq() */
-	atomic_store_explicit(&c->ideal->d[d].state[b].w[0], 0, memory_order_release);
+	atomic_store_explicit(&hand_of(c, d, arg)->state[b].w[0], 0, memory_order_release);
 }
 
 static int handoff_trip(struct tg_ctx *c, uint64_t seq, int server, int arg)
 {
-	int dem = arg & TG_DEMOTE;
 	uint64_t b;
 	int in = server ? 0 : 1; /* the direction this side receives on */
-	int rc = server ? handoff_recv(c, 0, seq, &b) : handoff_send(c, 0, seq, dem);
+	int rc = server ? handoff_recv(c, 0, seq, &b, arg) : handoff_send(c, 0, seq, arg);
 	if (rc == 0) /* the server answers first, then gives the buffer back, as the library's */
-		rc = server ? handoff_send(c, 1, seq, dem) : handoff_recv(c, 1, seq, &b);
+		rc = server ? handoff_send(c, 1, seq, arg) : handoff_recv(c, 1, seq, &b, arg);
 	if (rc == 0)
-		handoff_done(c, in, b);
+		handoff_done(c, in, b, arg);
 	return rc;
 }
 
 const struct tg_variant tg_handoff = {
 	"ideal-handoff", "1080p buffers handed over by index and given back", handoff_trip, 0, 0,
+};
+
+const struct tg_variant tg_handoff4k = {
+	"ideal-handoff-4k", "ideal-handoff with 4K frames", handoff_trip, HANDOFF_4K, 0,
 };
 
 const struct tg_variant tg_handoffd = {

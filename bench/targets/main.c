@@ -26,14 +26,14 @@
 #define STOP_CMD 0xffu
 
 static const struct tg_variant *const variants[] = {
-	&tg_floor,   &tg_ring1,    &tg_ring2,     &tg_ring2d, &tg_handoff, &tg_handoffd,
+	&tg_floor,   &tg_floor64, &tg_ring1,    &tg_ring2,     &tg_ring2d, &tg_handoff, &tg_handoffd, &tg_handoff4k,
 	&tg_spsc64,  &tg_spsc64d,  &tg_pool1080,  &tg_pool1080d, &tg_pool4k, &tg_futex,
 	&tg_spsc_blocking,
 };
 #define NV (sizeof variants / sizeof variants[0])
 enum {
-	V_FLOOR, V_RING1, V_RING2, V_RING2D, V_HANDOFF, V_HANDOFFD, V_SPSC, V_SPSCD, V_POOL1080,
-	V_POOL1080D, V_POOL4K, V_FUTEX, V_SPSCB
+	V_FLOOR, V_FLOOR64, V_RING1, V_RING2, V_RING2D, V_HANDOFF, V_HANDOFFD, V_HANDOFF4K, V_SPSC, V_SPSCD,
+	V_POOL1080, V_POOL1080D, V_POOL4K, V_FUTEX, V_SPSCB
 };
 
 /* A variant runs in this process pair if it can: on one CPU only the blocking ones
@@ -163,22 +163,23 @@ struct target {
 };
 
 static const struct target targets[] = {
-	{"spsc 64 B RTT p50 / floor p50", V_SPSC, V_FLOOR, 0, 1.5, "ideal-ring2 / floor", V_RING2, V_FLOOR},
-	{"spsc 64 B RTT p99 / floor p99", V_SPSC, V_FLOOR, 1, 2.0, "ideal-ring2 / floor", V_RING2, V_FLOOR},
-	{"  the same, set_demote: p50", V_SPSCD, V_FLOOR, 0, 1.5, "ideal-ring2-dem / floor", V_RING2D, V_FLOOR},
-	{"  the same, set_demote: p99", V_SPSCD, V_FLOOR, 1, 2.0, "ideal-ring2-dem / floor", V_RING2D, V_FLOOR},
+	{"spsc 64 B RTT p50 / floor-64 p50", V_SPSC, V_FLOOR64, 0, 1.5, "ideal-ring2 / floor-64", V_RING2, V_FLOOR64},
+	{"spsc 64 B RTT p99 / floor-64 p99", V_SPSC, V_FLOOR64, 1, 2.0, "ideal-ring2 / floor-64", V_RING2, V_FLOOR64},
+	{"  the same, set_demote: p50", V_SPSCD, V_FLOOR64, 0, 1.5, "ideal-ring2-dem / floor-64", V_RING2D, V_FLOOR64},
+	{"  the same, set_demote: p99", V_SPSCD, V_FLOOR64, 1, 2.0, "ideal-ring2-dem / floor-64", V_RING2D, V_FLOOR64},
 	{"pool 1080p RTT p50 / spsc 64 B p50", V_POOL1080, V_SPSC, 0, 1.2, "ideal-handoff / ideal-ring2", V_HANDOFF, V_RING2},
-	{"pool 4K RTT p50 / spsc 64 B p50", V_POOL4K, V_SPSC, 0, 1.2, "ideal-handoff / ideal-ring2", V_HANDOFF, V_RING2},
+	{"pool 4K RTT p50 / spsc 64 B p50", V_POOL4K, V_SPSC, 0, 1.2, "ideal-handoff-4k / ideal-ring2", V_HANDOFF4K, V_RING2},
 	{"  both demoting: 1080p-dem / spsc-64-dem", V_POOL1080D, V_SPSCD, 0, 1.2, "ideal-handoff-dem / ideal-ring2-dem", V_HANDOFFD, V_RING2D},
 	{"spsc-blocking RTT p50 / futex p50", V_SPSCB, V_FUTEX, 0, 1.15, NULL, 0, 0},
 };
 
 /* What separates the library from the shape it has. */
 static const int overheads[][2] = {
-	{V_RING1, V_FLOOR},  {V_RING2, V_RING1},      {V_RING2D, V_RING2},    {V_SPSC, V_RING2},
-	{V_SPSCD, V_RING2D}, {V_SPSCD, V_SPSC},       {V_POOL1080, V_HANDOFF},
-	{V_POOL4K, V_HANDOFF}, {V_HANDOFFD, V_HANDOFF}, {V_POOL1080D, V_HANDOFFD},
-	{V_POOL1080D, V_POOL1080},
+	{V_FLOOR64, V_FLOOR},    {V_RING1, V_FLOOR64},     {V_RING2, V_RING1},
+	{V_RING2D, V_RING2},     {V_SPSC, V_RING2},        {V_SPSCD, V_RING2D},
+	{V_SPSCD, V_SPSC},       {V_POOL1080, V_HANDOFF},  {V_POOL4K, V_HANDOFF4K},
+	{V_HANDOFF4K, V_HANDOFF}, {V_POOL4K, V_POOL1080},  {V_HANDOFFD, V_HANDOFF},
+	{V_POOL1080D, V_HANDOFFD}, {V_POOL1080D, V_POOL1080},
 };
 
 static void report(const struct figures *f, int per, const int cpus[2], int one_cpu, int json)
@@ -191,7 +192,7 @@ static void report(const struct figures *f, int per, const int cpus[2], int one_
 		       "CPUs %d,%d; medians over the cycles, ratios paired within a cycle\n\n",
 		       f->cycles, nact, per, block_len(V_FUTEX, per), cpus[0], cpus[one_cpu ? 0 : 1]);
 		printf("%-15s %-54s %7s %7s%s\n", "variant", "what", "p50 ns", "p99 ns",
-		       one_cpu ? "" : "  p50 x floor (quartiles)");
+		       one_cpu ? "" : "  p50 x floor-64 (quartiles)");
 	}
 	for (unsigned v = 0; v < NV; v++) {
 		if (!active(v, one_cpu))
@@ -200,8 +201,8 @@ static void report(const struct figures *f, int per, const int cpus[2], int one_
 		struct quart p99 = over_cycles(f, f->p99, (int)v, -1);
 		struct quart xf = {0}, xf99 = {0};
 		if (!one_cpu) {
-			xf = over_cycles(f, f->p50, (int)v, V_FLOOR);
-			xf99 = over_cycles(f, f->p99, (int)v, V_FLOOR);
+			xf = over_cycles(f, f->p50, (int)v, V_FLOOR64);
+			xf99 = over_cycles(f, f->p99, (int)v, V_FLOOR64);
 		}
 		if (json)
 			printf("{\"test\":\"paired-rtt\",\"variant\":\"%s\",\"same_cpu\":%s,"

@@ -9,6 +9,8 @@
  * taken between the blocks of one turn (a cycle), which see the same placement; the
  * median over the cycles is the figure.
  *
+ * The floor bounces one line in turn out of 64 (floor-64 in ideal.c): what one line
+ * costs depends on where its address maps, and a ring's messages use many lines.
  * Besides the floor and the library's channels, "ideal" variants measure what a ring of
  * that shape costs with nothing but its stores and loads (no validation, no wake check,
  * no statistics): the part of a gap that belongs to the shape rather than to shmring.
@@ -77,7 +79,8 @@ static inline int tg_wait_eq(const struct tg_ctx *c, _Atomic uint64_t *w, uint64
 
 /* Ideal shapes (ideal.c), over one MAP_SHARED mapping made before fork. */
 int tg_ideal_setup(struct tg_ctx *c);
-extern const struct tg_variant tg_floor, tg_ring1, tg_ring2, tg_ring2d, tg_handoff, tg_handoffd,
+extern const struct tg_variant tg_floor, tg_floor64, tg_ring1, tg_ring2, tg_ring2d, tg_handoff, tg_handoffd,
+	tg_handoff4k,
 	tg_futex;
 
 /* The library's channels (lib.c): made before fork, attached again by the server. */
