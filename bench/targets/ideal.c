@@ -9,7 +9,7 @@
  *  - floor-64: the floor, each round trip on the next of 64 lines spread over 16 pages.
  *    A line's round trip depends on its address (the L3 slice that is its home: 180 to
  *    450 ns here for lines at one placement, and a line alike from one run to the next),
- *    so the one line of `floor` is a draw (floor-64 / floor: 0.78-1.31 between runs),
+ *    so the one line of `floor` is a draw (floor-64 / floor: 0.78-1.69 between runs),
  *    while a ring's messages use many lines. The targets are judged against floor-64.
  *  - ring1: one line per message, a ring per direction (1 MiB each): the smallest
  *    message any pair of one-way rings can carry.
