@@ -673,7 +673,7 @@ int shmring_bcast_read_wait(struct shmring_bcast *r, void *buf, size_t cap,
 
 int shmring_bcast_peek_wait(struct shmring_bcast *r, struct shmring_bcast_rec *rec, int timeout_ms)
 {
-	if (!r)
+	if (!r || !rec)
 		return -EINVAL;
 	uint64_t deadline = deadline_of(timeout_ms);
 	for (;;) {

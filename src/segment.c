@@ -47,6 +47,8 @@ static int norm_name(const char *name, char *out, size_t len)
 int shmring_seg_path(const char *name, char *buf, size_t len)
 {
 	char n[SHMRING_NAME_MAX + 2];
+	if (!buf || !len)
+		return -EINVAL;
 	int rc = norm_name(name, n, sizeof(n));
 	if (rc)
 		return rc;

@@ -413,7 +413,7 @@ static int reserve_peer(void *a)
 
 int shmring_spsc_reserve_wait(struct shmring_spsc *r, size_t len, void **buf, int timeout_ms)
 {
-	if (!r)
+	if (!r || !buf)
 		return -EINVAL;
 	int rc = shmring_spsc_reserve(r, len, buf);
 	if (rc != -EAGAIN || timeout_ms == 0)
@@ -454,7 +454,7 @@ static int peek_peer(void *a)
 
 int shmring_spsc_peek_wait(struct shmring_spsc *r, struct shmring_rec *rec, int timeout_ms)
 {
-	if (!r)
+	if (!r || !rec)
 		return -EINVAL;
 	int rc = shmring_spsc_peek(r, rec);
 	if (rc != -EAGAIN || timeout_ms == 0)
@@ -471,6 +471,8 @@ int shmring_spsc_peek_wait(struct shmring_spsc *r, struct shmring_rec *rec, int 
 int shmring_spsc_send(struct shmring_spsc *r, const void *p, size_t len, int timeout_ms)
 {
 	void *buf;
+	if (!p && len)
+		return -EINVAL;
 	int rc = shmring_spsc_reserve_wait(r, len, &buf, timeout_ms);
 	if (rc)
 		return rc;
@@ -483,6 +485,8 @@ int shmring_spsc_send(struct shmring_spsc *r, const void *p, size_t len, int tim
 int shmring_spsc_recv(struct shmring_spsc *r, void *buf, size_t cap, int timeout_ms)
 {
 	struct shmring_rec rec;
+	if (!buf && cap)
+		return -EINVAL;
 	int rc = shmring_spsc_peek_wait(r, &rec, timeout_ms);
 	if (rc)
 		return rc;
@@ -494,7 +498,8 @@ int shmring_spsc_recv(struct shmring_spsc *r, void *buf, size_t cap, int timeout
 	}
 	if (rec.len > INT32_MAX)
 		return shmring__spsc_broken(r, -EPROTO);
-	memcpy(buf, rec.data, rec.len);
+	if (rec.len) /* buf may be NULL for an empty record (cap 0) */
+		memcpy(buf, rec.data, rec.len);
 	shmring_spsc_release(r);
 	return (int)rec.len;
 }

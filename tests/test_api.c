@@ -127,3 +127,53 @@ Test(api, a_live_handle_still_works_through_the_checked_calls)
 	cr_assert_eq(shmring_bcast_peek_wait(w, &rec, 0), -EBADF);
 	cr_assert_eq(shmring_bcast_close(w), 0);
 }
+
+/* The same for a NULL pointer where a call has to write (or read) something. */
+Test(api, a_null_pointer_for_a_result_is_refused)
+{
+	struct shmring_spsc_opts so = { .capacity = 4096 };
+	struct shmring_spsc *prod, *cons;
+	cr_assert_eq(shmring_spsc_create(NULL, &so, SHMRING_ROLE_PRODUCER, &prod), 0);
+	cr_assert_eq(shmring_spsc_open_fd(shmring_spsc_fd(prod), SHMRING_ROLE_CONSUMER, &cons), 0);
+	cr_assert_eq(shmring_spsc_reserve_wait(prod, 8, NULL, 0), -EINVAL);
+	cr_assert_eq(shmring_spsc_send(prod, NULL, 8, 0), -EINVAL);
+	cr_assert_eq(shmring_spsc_send(prod, NULL, 0, 0), 0, "an empty record needs no bytes");
+	cr_assert_eq(shmring_spsc_peek_wait(cons, NULL, 0), -EINVAL);
+	cr_assert_eq(shmring_spsc_recv(cons, NULL, 8, 0), -EINVAL);
+	cr_assert_eq(shmring_spsc_recv(cons, NULL, 0, 0), 0, "the empty record fits in nothing");
+	cr_assert_eq(shmring_part_get(shmring_spsc_seg(prod), 0, NULL), -EINVAL);
+	cr_assert_eq(shmring_spsc_close(cons), 0);
+	cr_assert_eq(shmring_spsc_close(prod), 0);
+
+	struct shmring_bcast_opts bo = { .slots = 4, .slot_size = 64 };
+	struct shmring_bcast *w, *r;
+	cr_assert_eq(shmring_bcast_create(NULL, &bo, SHMRING_ROLE_PRODUCER, &w), 0);
+	cr_assert_eq(shmring_bcast_open_fd(shmring_bcast_fd(w), SHMRING_ROLE_READER, 0, &r), 0);
+	cr_assert_eq(shmring_bcast_peek_wait(r, NULL, 0), -EINVAL);
+	cr_assert_eq(shmring_bcast_stats(r, NULL), -EINVAL);
+	cr_assert_eq(shmring_bcast_close(r), 0);
+	cr_assert_eq(shmring_bcast_close(w), 0);
+
+	struct shmring_pool_opts po = { .buf_size = 4096 };
+	struct shmring_pool *prd, *sub;
+	cr_assert_eq(shmring_pool_create(NULL, &po, NULL, &prd), 0);
+	cr_assert_eq(shmring_pool_subscribe_fd(shmring_pool_fd(prd), NULL, &sub), 0);
+	cr_assert_eq(shmring_pool_loan_wait(prd, NULL, 0), -EINVAL);
+	cr_assert_eq(shmring_pool_take_wait(sub, NULL, 0), -EINVAL);
+	cr_assert_eq(shmring_pool_stats(prd, NULL), -EINVAL);
+	cr_assert_eq(shmring_pool_sub_stats(sub, NULL), -EINVAL);
+	cr_assert_eq(shmring_pool_close(sub), 0);
+	cr_assert_eq(shmring_pool_close(prd), 0);
+
+	struct shmring_mpmc_opts mo = { .capacity = 8, .slot_size = 64 };
+	struct shmring_mpmc *m;
+	cr_assert_eq(shmring_mpmc_create(NULL, &mo, SHMRING_ROLE_PRODUCER, &m), 0);
+	cr_assert_eq(shmring_mpmc_cell_get(m, 0, NULL), -EINVAL);
+	cr_assert_eq(shmring_mpmc_close(m), 0);
+
+	char path[64];
+	cr_assert_eq(shmring_seg_path("cam0", NULL, 64), -EINVAL);
+	cr_assert_eq(shmring_seg_path("cam0", path, 0), -EINVAL);
+	cr_assert_eq(shmring_seg_path("cam0", path, sizeof(path)), 0);
+	cr_assert_str_eq(path, "/dev/shm/cam0");
+}
