@@ -31,6 +31,8 @@
  */
 #include "targets.h"
 
+#include "bench.h"
+
 #include <errno.h>
 #include <linux/futex.h>
 #include <string.h>
@@ -60,14 +62,12 @@ struct dir {
 	} hand[3]; /* ideal-handoff, -dem, -4k */
 };
 
-#define FLOOR_NLINES 64u
-#define FLOOR_PAGES 16u
-#define FLOOR_LINES 2 /* floor_trip()'s arg: FLOOR_NLINES lines in turn (else one) */
+#define FLOOR_LINES 2 /* floor_trip()'s arg: shmring-bench's floor lines in turn (else one) */
 
 struct tg_ideal {
 	_Alignas(64) _Atomic uint64_t floor;
-	/* floor-64's lines: line k at offset 64 k of page k % FLOOR_PAGES */
-	_Alignas(4096) struct line fl[FLOOR_PAGES][FLOOR_NLINES];
+	/* floor-64's lines, laid out as shmring-bench's (bench.h) */
+	_Alignas(4096) struct line fl[BENCH_FLOOR_PAGES][BENCH_FLOOR_LINES];
 	_Alignas(64) _Atomic uint32_t fx[2]; /* futex words: [0] client -> server, [1] back */
 	_Alignas(64) struct dir d[2]; /* [0] client -> server, [1] back */
 };
@@ -100,9 +100,8 @@ int tg_ideal_setup(struct tg_ctx *c)
 
 static int floor_trip(struct tg_ctx *c, uint64_t seq, int server, int arg)
 {
-	/* FLOOR_LINES: line seq % FLOOR_NLINES, FLOOR_NLINES / FLOOR_PAGES per page */
-	unsigned k = (unsigned)(seq % FLOOR_NLINES);
-	_Atomic uint64_t *l = arg & FLOOR_LINES ? &c->ideal->fl[k % FLOOR_PAGES][k].w[0]
+	unsigned k = (unsigned)(seq % BENCH_FLOOR_LINES);
+	_Atomic uint64_t *l = arg & FLOOR_LINES ? &c->ideal->fl[k % BENCH_FLOOR_PAGES][k].w[0]
 						: &c->ideal->floor;
 	if (!server) {
 		/* pairs with the server's acquire in tg_wait_eq() */

@@ -26,14 +26,14 @@
 #define STOP_CMD 0xffu
 
 static const struct tg_variant *const variants[] = {
-	&tg_floor,   &tg_floor64, &tg_ring1,    &tg_ring2,     &tg_ring2d, &tg_handoff, &tg_handoffd, &tg_handoff4k,
-	&tg_spsc64,  &tg_spsc64d,  &tg_pool1080,  &tg_pool1080d, &tg_pool4k, &tg_futex,
-	&tg_spsc_blocking,
+	&tg_floor,    &tg_floor64,     &tg_ring1,    &tg_ring2,   &tg_ring2d,
+	&tg_handoff,  &tg_handoffd,    &tg_handoff4k, &tg_spsc64, &tg_spsc64d,
+	&tg_pool1080, &tg_pool1080d,   &tg_pool4k,   &tg_futex,   &tg_spsc_blocking,
 };
 #define NV (sizeof variants / sizeof variants[0])
 enum {
-	V_FLOOR, V_FLOOR64, V_RING1, V_RING2, V_RING2D, V_HANDOFF, V_HANDOFFD, V_HANDOFF4K, V_SPSC, V_SPSCD,
-	V_POOL1080, V_POOL1080D, V_POOL4K, V_FUTEX, V_SPSCB
+	V_FLOOR, V_FLOOR64, V_RING1, V_RING2, V_RING2D, V_HANDOFF, V_HANDOFFD, V_HANDOFF4K,
+	V_SPSC, V_SPSCD, V_POOL1080, V_POOL1080D, V_POOL4K, V_FUTEX, V_SPSCB
 };
 
 /* A variant runs in this process pair if it can: on one CPU only the blocking ones

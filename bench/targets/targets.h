@@ -79,9 +79,8 @@ static inline int tg_wait_eq(const struct tg_ctx *c, _Atomic uint64_t *w, uint64
 
 /* Ideal shapes (ideal.c), over one MAP_SHARED mapping made before fork. */
 int tg_ideal_setup(struct tg_ctx *c);
-extern const struct tg_variant tg_floor, tg_floor64, tg_ring1, tg_ring2, tg_ring2d, tg_handoff, tg_handoffd,
-	tg_handoff4k,
-	tg_futex;
+extern const struct tg_variant tg_floor, tg_floor64, tg_ring1, tg_ring2, tg_ring2d, tg_handoff,
+	tg_handoffd, tg_handoff4k, tg_futex;
 
 /* The library's channels (lib.c): made before fork, attached again by the server. */
 int tg_lib_setup(struct tg_ctx *c);
