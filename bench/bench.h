@@ -32,6 +32,7 @@
 #define BENCH_LINE 128u
 #define BENCH_CDF_POINTS 106u
 #define BENCH_MAX_PROCS 8u
+#define BENCH_MAX_CPUS 64u
 #define shmring_bench_unlikely(x) __builtin_expect(!!(x), 0)
 
 /* ---- clock (clock.c) ---- */
@@ -80,7 +81,14 @@ struct bench_cfg {
 	uint64_t max_iters;   /* at most this many */
 	double probe_s;       /* floor probe before each test */
 	double spin_us;       /* bounded spin of the spinning transports, then block */
-	int cpu_a, cpu_b;
+	int cpu_a, cpu_b;     /* producer / client 0 and consumer / server 0: cpus[0] and
+			       * cpus[ncpus / 2] */
+	int cpus[BENCH_MAX_CPUS]; /* --cpus: producers take the first half in turn, consumers
+				   * the second half (2 CPUs: all producers on one) */
+	unsigned ncpus;
+	unsigned procs[BENCH_MAX_PROCS]; /* --procs: producer (and consumer) processes of the
+					  * work-distribution tests */
+	unsigned nprocs;
 	int verbose;
 	uint64_t memcpy_region; /* bytes of each buffer of the cold-memcpy reference */
 	uint64_t capacity;    /* spsc ring bytes when it holds the records; 0: automatic */
@@ -210,6 +218,12 @@ extern const struct bench_transport *const bench_shmring_transports[];
 extern volatile sig_atomic_t bench_abort; /* set by the watchdog: every loop gives up */
 
 int bench_pin(int cpu);
+/* The CPU of producer / client `index` (side 0) or consumer / server `index` (side 1). */
+int bench_cpu_of(const struct bench_cfg *cfg, int side, unsigned index, int same_cpu);
+/* Parse a CPU list ("0,1", "0-15", "0-3,8-11") into cfg->cpus: 0, or -1 if it is not
+ * a list of at least 2 and at most BENCH_MAX_CPUS distinct CPUs that this process may
+ * run on. */
+int bench_parse_cpus(struct bench_cfg *cfg, const char *list);
 /* Run one test (both processes) and fill r. Returns 0 if it ran. */
 int bench_run(const struct bench_spec *s, const struct bench_cfg *cfg, struct bench_result *r);
 /* The floor's RTT p50 in ns, measured now with a short ping-pong (its p99 in *p99). */

@@ -1,9 +1,11 @@
 /* SPDX-License-Identifier: MIT */
-/* Pinning a process to a CPU (the benchmark and bench/pair). */
+/* Pinning a process to a CPU (the benchmark and bench/pair), and which CPU each
+ * process of a test gets. */
 #include "bench.h"
 
 #include <errno.h>
 #include <sched.h>
+#include <stdlib.h>
 
 int bench_pin(int cpu)
 {
@@ -11,4 +13,53 @@ int bench_pin(int cpu)
 	CPU_ZERO(&set);
 	CPU_SET(cpu, &set);
 	return sched_setaffinity(0, sizeof set, &set) ? -errno : 0;
+}
+
+int bench_cpu_of(const struct bench_cfg *cfg, int side, unsigned index, int same_cpu)
+{
+	unsigned h = cfg->ncpus / 2;
+	if (same_cpu)
+		return cfg->cpus[0];
+	return side == 0 ? cfg->cpus[index % h] : cfg->cpus[h + index % (cfg->ncpus - h)];
+}
+
+int bench_parse_cpus(struct bench_cfg *cfg, const char *list)
+{
+	unsigned n = 0;
+	const char *p = list;
+	for (;;) {
+		char *end;
+		long a = strtol(p, &end, 10), b = a;
+		if (end == p || a < 0 || a >= CPU_SETSIZE)
+			return -1;
+		if (*end == '-') {
+			p = end + 1;
+			b = strtol(p, &end, 10);
+			if (end == p || b < a || b >= CPU_SETSIZE)
+				return -1;
+		}
+		for (long c = a; c <= b; c++) {
+			if (n == BENCH_MAX_CPUS)
+				return -1;
+			for (unsigned i = 0; i < n; i++)
+				if (cfg->cpus[i] == c)
+					return -1; /* twice: two processes would spin on one CPU */
+			cfg->cpus[n++] = (int)c;
+		}
+		if (*end == '\0')
+			break;
+		if (*end != ',')
+			return -1;
+		p = end + 1;
+	}
+	cpu_set_t mine;
+	if (n < 2 || sched_getaffinity(0, sizeof mine, &mine) != 0)
+		return -1;
+	for (unsigned i = 0; i < n; i++)
+		if (!CPU_ISSET(cfg->cpus[i], &mine))
+			return -1; /* offline, or not ours to use */
+	cfg->ncpus = n;
+	cfg->cpu_a = cfg->cpus[0];
+	cfg->cpu_b = cfg->cpus[n / 2];
+	return 0;
 }

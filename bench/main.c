@@ -99,7 +99,7 @@ static void add_modes(struct plan *p, enum bench_test t, const struct bench_tran
 		add(p, t, tr, size, BENCH_COPY, same, batch);
 }
 
-static void make_plan(struct plan *p, unsigned batch)
+static void make_plan(struct plan *p, unsigned batch, const struct bench_cfg *cfg)
 {
 	const struct bench_transport *const *sh = bench_shmring_transports;
 	/* round trips */
@@ -145,7 +145,8 @@ static void make_plan(struct plan *p, unsigned batch)
 	for (size_t k = 0; sh[k]; k++) {
 		if (!(sh[k]->caps & BENCH_CAP_MULTI))
 			continue;
-		for (unsigned np = 1; np <= 4; np *= 2) {
+		for (unsigned i = 0; i < cfg->nprocs; i++) {
+			unsigned np = cfg->procs[i];
 			if (np > 1 || !(sh[k]->caps & BENCH_CAP_STREAM)) {
 				add_np(p, BENCH_STREAM, sh[k], 64, BENCH_ZC, 0, 1, np);
 				add_np(p, BENCH_STREAM, sh[k], 64, BENCH_COPY, 0, 1, np);
@@ -154,6 +155,42 @@ static void make_plan(struct plan *p, unsigned batch)
 	}
 	for (size_t i = 0; i < sizeof memcpy_sizes / sizeof memcpy_sizes[0]; i++)
 		add(p, BENCH_MEMCPY, &bench_tr_memcpy, memcpy_sizes[i], BENCH_COPY, 0, 1);
+}
+
+static int parse_procs(struct bench_cfg *cfg, const char *list)
+{
+	unsigned n = 0;
+	const char *p = list;
+	for (;;) {
+		char *end;
+		long v = strtol(p, &end, 10);
+		if (end == p || v < 1 || v > (long)BENCH_MAX_PROCS || n == BENCH_MAX_PROCS)
+			return -1;
+		cfg->procs[n++] = (unsigned)v;
+		if (*end == '\0')
+			break;
+		if (*end != ',')
+			return -1;
+		p = end + 1;
+	}
+	cfg->nprocs = n;
+	return 0;
+}
+
+/* "0 and 1", or the list and how it is split. */
+static const char *cpus_text(const struct bench_cfg *cfg, char *buf, size_t len)
+{
+	if (cfg->ncpus == 2) {
+		snprintf(buf, len, "%d and %d", cfg->cpus[0], cfg->cpus[1]);
+		return buf;
+	}
+	size_t k = 0;
+	for (unsigned i = 0; i < cfg->ncpus && k < len; i++)
+		k += (size_t)snprintf(buf + k, len - k, "%s%d", i ? "," : "", cfg->cpus[i]);
+	if (k < len)
+		snprintf(buf + k, len - k, " (producers on the first %u, consumers on the rest)",
+			 cfg->ncpus / 2);
+	return buf;
 }
 
 static void usage(FILE *f)
@@ -169,7 +206,11 @@ static void usage(FILE *f)
 		"  --filter LIST     comma-separated; run tests whose id contains an entry, or\n"
 		"                    matches it as a glob (ids: rtt/spsc/64/zero-copy/cross)\n"
 		"  --list            print the test ids and exit\n"
-		"  --cpus A,B        the two CPUs (default 0,1)\n"
+		"  --cpus LIST       the CPUs (default 0,1): a test's producers / client take the\n"
+		"                    first half in turn, its consumers / server the second half\n"
+		"                    (0-15: round trips between 0 and 8, p8c8 on all 16)\n"
+		"  --procs LIST      producer and consumer processes of the work-distribution\n"
+		"                    tests, each 1..8 (default 1,2,4)\n"
 		"  --time SECONDS    timed part of each test (default 1, --quick 0.05)\n"
 		"  --spin-us US      bounded spin of spinning transports before blocking (default 50)\n"
 		"  --batch N         streaming batch for 8 B / 64 B messages (default 32; each such\n"
@@ -189,7 +230,8 @@ int main(int argc, char **argv)
 {
 	struct bench_cfg cfg = {
 		.budget_s = 1.0, .warm_s = 0.2, .min_iters = 20, .max_iters = 4000000,
-		.probe_s = 0.04, .spin_us = 50, .cpu_a = 0, .cpu_b = 1,
+		.probe_s = 0.04, .spin_us = 50, .cpu_a = 0, .cpu_b = 1, .cpus = {0, 1}, .ncpus = 2,
+		.procs = {1, 2, 4}, .nprocs = 3,
 		.memcpy_region = 64u << 20,
 	};
 	enum bench_fmt fmt = BENCH_FMT_TABLE;
@@ -208,7 +250,7 @@ int main(int argc, char **argv)
 		{"quiet", no_argument, NULL, 'q'},  {"help", no_argument, NULL, 'h'},
 		{"retries", required_argument, NULL, 'r'}, {"save", required_argument, NULL, 'S'},
 		{"capacity", required_argument, NULL, 'k'}, {"repeat", required_argument, NULL, 'R'},
-		{"demote", no_argument, NULL, 'D'},
+		{"demote", no_argument, NULL, 'D'}, {"procs", required_argument, NULL, 'P'},
 		{NULL, 0, NULL, 0},
 	};
 	int o;
@@ -240,8 +282,17 @@ int main(int argc, char **argv)
 			list = 1;
 			break;
 		case 'p':
-			if (sscanf(optarg, "%d,%d", &cfg.cpu_a, &cfg.cpu_b) != 2) {
-				usage(stderr);
+			if (bench_parse_cpus(&cfg, optarg) != 0) {
+				fprintf(stderr, "shmring-bench: --cpus %s: want at least 2 and at most %u "
+					"distinct CPUs this process may use, as 0,1 or 0-15\n", optarg,
+					BENCH_MAX_CPUS);
+				return 2;
+			}
+			break;
+		case 'P':
+			if (parse_procs(&cfg, optarg) != 0) {
+				fprintf(stderr, "shmring-bench: --procs %s: want a list of counts from 1 "
+					"to %u, as 1,2,4,8\n", optarg, BENCH_MAX_PROCS);
 				return 2;
 			}
 			break;
@@ -297,7 +348,7 @@ int main(int argc, char **argv)
 		cfg.budget_s = time_s;
 		cfg.warm_s = time_s / 4;
 	}
-	make_plan(&plan, batch);
+	make_plan(&plan, batch, &cfg);
 	if (list) {
 		for (size_t i = 0; i < plan.n; i++)
 			printf("%s\n", plan.v[i].id);
@@ -379,10 +430,12 @@ int main(int argc, char **argv)
 	}
 	free(all);
 	double secs = (double)(bench_clock_ns() - t0) / 1e9;
+	char cpus[BENCH_MAX_CPUS * 5 + 64];
+	cpus_text(&cfg, cpus, sizeof cpus);
 	if (fmt == BENCH_FMT_TABLE) {
 		bench_print_machine();
-		printf("# %zu tests x %d in %.1f s, CPUs %d and %d, %s, timed %.2f s per test, spin %.0f us%s\n",
-		       plan.n, repeat, secs, cfg.cpu_a, cfg.cpu_b, cfg.quick ? "quick" : "full",
+		printf("# %zu tests x %d in %.1f s, CPUs %s, %s, timed %.2f s per test, spin %.0f us%s\n",
+		       plan.n, repeat, secs, cpus, cfg.quick ? "quick" : "full",
 		       cfg.budget_s, cfg.spin_us, cfg.demote ? ", producers demoting" : "");
 		if (repeat > 1)
 			printf("# each figure: the median of %d runs (by RTT p50 or streaming rate), "
@@ -412,9 +465,9 @@ int main(int argc, char **argv)
 			} else {
 				if (outs[k].f == BENCH_FMT_TABLE) {
 					bench_print_machine();
-					printf("# %zu tests x %d in %.1f s, CPUs %d and %d, %s, timed %.2f s "
+					printf("# %zu tests x %d in %.1f s, CPUs %s, %s, timed %.2f s "
 					       "per test, spin %.0f us%s, load average %.2f -> %.2f\n",
-					       plan.n, repeat, secs, cfg.cpu_a, cfg.cpu_b,
+					       plan.n, repeat, secs, cpus,
 					       cfg.quick ? "quick" : "full", cfg.budget_s, cfg.spin_us,
 					       cfg.demote ? ", producers demoting" : "", load0, bench_loadavg());
 					if (repeat > 1)

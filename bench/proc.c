@@ -145,7 +145,7 @@ static void child_main(struct bench_ctx *c, int ready_fd, int go_fd)
 	struct bench_shared *sh = c->sh;
 	prctl(PR_SET_PDEATHSIG, SIGKILL);
 	signal(SIGALRM, SIG_DFL);
-	int cpu = c->side == 0 || c->spec->same_cpu ? c->cfg->cpu_a : c->cfg->cpu_b;
+	int cpu = bench_cpu_of(c->cfg, c->side, c->index, c->spec->same_cpu);
 	int rc = bench_pin(cpu);
 	if (rc < 0)
 		rc = bench_fail(c, rc, "pin child: %s", strerror(-rc));
@@ -236,8 +236,9 @@ static int stream_figures(const struct bench_spec *s, struct bench_shared *sh,
 
 /*
  * Run one spec in its processes: the parent is producer / client 0; children are the
- * other producers (pinned with the parent, to cpu_a) and the consumers / server (cpu_b,
- * or cpu_a for the same-CPU placement). Fills r's figures (not the probes).
+ * other producers and the consumers / server, pinned by bench_cpu_of() (with two CPUs:
+ * producers on cpu_a, consumers on cpu_b; all on cpu_a for the same-CPU placement).
+ * Fills r's figures (not the probes).
  */
 static int run_pair(const struct bench_spec *s, const struct bench_cfg *cfg,
 		    struct bench_result *r)
@@ -312,7 +313,7 @@ static int run_pair(const struct bench_spec *s, const struct bench_cfg *cfg,
 	c.side = 0;
 	c.index = 0;
 	if (rc == 0) {
-		rc = bench_pin(cfg->cpu_a);
+		rc = bench_pin(bench_cpu_of(cfg, 0, 0, s->same_cpu));
 		if (rc < 0)
 			rc = bench_fail(&c, rc, "pin: %s", strerror(-rc));
 	}

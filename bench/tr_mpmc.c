@@ -2,7 +2,8 @@
 /*
  * shmring MPMC ring (fixed-size slots, work distribution): `mpmc`. A round trip uses two
  * rings with one producer and one consumer each; streaming runs 1, 2 or 4 producer
- * processes (pinned to cpu_a) and as many consumer processes (cpu_b). Waiting is a
+ * processes (--procs) and as many consumer processes, producers on the first half of
+ * --cpus and consumers on the second (with two CPUs, one each). Waiting is a
  * bounded spin (--spin-us) on the non-blocking calls, then the library's blocking call.
  *
  * zero-copy: enqueue_start / stamps in place / enqueue_finish, dequeue_start / stamps /
