@@ -220,6 +220,9 @@ extern volatile sig_atomic_t bench_abort; /* set by the watchdog: every loop giv
 int bench_pin(int cpu);
 /* The CPU of producer / client `index` (side 0) or consumer / server `index` (side 1). */
 int bench_cpu_of(const struct bench_cfg *cfg, int side, unsigned index, int same_cpu);
+/* Parse a comma-separated list of numbers in [lo, hi] (with ranges: also "A-B") into
+ * out: how many (at most max), or -1. */
+int bench_parse_list(const char *list, long lo, long hi, int ranges, long *out, unsigned max);
 /* Parse a CPU list ("0,1", "0-15", "0-3,8-11") into cfg->cpus: 0, or -1 if it is not
  * a list of at least 2 and at most BENCH_MAX_CPUS distinct CPUs that this process may
  * run on. */

@@ -159,21 +159,13 @@ static void make_plan(struct plan *p, unsigned batch, const struct bench_cfg *cf
 
 static int parse_procs(struct bench_cfg *cfg, const char *list)
 {
-	unsigned n = 0;
-	const char *p = list;
-	for (;;) {
-		char *end;
-		long v = strtol(p, &end, 10);
-		if (end == p || v < 1 || v > (long)BENCH_MAX_PROCS || n == BENCH_MAX_PROCS)
-			return -1;
-		cfg->procs[n++] = (unsigned)v;
-		if (*end == '\0')
-			break;
-		if (*end != ',')
-			return -1;
-		p = end + 1;
-	}
-	cfg->nprocs = n;
+	long v[BENCH_MAX_PROCS];
+	int n = bench_parse_list(list, 1, BENCH_MAX_PROCS, 0, v, BENCH_MAX_PROCS);
+	if (n < 1)
+		return -1;
+	for (int i = 0; i < n; i++)
+		cfg->procs[i] = (unsigned)v[i];
+	cfg->nprocs = (unsigned)n;
 	return 0;
 }
 
