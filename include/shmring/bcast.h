@@ -312,7 +312,8 @@ SHMRING_API int shmring_bcast_open_fd(int fd, uint32_t role, unsigned flags,
 SHMRING_API int shmring_bcast_close(struct shmring_bcast *b);
 SHMRING_API int shmring_bcast_fd(const struct shmring_bcast *b);
 SHMRING_API struct shmring_seg *shmring_bcast_seg(const struct shmring_bcast *b);
-/* Polls before sleeping in blocking calls (default SHMRING_SPIN_DEFAULT / 4). */
+/* Polls before sleeping in blocking calls (default, and for a negative spin:
+ * SHMRING_SPIN_DEFAULT / 4; 0: no spinning). */
 SHMRING_API void shmring_bcast_set_spin(struct shmring_bcast *b, int spin);
 /*
  * Writer: after each commit, push the slot's header line and the payload's first line

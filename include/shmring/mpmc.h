@@ -261,7 +261,8 @@ SHMRING_API uint32_t shmring_mpmc_capacity(const struct shmring_mpmc *r);
 SHMRING_API uint32_t shmring_mpmc_slot_size(const struct shmring_mpmc *r);
 /* The participant slot this handle joined, or -1 (-EINVAL for NULL). */
 SHMRING_API int shmring_mpmc_part(const struct shmring_mpmc *r);
-/* Polls before sleeping in blocking calls (default SHMRING_SPIN_DEFAULT). */
+/* Polls before sleeping in blocking calls (default, and for a negative spin:
+ * SHMRING_SPIN_DEFAULT; 0: no spinning). */
 SHMRING_API void shmring_mpmc_set_spin(struct shmring_mpmc *r, int spin);
 /*
  * Producer: after each enqueue_finish, push each published cell's first two lines (its

@@ -479,7 +479,8 @@ SHMRING_API int shmring_pool_close(struct shmring_pool *p);
 /* The segment's descriptor (to pass an anonymous pool to another process). */
 SHMRING_API int shmring_pool_fd(const struct shmring_pool *p);
 SHMRING_API struct shmring_seg *shmring_pool_seg(const struct shmring_pool *p);
-/* Polls before sleeping in blocking calls (default SHMRING_SPIN_DEFAULT). */
+/* Polls before sleeping in blocking calls (default, and for a negative spin:
+ * SHMRING_SPIN_DEFAULT; 0: no spinning). */
 SHMRING_API void shmring_pool_set_spin(struct shmring_pool *p, int spin);
 
 /* ---- recovery and inspection (src/pool.c) ---- */

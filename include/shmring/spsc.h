@@ -148,7 +148,8 @@ SHMRING_API int shmring_spsc_close(struct shmring_spsc *r);
 SHMRING_API void shmring_spsc_detach(struct shmring_spsc *r);
 SHMRING_API int shmring_spsc_fd(const struct shmring_spsc *r);
 SHMRING_API struct shmring_seg *shmring_spsc_seg(const struct shmring_spsc *r);
-/* Polls before sleeping in blocking calls (default SHMRING_SPIN_DEFAULT). */
+/* Polls before sleeping in blocking calls (default, and for a negative spin:
+ * SHMRING_SPIN_DEFAULT; 0: no spinning). */
 SHMRING_API void shmring_spsc_set_spin(struct shmring_spsc *r, int spin);
 /*
  * Producer: after each commit, push the lines the consumer reads first out of this CPU's
