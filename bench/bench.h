@@ -4,9 +4,9 @@
  * one test, the per-process context a transport runs in, and the transport table.
  *
  * A test runs in two processes made by fork(): side 0 (the parent: RTT client or
- * streaming producer) pinned to cpu_a, side 1 (the child: RTT server or streaming
- * consumer) pinned to cpu_b (or cpu_a for the same-CPU placement). Every message
- * carries a sequence stamp in its first 8 bytes (and its last 8 bytes when it is longer
+ * streaming producer) pinned to the first CPU of --cpus, side 1 (the child: RTT server or
+ * streaming consumer) to the first of its second half (bench_cpu_of(); with two CPUs, the
+ * second; for the same-CPU placement, the first). Every message carries a sequence stamp in its first 8 bytes (and its last 8 bytes when it is longer
  * than 8), which the receiver checks; the stamp BENCH_STOP ends the run.
  *
  * Modes. copy: the sender copies the payload from a private buffer into the transport
@@ -81,8 +81,6 @@ struct bench_cfg {
 	uint64_t max_iters;   /* at most this many */
 	double probe_s;       /* floor probe before each test */
 	double spin_us;       /* bounded spin of the spinning transports, then block */
-	int cpu_a, cpu_b;     /* producer / client 0 and consumer / server 0: cpus[0] and
-			       * cpus[ncpus / 2] */
 	int cpus[BENCH_MAX_CPUS]; /* --cpus: producers take the first half in turn, consumers
 				   * the second half (2 CPUs: all producers on one) */
 	unsigned ncpus;

@@ -67,7 +67,5 @@ int bench_parse_cpus(struct bench_cfg *cfg, const char *list)
 		cfg->cpus[i] = (int)v[i];
 	}
 	cfg->ncpus = (unsigned)n;
-	cfg->cpu_a = cfg->cpus[0];
-	cfg->cpu_b = cfg->cpus[n / 2];
 	return 0;
 }

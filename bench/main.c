@@ -222,7 +222,7 @@ int main(int argc, char **argv)
 {
 	struct bench_cfg cfg = {
 		.budget_s = 1.0, .warm_s = 0.2, .min_iters = 20, .max_iters = 4000000,
-		.probe_s = 0.04, .spin_us = 50, .cpu_a = 0, .cpu_b = 1, .cpus = {0, 1}, .ncpus = 2,
+		.probe_s = 0.04, .spin_us = 50, .cpus = {0, 1}, .ncpus = 2,
 		.procs = {1, 2, 4}, .nprocs = 3,
 		.memcpy_region = 64u << 20,
 	};

@@ -237,7 +237,8 @@ static int stream_figures(const struct bench_spec *s, struct bench_shared *sh,
 /*
  * Run one spec in its processes: the parent is producer / client 0; children are the
  * other producers and the consumers / server, pinned by bench_cpu_of() (with two CPUs:
- * producers on cpu_a, consumers on cpu_b; all on cpu_a for the same-CPU placement).
+ * producers on the first CPU, consumers on the second; all on the first for the same-CPU
+ * placement).
  * Fills r's figures (not the probes).
  */
 static int run_pair(const struct bench_spec *s, const struct bench_cfg *cfg,

@@ -302,7 +302,7 @@ int bench_memcpy(const struct bench_spec *s, const struct bench_cfg *cfg, struct
 	}
 	memset(src, 0x5a, region);
 	memset(dst, 0, region);
-	bench_pin(cfg->cpu_a);
+	bench_pin(bench_cpu_of(cfg, 0, 0, 0));
 	uint64_t cap = cfg->max_iters, n = 0;
 	uint64_t *samples = malloc(cap * sizeof *samples);
 	if (!samples) {
