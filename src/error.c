@@ -47,6 +47,7 @@ const char *shmring_strerror(int err)
 	case -EPROTO: return "not a valid shmring segment: bad magic, unknown layout version, wrong kind or impossible geometry or index (corrupt shared memory)";
 	case -EBADMSG: return "checksum mismatch: a corrupt segment header, or a frame whose checksum does not verify";
 	case -EMSGSIZE: return "record larger than the channel allows (or than the buffer given)";
+	case -EOVERFLOW: return "record longer than the int result of a copying call can report (peek it)";
 	case -ENOSPC: return "not enough space in /dev/shm (or the filesystem) for the segment";
 	case -EEXIST: return "a segment of that name already exists";
 	case -ENOENT: return "no such segment";

@@ -67,6 +67,9 @@ static int geometry(struct shmring_spsc *r, const struct shmring_seg *seg)
 				     (unsigned long long)maxr, (unsigned long long)cap);
 	if (seg->ctrl_size < sizeof(struct shmring_spsc_ctrl))
 		return shmring__fail(-EPROTO, "spsc ctrl region too small");
+	/* the producer's slot and the consumer's: liveness checks look at both */
+	if (seg->max_parts != 2)
+		return shmring__fail(-EPROTO, "spsc max_parts %u, expected 2", seg->max_parts);
 	r->cap = cap;
 	r->mask = cap - 1;
 	r->max_record = (uint32_t)maxr;
@@ -335,7 +338,8 @@ int shmring__spsc_broken(struct shmring_spsc *r, int err)
 static int slot_gone(struct shmring_spsc *r, uint32_t slot)
 {
 	struct shmring_part_info info;
-	shmring_part_get(r->seg, slot, &info);
+	if (shmring_part_get(r->seg, slot, &info) != 0)
+		return 0; /* no such slot (geometry() requires both): nobody to miss */
 	return info.state == SHMRING_PART_LEFT || (info.state == SHMRING_PART_ACTIVE && !info.alive);
 }
 
@@ -445,11 +449,16 @@ static int peek_poll(void *a)
 static int peek_peer(void *a)
 {
 	struct peek_arg *pa = a;
-	if (!producer_gone(pa->r))
+	struct shmring_spsc *r = pa->r;
+	if (!producer_gone(r))
 		return 0;
-	/* one last look: records committed before the producer went are delivered */
-	int rc = shmring_spsc_peek(pa->r, pa->rec);
-	return rc == -EAGAIN ? -EPIPE : 0;
+	/* one last look, without taking anything (the wait's next poll delivers what is
+	 * there; a peek here would move past a record nobody returns): a record
+	 * committed before the producer went keeps us waiting for it. Pairs with the
+	 * release store in commit, which precedes the close or death. */
+	if (!r->broken && shmring_load_acquire(shmring__spsc_hdr(r, r->c_peek & r->mask)) != 0)
+		return 0;
+	return -EPIPE;
 }
 
 int shmring_spsc_peek_wait(struct shmring_spsc *r, struct shmring_rec *rec, int timeout_ms)
@@ -490,14 +499,14 @@ int shmring_spsc_recv(struct shmring_spsc *r, void *buf, size_t cap, int timeout
 	int rc = shmring_spsc_peek_wait(r, &rec, timeout_ms);
 	if (rc)
 		return rc;
-	if (rec.len > cap) {
-		/* leave it for a later peek: undo this peek */
+	if (rec.len > cap || rec.len > INT32_MAX) {
+		/* leave it for a later peek: undo this peek. A length over INT32_MAX is legal
+		 * (max_record may exceed it in rings of 8 GiB or more), but the int result
+		 * cannot carry it */
 		r->c_peek -= shmring__spsc_total(r, rec.len);
 		r->c_npeek--;
-		return -EMSGSIZE;
+		return rec.len > cap ? -EMSGSIZE : -EOVERFLOW;
 	}
-	if (rec.len > INT32_MAX)
-		return shmring__spsc_broken(r, -EPROTO);
 	if (rec.len) /* buf may be NULL for an empty record (cap 0) */
 		memcpy(buf, rec.data, rec.len);
 	shmring_spsc_release(r);

@@ -2,6 +2,7 @@
 /* SPSC ring: records in and out, wrap-around, limits, blocking, closing, dead peers,
  * across real processes. */
 #include <criterion/criterion.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
@@ -1358,6 +1359,103 @@ Test(spsc, impossible_position_refuses_attach)
 	scribble(name, 1, HEAD_OFF, 0);
 	cr_assert_eq(shmring_spsc_open(name, SHMRING_ROLE_PRODUCER, &p), 0, "valid again");
 	shmring_spsc_close(p);
+	shmring_seg_unlink(name);
+}
+
+/* Rewrite the header of a named ring's file (checksum recomputed: the header is
+ * consistent, only its content is unusable or unusual). */
+static void rewrite_header(const char *name, void (*edit)(struct shmring_hdr *, void *), void *arg)
+{
+	char path[128];
+	cr_assert_eq(shmring_seg_path(name, path, sizeof(path)), 0);
+	int fd = open(path, O_RDWR | O_CLOEXEC);
+	cr_assert_geq(fd, 0);
+	static struct shmring_hdr h;
+	cr_assert_eq(pread(fd, &h, sizeof(h), 0), (ssize_t)sizeof(h));
+	edit(&h, arg);
+	h.checksum = shmring_hdr_checksum(&h);
+	cr_assert_eq(pwrite(fd, &h, sizeof(h), 0), (ssize_t)sizeof(h));
+	close(fd);
+}
+
+static void set_max_parts(struct shmring_hdr *h, void *arg)
+{
+	h->max_parts = *(uint32_t *)arg;
+}
+
+/* Liveness checks look at the producer's slot and the consumer's: a ring whose header
+ * gives it fewer (or more) than two is not one this library made. */
+Test(spsc, header_without_two_participant_slots_is_refused)
+{
+	char name[64];
+	struct shmring_spsc *p;
+	tu_name(name, sizeof(name), "parts");
+	struct shmring_spsc_opts o = { .capacity = 4096 };
+	cr_assert_eq(shmring_spsc_create(name, &o, SHMRING_ROLE_PRODUCER, &p), 0);
+	shmring_spsc_detach(p);
+	uint32_t bad[] = { 1, 3 };
+	for (int i = 0; i < 2; i++) {
+		rewrite_header(name, set_max_parts, &bad[i]);
+		cr_assert_eq(shmring_spsc_open(name, SHMRING_ROLE_PRODUCER, &p), -EPROTO, "%u", bad[i]);
+		cr_assert_eq(shmring_spsc_open(name, SHMRING_ROLE_CONSUMER, &p), -EPROTO, "%u", bad[i]);
+	}
+	uint32_t two = 2;
+	rewrite_header(name, set_max_parts, &two);
+	cr_assert_eq(shmring_spsc_open(name, SHMRING_ROLE_CONSUMER, &p), 0, "valid again");
+	shmring_spsc_close(p);
+	shmring_seg_unlink(name);
+}
+
+static void make_8gib(struct shmring_hdr *h, void *arg)
+{
+	uint64_t cap = UINT64_C(1) << 33;
+	h->data_size = cap;
+	h->total_size = h->data_off + cap;
+	h->geo[SHMRING_SPSC_GEO_CAPACITY] = cap;
+	h->geo[SHMRING_SPSC_GEO_MAX_RECORD] = UINT32_MAX - 4096; /* what create allows there */
+	*(uint64_t *)arg = h->total_size;
+}
+
+/* In a ring of 8 GiB or more a record may be longer than INT32_MAX, more than recv's int
+ * result can report: recv says -EOVERFLOW and leaves it (peek takes it), and the handle
+ * goes on with the next record. The ring is a sparse file (create would allocate 8 GiB)
+ * with the header create writes for that capacity; only a few pages are touched. */
+Test(spsc, record_longer_than_int32_max_is_eoverflow_for_recv_and_stays)
+{
+	char name[64], path[128];
+	struct shmring_spsc *p, *c;
+	tu_name(name, sizeof(name), "big");
+	struct shmring_spsc_opts o = { .capacity = 4096 };
+	cr_assert_eq(shmring_spsc_create(name, &o, SHMRING_ROLE_PRODUCER, &p), 0);
+	shmring_spsc_detach(p);
+	uint64_t total;
+	rewrite_header(name, make_8gib, &total);
+	cr_assert_eq(shmring_seg_path(name, path, sizeof(path)), 0);
+	int fd = open(path, O_RDWR | O_CLOEXEC);
+	cr_assert_geq(fd, 0);
+	cr_assert_eq(ftruncate(fd, (off_t)total), 0);
+	close(fd);
+	cr_assert_eq(shmring_spsc_open(name, SHMRING_ROLE_PRODUCER, &p), 0);
+	cr_assert_eq(shmring_spsc_open(name, SHMRING_ROLE_CONSUMER, &c), 0);
+	size_t big = (size_t)INT32_MAX + 100;
+	void *b;
+	cr_assert_eq(shmring_spsc_reserve(p, big, &b), 0); /* its payload is never touched */
+	cr_assert_eq(shmring_spsc_commit(p), 1);
+	cr_assert_eq(shmring_spsc_send(p, "after", 5, 0), 0);
+	char small[16];
+	/* the length check comes before any copy: the buffer is never written */
+	cr_assert_eq(shmring_spsc_recv(c, small, SIZE_MAX, 0), -EOVERFLOW);
+	cr_assert_eq(shmring_spsc_recv(c, small, SIZE_MAX, 0), -EOVERFLOW, "it stays");
+	cr_assert_eq(shmring_spsc_recv(c, small, sizeof(small), 0), -EMSGSIZE);
+	struct shmring_rec r = { 0 };
+	cr_assert_eq(shmring_spsc_peek(c, &r), 0);
+	cr_assert_eq(r.len, big);
+	cr_assert_eq(shmring_spsc_release(c), 1);
+	cr_assert_eq(shmring_spsc_recv(c, small, sizeof(small), 0), 5);
+	cr_assert_eq(memcmp(small, "after", 5), 0);
+	shmring_spsc_close(p);
+	cr_assert_eq(shmring_spsc_recv(c, small, sizeof(small), 0), -EPIPE);
+	shmring_spsc_close(c);
 	shmring_seg_unlink(name);
 }
 

@@ -35,8 +35,9 @@
  * every committed record, then -EPIPE. A closed consumer makes the producer's reserve
  * return -EPIPE once it needs room. A peer that died (its participant lock is gone) or detached is
  * treated as closed: blocking calls notice within SHMRING_PEER_CHECK_MS; non-blocking
- * calls check once every 1024 times they find the ring empty (consumer) or full
- * (producer). A replacement producer may attach (it resumes after the last committed
+ * calls that keep finding the ring empty (consumer) or full (producer) read the clock
+ * on every 256th such call and check the peer at most once per SHMRING_PEER_CHECK_MS.
+ * A replacement producer may attach (it resumes after the last committed
  * record, so a dead producer's uncommitted reservation is lost, never half-read); a
  * replacement consumer resumes at the last released position (records peeked but not
  * released by a dead consumer are delivered again).
@@ -442,7 +443,8 @@ SHMRING_API int shmring_spsc_peek_wait(struct shmring_spsc *r, struct shmring_re
 SHMRING_API int shmring_spsc_send(struct shmring_spsc *r, const void *p, size_t len,
 				  int timeout_ms);
 /* Copy the next record out and release it. Returns its length; -EMSGSIZE if it is
- * larger than cap (the record stays, peek it); else the peek_wait errors. */
+ * larger than cap, -EOVERFLOW if it is longer than INT32_MAX (possible in rings of
+ * 8 GiB or more): the record stays, peek it; else the peek_wait errors. */
 SHMRING_API int shmring_spsc_recv(struct shmring_spsc *r, void *buf, size_t cap,
 				  int timeout_ms);
 
