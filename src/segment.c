@@ -181,6 +181,14 @@ static int attach(int fd, uint32_t kind, unsigned flags, const char *name, struc
 		return -ENOMEM;
 	}
 	int rc = shmring_hdr_validate(raw, (size_t)n, fsize, s, NULL, 0);
+	/* A file without a name (a memfd, or a segment unlinked since) is reached only
+	 * through descriptors, often from a peer we may not trust: whoever holds one could
+	 * shrink it under our mapping (SIGBUS) unless it is sealed. Ours are. */
+	if (rc == 0 && ((s->flags & SHMRING_SEG_F_MEMFD) || st.st_nlink == 0)) {
+		int seals = fcntl(fd, F_GET_SEALS);
+		if (seals < 0 || !(seals & F_SEAL_SHRINK))
+			rc = shmring__fail(-EPROTO, "anonymous segment not sealed against shrinking");
+	}
 	if (rc == 0 && kind && s->kind != kind)
 		rc = shmring__fail(-EPROTO, "segment kind is %u, expected %u", s->kind, kind);
 	if (rc == 0 && (s->flags & SHMRING_SEG_F_SEMWAIT) != shmring_wait_backend_flag())
@@ -214,9 +222,12 @@ static int attach(int fd, uint32_t kind, unsigned flags, const char *name, struc
 	return 0;
 }
 
+/* O_NONBLOCK: a FIFO planted under a segment's name must not hang a read-only open
+ * (attach() then refuses anything but a regular file, where the flag changes nothing) */
 static int open_flags(unsigned flags)
 {
-	return ((flags & SHMRING_O_RDONLY) ? O_RDONLY : O_RDWR) | O_CLOEXEC;
+	return ((flags & SHMRING_O_RDONLY) ? O_RDONLY : O_RDWR) | O_CLOEXEC | O_NONBLOCK |
+	       O_NOCTTY;
 }
 
 int shmring_seg_open(const char *name, uint32_t kind, unsigned flags, struct shmring_seg **out)

@@ -125,6 +125,54 @@ Test(segment, memfd_is_sealed_and_opens_by_fd)
 	shmring_seg_close(s);
 }
 
+/* A memfd (a file without a name) reaches us only by descriptor, often from a peer we
+ * may not trust: one that is not sealed against shrinking could be truncated under our
+ * mapping (SIGBUS on the next access), so it is refused. Ours are sealed. */
+Test(segment, unsealed_memfd_is_refused)
+{
+	struct shmring_seg *s, *o;
+	struct shmring_seg_params p = params(8192);
+	cr_assert_eq(shmring_seg_create(NULL, &p, &s), 0);
+	int fd = memfd_create("unsealed", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	cr_assert_geq(fd, 0);
+	cr_assert_eq(ftruncate(fd, (off_t)s->size), 0);
+	cr_assert_eq(pwrite(fd, s->base, (size_t)s->size, 0), (ssize_t)s->size, "a byte copy");
+	cr_assert_eq(shmring_seg_open_fd(fd, SHMRING_KIND_SPSC, SHMRING_O_NOREGISTRY, &o), -EPROTO);
+	cr_assert_eq(fcntl(fd, F_ADD_SEALS, F_SEAL_GROW), 0);
+	cr_assert_eq(shmring_seg_open_fd(fd, SHMRING_KIND_SPSC, SHMRING_O_NOREGISTRY, &o), -EPROTO,
+		     "sealed, but not against shrinking");
+	cr_assert_eq(fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK), 0);
+	cr_assert_eq(shmring_seg_open_fd(fd, SHMRING_KIND_SPSC, SHMRING_O_NOREGISTRY, &o), 0);
+	shmring_seg_close(o);
+	close(fd);
+	shmring_seg_close(s);
+}
+
+/* Anyone who may write to /dev/shm can put a FIFO where a segment's name is expected; a
+ * read-only open (a broadcast reader, an inspector) must refuse it, not block forever
+ * waiting for a writer. The same through open_path and open_fd. */
+Test(segment, fifo_in_place_of_a_segment_is_refused_without_blocking, .timeout = 30)
+{
+	char name[64], path[96];
+	tu_name(name, sizeof(name), "fifo");
+	snprintf(path, sizeof(path), "/dev/shm/%s", name);
+	cr_assert_eq(mkfifo(path, 0600), 0);
+	struct shmring_seg *o;
+	for (int ro = 0; ro < 2; ro++) {
+		unsigned fl = SHMRING_O_NOREGISTRY | (ro ? SHMRING_O_RDONLY : 0);
+		cr_assert_eq(shmring_seg_open(name, 0, fl, &o), -EPROTO, "by name, ro %d", ro);
+		cr_assert_eq(shmring_seg_open_path(path, 0, fl, &o), -EPROTO, "by path, ro %d", ro);
+	}
+	/* a descriptor of the FIFO (both ends, so that this open does not block either) */
+	int fd = open(path, O_RDWR | O_CLOEXEC);
+	cr_assert_geq(fd, 0);
+	for (int ro = 0; ro < 2; ro++)
+		cr_assert_eq(shmring_seg_open_fd(fd, 0, SHMRING_O_NOREGISTRY | (ro ? SHMRING_O_RDONLY : 0),
+						 &o), -EPROTO, "by fd, ro %d", ro);
+	close(fd);
+	unlink(path);
+}
+
 /* Write bytes at off into the segment file, then try to open it. */
 static int open_corrupted(size_t off, const void *bytes, size_t n, int fix_checksum)
 {
