@@ -591,20 +591,22 @@ static int wait_polling(struct shmring_bcast *r, int timeout_ms)
 {
 	uint64_t now = shmring_now_ns();
 	uint64_t deadline = timeout_ms < 0 ? UINT64_MAX : now + (uint64_t)timeout_ms * 1000000u;
-	uint64_t next_peer = now + (uint64_t)SHMRING_PEER_CHECK_MS * 1000000u;
+	uint64_t check_ns = (uint64_t)SHMRING_PEER_CHECK_MS * 1000000u;
 	long nap = 50000;
 	for (;;) {
 		int rc = wait_poll(r);
 		if (rc)
 			return rc;
 		now = shmring_now_ns();
-		if (now >= deadline)
-			return -ETIMEDOUT;
-		if (now >= next_peer) {
+		/* as shmring_wait_for(): at the deadline too, when the last check is old,
+		 * so that a loop of short timeouts still sees the writer go */
+		if (now - r->last_check >= check_ns) {
+			r->last_check = now;
 			if ((rc = wait_peer(r)) < 0)
 				return rc;
-			next_peer = now + (uint64_t)SHMRING_PEER_CHECK_MS * 1000000u;
 		}
+		if (now >= deadline)
+			return -ETIMEDOUT;
 		uint64_t left = deadline - now;
 		struct timespec ts = { 0, (long)((uint64_t)nap < left ? (uint64_t)nap : left) };
 		nanosleep(&ts, NULL);
@@ -632,6 +634,7 @@ int shmring_bcast_wait(struct shmring_bcast *r, int timeout_ms)
 		.arg = r,
 		.spin = r->spin,
 		.yields = r->spin > 0 ? BCAST_WAIT_YIELDS : 0, /* spin 0: sleep at once */
+		.last_check = &r->last_check,
 	};
 	return shmring_wait_for(&c, timeout_ms);
 }

@@ -308,6 +308,7 @@ int shmring__mpmc_wait(struct shmring_mpmc *r, int prod, unsigned n, unsigned mi
 		.peer_check = wait_peer,
 		.arg = &a,
 		.spin = r->spin,
+		.last_check = &r->last_scan_ns, /* peer_check() sets it too */
 	};
 	return shmring_wait_for(&ctx, timeout_ms);
 }

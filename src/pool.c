@@ -699,6 +699,7 @@ int shmring_pool_loan_wait(struct shmring_pool *p, struct shmring_pool_frame *f,
 	struct shmring_wait_ctx c = {
 		.seg = p->seg, .q = &p->ctrl->room_q, .poll = loan_poll,
 		.peer_check = loan_peer, .arg = args, .spin = p->spin,
+		.last_check = &p->last_sweep_ns, /* loan_peer() sets it too */
 	};
 	rc = shmring_wait_for(&c, timeout_ms);
 	return rc > 0 ? 0 : rc;
@@ -771,6 +772,7 @@ int shmring_pool_take_wait(struct shmring_pool *p, struct shmring_pool_frame *f,
 	struct shmring_wait_ctx c = {
 		.seg = p->seg, .q = &p->ctrl->frame_q, .poll = take_poll,
 		.peer_check = take_peer, .arg = args, .spin = p->spin,
+		.last_check = &p->last_sweep_ns, /* a subscriber's: its producer checks */
 	};
 	rc = shmring_wait_for(&c, timeout_ms);
 	return rc > 0 ? 0 : rc;
@@ -1090,11 +1092,9 @@ int shmring_pool_close(struct shmring_pool *p)
 	struct shmring_pool_ctrl *c = p->ctrl;
 	if (p->role == SHMRING_ROLE_PRODUCER) {
 		if (p->loaned) {
-			shmring_store_relaxed(&c->loan, 0);
-			/* release: pairs with the acquire CAS of a later producer's loan */
-			atomic_fetch_and_explicit(&p->meta[p->loaned - 1].state, ~SHMRING_POOL_LOANED,
-						  memory_order_release);
-			p->loaned = 0;
+			/* as shmring_pool_cancel(): the bit first, then the loan word */
+			struct shmring_pool_frame f = { .index = p->loaned - 1u };
+			shmring_pool_cancel(p, &f);
 		}
 		uint64_t me = my_id(p, SHMRING_POOL_OWNER_PRODUCER);
 		/* end of stream. release: pairs with the acquire load of ctrl->owner in

@@ -17,14 +17,14 @@
  * SHMRING_PEER_CHECK_MS, so a death is still seen within that bound. */
 #define POLLS_PER_CLOCK 256u
 
-static int liveness_due(uint32_t *polls, uint64_t *next_ns)
+static int liveness_due(uint32_t *polls, uint64_t *last_ns)
 {
 	if (++*polls % POLLS_PER_CLOCK != 0)
 		return 0;
 	uint64_t now = shmring_now_ns();
-	if (now < *next_ns)
+	if (now - *last_ns < (uint64_t)SHMRING_PEER_CHECK_MS * 1000000u)
 		return 0;
-	*next_ns = now + (uint64_t)SHMRING_PEER_CHECK_MS * 1000000u;
+	*last_ns = now;
 	return 1;
 }
 
@@ -372,7 +372,7 @@ int shmring__spsc_refresh_head(struct shmring_spsc *r, uint64_t need_end)
 	/* full: is anyone still there to make room? cons_closed is cheap, liveness a syscall */
 	if (shmring_load_acquire(&r->ctrl->cons_closed)) /* pairs with close()'s release */
 		return -EPIPE;
-	if (liveness_due(&r->p_full_polls, &r->p_next_check) && consumer_gone(r))
+	if (liveness_due(&r->p_full_polls, &r->p_last_check) && consumer_gone(r))
 		return -EPIPE;
 	return -EAGAIN;
 }
@@ -383,7 +383,7 @@ int shmring__spsc_empty(struct shmring_spsc *r, uint64_t idx)
 	/* pairs with the release store in shmring_spsc_close() (producer side) */
 	if (shmring_load_acquire(&r->ctrl->prod_closed))
 		gone = 1;
-	else if (liveness_due(&r->c_empty_polls, &r->c_next_check))
+	else if (liveness_due(&r->c_empty_polls, &r->c_last_check))
 		gone = producer_gone(r);
 	if (!gone)
 		return -EAGAIN;
@@ -429,6 +429,7 @@ int shmring_spsc_reserve_wait(struct shmring_spsc *r, size_t len, void **buf, in
 	struct shmring_wait_ctx c = {
 		.seg = r->seg, .q = &r->ctrl->space_q, .poll = reserve_poll,
 		.peer_check = reserve_peer, .arg = &ra, .spin = r->spin,
+		.last_check = &r->p_last_check,
 	};
 	rc = shmring_wait_for(&c, timeout_ms);
 	return rc > 0 ? 0 : rc;
@@ -472,6 +473,7 @@ int shmring_spsc_peek_wait(struct shmring_spsc *r, struct shmring_rec *rec, int 
 	struct shmring_wait_ctx c = {
 		.seg = r->seg, .q = &r->ctrl->data_q, .poll = peek_poll,
 		.peer_check = peek_peer, .arg = &pa, .spin = r->spin,
+		.last_check = &r->c_last_check,
 	};
 	rc = shmring_wait_for(&c, timeout_ms);
 	return rc > 0 ? 0 : rc;

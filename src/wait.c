@@ -157,11 +157,21 @@ int shmring_wait_for(const struct shmring_wait_ctx *c, int timeout_ms)
 		if ((r = c->poll(c->arg)) != 0)
 			return r;
 		now = shmring_now_ns();
+		uint64_t check_ns = (uint64_t)SHMRING_PEER_CHECK_MS * 1000000u;
+		if (c->peer_check &&
+		    (now < deadline || (c->last_check && now - *c->last_check >= check_ns))) {
+			if (c->last_check)
+				*c->last_check = now;
+			if ((r = c->peer_check(c->arg)) < 0)
+				return r;
+			/* the check may have made progress possible (a dead peer's cells
+			 * reclaimed): one more look before giving up */
+			if (now >= deadline && (r = c->poll(c->arg)) != 0)
+				return r;
+		}
 		if (now >= deadline) {
 			atomic_fetch_add_explicit(&st->timeouts, 1, memory_order_relaxed);
 			return -ETIMEDOUT;
 		}
-		if (c->peer_check && (r = c->peer_check(c->arg)) < 0)
-			return r;
 	}
 }

@@ -415,3 +415,58 @@ Test(mpmc, dead_consumer_is_recovered_within_the_documented_bound, .timeout = 30
 {
 	recovery_bound(SHMRING_ROLE_CONSUMER);
 }
+
+/* A caller looping on timeouts shorter than SHMRING_PEER_CHECK_MS never ends a sleep
+ * slice before its deadline: recovery (and the EOF check) must also run at the deadline
+ * once the handle's last scan is that old. Every call lasts at least its timeout, so
+ * 20 ms / 5 ms + 1 calls are enough; 20 are allowed. (Before: never.) */
+static int recv_short(struct shmring_mpmc *r, uint32_t *v, int *calls)
+{
+	int rc = -ETIMEDOUT;
+	for (*calls = 0; rc == -ETIMEDOUT && *calls < 20; ++*calls)
+		rc = recv_u32(r, v, 5);
+	return rc;
+}
+
+Test(mpmc, short_timeouts_still_recover_a_dead_producers_cell, .timeout = 30)
+{
+	struct ring g;
+	ring_create(&g, 8, 8, SHMRING_ROLE_CONSUMER);
+	struct shmring_mpmc *p = ring_open(&g, SHMRING_ROLE_PRODUCER);
+	run_and_kill(&g, SHMRING_ROLE_PRODUCER, 0, 0); /* dies holding the head's cell */
+	cr_assert_eq(send_u32(p, 9, 0), 0, "behind the dead producer's cell");
+	uint32_t v = 0;
+	int calls;
+	int rc = recv_short(g.r, &v, &calls);
+	cr_assert_eq(rc, 0, "after %d calls: %s", calls, shmring_strerror(rc));
+	cr_assert_eq(v, 9);
+	cr_assert_eq(stat_of(&ring_hdr(&g)->stats.abandoned), 1);
+	shmring_mpmc_close(p);
+	ring_destroy(&g);
+}
+
+static int send_one_and_die(void *a)
+{
+	const struct ring *g = a;
+	struct shmring_mpmc *r;
+	if (shmring_mpmc_open(g->name, SHMRING_ROLE_PRODUCER, &r))
+		return 10;
+	if (send_u32(r, 5, 1000))
+		return 11;
+	raise(SIGKILL);
+	return 12;
+}
+
+Test(mpmc, short_timeouts_still_see_eof_when_the_last_producer_dies, .timeout = 30)
+{
+	struct ring g;
+	ring_create(&g, 8, 8, SHMRING_ROLE_CONSUMER);
+	cr_assert_eq(tu_wait(tu_fork(send_one_and_die, &g)), -SIGKILL);
+	uint32_t v = 0;
+	int calls;
+	cr_assert_eq(recv_short(g.r, &v, &calls), 0);
+	cr_assert_eq(v, 5, "what it sent comes first");
+	int rc = recv_short(g.r, &v, &calls);
+	cr_assert_eq(rc, -EPIPE, "after %d calls: %s", calls, shmring_strerror(rc));
+	ring_destroy(&g);
+}

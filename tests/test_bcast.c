@@ -583,6 +583,52 @@ Test(bcast, dead_writer_gives_epipe_and_is_replaced, .timeout = 60)
 	cr_assert_eq(shmring_seg_unlink(name), 0);
 }
 
+/* A reader looping on timeouts shorter than SHMRING_PEER_CHECK_MS never ends a sleep
+ * slice before its deadline: the check of the writer must also run at the deadline once
+ * the handle's last check is that old. Every call lasts at least its timeout, so
+ * 20 ms / 5 ms + 1 calls are enough; 20 are allowed. Both ways of waiting: on the
+ * reader page (futex) and, without it, polling. */
+static void short_timeouts_see_the_writer_die(int polling)
+{
+	char name[96];
+	pool_init();
+	struct shmring_bcast *w = make_writer(name, sizeof(name), "bc-short", 8, 256);
+	struct shmring_bcast *r = open_reader(name, 0);
+	/* as a reader that could not map the reader page writable (a file it may only
+	 * read) would be: waits poll with short naps */
+	struct shmring_bcast_rpage *rpage = r->rpage;
+	if (polling)
+		r->rpage = NULL;
+	shmring_bcast_close(w); /* the child writes */
+	struct die_args a = { .name = name, .first = 0, .count = 2 };
+	tu_gate_init(&a.opened);
+	pid_t pid = tu_fork(dying_writer, &a);
+	tu_gate_wait(&a.opened);
+	cr_assert_eq(tu_wait(pid), -SIGKILL);
+	uint8_t buf[256];
+	struct shmring_bcast_rec rec = { 0 };
+	for (uint64_t i = 0; i < 2; i++)
+		cr_assert_gt(shmring_bcast_read_wait(r, buf, sizeof(buf), &rec, LONG_MS), 0);
+	int rc = -ETIMEDOUT, calls = 0;
+	for (; rc == -ETIMEDOUT && calls < 20; calls++)
+		rc = shmring_bcast_read_wait(r, buf, sizeof(buf), &rec, 5);
+	cr_assert_eq(rc, -EPIPE, "after %d calls: %s", calls, shmring_strerror(rc));
+	r->rpage = rpage;
+	tu_gate_close(&a.opened);
+	shmring_bcast_close(r);
+	cr_assert_eq(shmring_seg_unlink(name), 0);
+}
+
+Test(bcast, short_timeouts_still_see_the_writer_die, .timeout = 60)
+{
+	short_timeouts_see_the_writer_die(0);
+}
+
+Test(bcast, short_timeouts_still_see_the_writer_die_when_polling, .timeout = 60)
+{
+	short_timeouts_see_the_writer_die(1);
+}
+
 /* The writer dies (here: stops) between commit's two stores: record 3's slot is
  * complete, pub still says 3 records. A reader that read record 3 from its slot must
  * not get record 2 from read_latest afterwards ("newest" never goes backwards). */

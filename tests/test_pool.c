@@ -1060,6 +1060,44 @@ Test(pool, producer_close_is_end_of_stream)
 	close_and_unlink(n.name, s, p2);
 }
 
+/* A subscriber looping on timeouts shorter than SHMRING_PEER_CHECK_MS never ends a
+ * sleep slice before its deadline: the check of the producer must also run at the
+ * deadline once the handle's last check is that old. Every call lasts at least its
+ * timeout, so 20 ms / 5 ms + 1 calls are enough; 20 are allowed. (Before: one check
+ * per 1,024 empty polls, a few hundred calls.) */
+static int publish_one_and_die(void *a)
+{
+	const char *name = a;
+	struct shmring_pool *p;
+	if (shmring_pool_open_producer(name, &p) != 0)
+		return 10;
+	if (publish_one(p, 0, 4096) != 1)
+		return 11;
+	raise(SIGKILL);
+	return 12;
+}
+
+Test(pool, short_timeouts_still_see_the_producer_die, .timeout = 60)
+{
+	struct named_pool n;
+	struct shmring_pool *p = make_pool(&n, "pool-short", 4096, 8, 2, 1, 0);
+	struct shmring_pool *s = sub_open(n.name, SHMRING_POOL_BLOCK);
+	shmring_pool_close(p); /* the child is the producer */
+	cr_assert_eq(tu_wait(tu_fork(publish_one_and_die, n.name)), -SIGKILL);
+	shmring_pool_set_spin(s, 0);
+	struct shmring_pool_frame g;
+	int rc = -ETIMEDOUT, calls = 0;
+	for (; rc == -ETIMEDOUT && calls < 20; calls++)
+		rc = shmring_pool_take_wait(s, &g, 5);
+	cr_assert_eq(rc, 0, "what it published comes first (%s)", shmring_strerror(rc));
+	cr_assert_eq(shmring_pool_release(s, &g), 0);
+	rc = -ETIMEDOUT;
+	for (calls = 0; rc == -ETIMEDOUT && calls < 20; calls++)
+		rc = shmring_pool_take_wait(s, &g, 5);
+	cr_assert_eq(rc, -EPIPE, "after %d calls: %s", calls, shmring_strerror(rc));
+	close_and_unlink(n.name, s);
+}
+
 Test(pool, subscriber_limit)
 {
 	struct named_pool n;
@@ -1486,6 +1524,31 @@ Test(pool, recovery_returns_a_first_loan_whose_entry_is_not_out, .timeout = 60)
 	cr_assert_eq(atomic_load(&m->state), 0, "the buffer is free again");
 	cr_assert_eq(shmring_pool_free_count(s), 8);
 	cr_assert_eq(atomic_load(&hdr_stats(s)->abandoned), 1, "the loan was abandoned");
+	close_and_unlink(n.name, s);
+}
+
+/* A producer killed inside cancel (or close with a loan out), between its two stores:
+ * cancel drops the buffer's LOANED bit first and clears the loan word second, so what
+ * it leaves is a loan word naming a buffer it no longer holds, which recovery leaves
+ * alone. (The other order would leave a LOANED buffer that no loan word names, out of
+ * the pool for good.) The state is made by hand: a producer killed holding a loan,
+ * then the first of cancel's stores. */
+Test(pool, producer_killed_inside_cancel_leaks_no_buffer, .timeout = 60)
+{
+	struct named_pool n;
+	struct shmring_pool *s = dead_loaner_pool(&n, "pool-cancelkill", 1, 3);
+	uint64_t l = atomic_load(&s->ctrl->loan);
+	cr_assert_neq(l, 0, "it died holding a loan");
+	uint32_t b = (uint32_t)(l & 0xffffu) - 1u;
+	cr_assert_lt(b, 8);
+	atomic_fetch_and(&s->meta[b].state, ~SHMRING_POOL_LOANED);
+	for (uint64_t i = 0; i < 3; i++)
+		take_expect(s, WAIT_MS, i, 0);
+	struct shmring_pool_frame g;
+	cr_assert_eq(shmring_pool_take_wait(s, &g, WAIT_MS), -EPIPE);
+	cr_assert_eq(atomic_load(&s->ctrl->loan), 0, "recovery cleared the loan word");
+	cr_assert_eq(shmring_pool_free_count(s), 8, "every buffer is free");
+	cr_assert_eq(atomic_load(&hdr_stats(s)->abandoned), 0, "it had given the loan back");
 	close_and_unlink(n.name, s);
 }
 

@@ -1222,6 +1222,50 @@ Test(spsc, blocked_consumer_drains_then_sees_producer_sigkill_within_peer_check_
 	dead_cfg_free(c);
 }
 
+/* A caller that waits in short slices of its own (a timeout shorter than
+ * SHMRING_PEER_CHECK_MS, in a loop) never reaches the end of a sleep slice: the check
+ * of the peer comes at its deadline instead, once the handle's last check is that old.
+ * Every call lasts at least its timeout, so 20 ms / 5 ms + 1 calls are enough; 20 are
+ * allowed. (Before: every 256th call, about 1.3 s.) */
+struct short_cfg {
+	char name[64];
+};
+
+static int sending_then_dying(void *a)
+{
+	struct short_cfg *c = a;
+	struct shmring_spsc *r;
+	if (shmring_spsc_open(c->name, SHMRING_ROLE_PRODUCER, &r) != 0)
+		return 10;
+	if (shmring_spsc_send(r, "last", 4, 0) != 0)
+		return 11;
+	raise(SIGKILL);
+	return 12;
+}
+
+Test(spsc, a_loop_of_short_timeouts_sees_a_dead_producer, .timeout = 60)
+{
+	struct short_cfg c;
+	struct shmring_spsc *r;
+	tu_name(c.name, sizeof(c.name), "short");
+	struct shmring_spsc_opts o = { .capacity = 4096 };
+	cr_assert_eq(shmring_spsc_create(c.name, &o, SHMRING_ROLE_CONSUMER, &r), 0);
+	cr_assert_eq(tu_wait(tu_fork(sending_then_dying, &c)), -SIGKILL);
+	/* no spinning: a spin's polls would count towards the non-blocking check */
+	shmring_spsc_set_spin(r, 0);
+	char buf[16];
+	cr_assert_eq(shmring_spsc_recv(r, buf, sizeof(buf), 5), 4, "what it sent comes first");
+	int rc = -ETIMEDOUT, calls = 0;
+	while (rc == -ETIMEDOUT && calls < 20) {
+		rc = shmring_spsc_recv(r, buf, sizeof(buf), 5);
+		calls++;
+	}
+	cr_assert_eq(rc, -EPIPE, "after %d calls: %s", calls, shmring_strerror(rc));
+	cr_assert_eq(shmring_spsc_peer_closed(r), 0);
+	shmring_spsc_close(r);
+	shmring_seg_unlink(c.name);
+}
+
 /* ---- impossible values in shared memory: -EPROTO, and the handle stays broken ---- */
 
 /* A hostile peer: another process maps the segment and stores val at byte off of its

@@ -277,6 +277,7 @@ struct shmring_bcast {
 	uint64_t missed;        /* records lost since the last record returned */
 	uint64_t records, bytes, laps, lap_events, torn, skipped;
 	uint64_t torn_flushed;  /* part of torn already added to the reader page */
+	uint64_t last_check;    /* last check of the writer in a wait (CLOCK_MONOTONIC ns) */
 	/* slow path */
 	void *rpage_map;        /* a reader's own writable mapping of the reader page */
 	/* reader: the descriptor holding its reader lock, listed by the registry (apart

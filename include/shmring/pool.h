@@ -389,7 +389,8 @@ struct shmring_pool {
 	uint64_t tail;          /* our copy of ctrl->tail (we are its only writer) */
 	uint64_t msgs, bytes;
 	uint64_t stalled;       /* subscribers already counted as stalling this loan */
-	uint64_t last_sweep_ns;
+	uint64_t last_sweep_ns;  /* producer: last sweep of the subscribers; subscriber: last
+				  * check of the producer (CLOCK_MONOTONIC ns) */
 	uint32_t loaned;        /* buffer + 1 of our loan, 0 none */
 	int joins_ok;           /* the pool counts joins (SHMRING_POOL_F_JOINS) */
 	uint64_t joins_seen;    /* ctrl->joins when `known` was last checked */
@@ -884,10 +885,13 @@ SHMRING_INLINE int shmring_pool_cancel(struct shmring_pool *p, struct shmring_po
 {
 	if (p->role != SHMRING_ROLE_PRODUCER || p->loaned == 0 || f->index + 1u != p->loaned)
 		return -EINVAL;
-	shmring_store_relaxed(&p->ctrl->loan, 0); /* a replacement must not return it twice */
 	/* release: pairs with the acquire CAS in shmring__pool_grab() */
 	atomic_fetch_and_explicit(&p->meta[f->index].state, ~SHMRING_POOL_LOANED,
 				  memory_order_release);
+	/* after the bit, as in publish: dead between the two, we leave a loan word naming a
+	 * buffer without LOANED, which recovery leaves alone; the other way round, a
+	 * LOANED buffer that no loan word names, which nobody would ever free */
+	shmring_store_relaxed(&p->ctrl->loan, 0);
 	p->loaned = 0;
 	return 0;
 }

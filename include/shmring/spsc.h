@@ -114,13 +114,13 @@ struct shmring_spsc {
 	uint64_t p_pbytes;       /* payload bytes pending (never re-read from the ring) */
 	uint32_t p_nrec;         /* pending records (nothing pending: p_pend == p_commit) */
 	uint32_t p_full_polls;
-	uint64_t p_next_check;   /* CLOCK_MONOTONIC ns: next consumer liveness check due */
+	uint64_t p_last_check;   /* CLOCK_MONOTONIC ns: last consumer liveness check */
 	/* consumer */
 	uint64_t c_head;         /* released position */
 	uint64_t c_peek;         /* position after the last peeked record */
 	uint32_t c_npeek;
 	uint32_t c_empty_polls;
-	uint64_t c_next_check;   /* CLOCK_MONOTONIC ns: next producer liveness check due */
+	uint64_t c_last_check;   /* CLOCK_MONOTONIC ns: last producer liveness check */
 };
 
 /* A record seen by the consumer; data points into the ring until release. */

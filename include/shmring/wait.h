@@ -92,11 +92,18 @@ struct shmring_wait_ctx {
 	                               * sleeping (0: none; see "Spin, then sleep") */
 	struct shmring_stats *stats;  /* sleeps/timeouts go here; NULL: the header's (a
 	                               * read-only reader points this at a writable page) */
+	uint64_t *last_check;         /* the handle's last peer check (CLOCK_MONOTONIC ns),
+	                               * kept across calls: a call that times out runs the
+	                               * check if it is SHMRING_PEER_CHECK_MS old, so a loop of
+	                               * short timeouts still notices a dead peer. NULL: the
+	                               * check runs after each sleep slice only */
 };
 
 /* Wait until poll() returns non-zero, timeout_ms elapses (-ETIMEDOUT; 0 = poll once
- * and return -EAGAIN if not ready; SHMRING_FOREVER = no limit) or peer_check() fails. Returns poll()'s value, or a
- * negative errno. Counts sleeps and timeouts in the segment's statistics. */
+ * and return -EAGAIN if not ready; SHMRING_FOREVER = no limit) or peer_check() fails.
+ * peer_check() runs after every sleep slice (SHMRING_PEER_CHECK_MS) that ends before
+ * the deadline, and at the deadline when *last_check is that old. Returns poll()'s
+ * value, or a negative errno. Counts sleeps and timeouts in the segment's statistics. */
 SHMRING_API int shmring_wait_for(const struct shmring_wait_ctx *c, int timeout_ms);
 
 /* Slow half of shmring_wake(): clear the flag, FUTEX_WAKE (or sem_post), count it. */
