@@ -334,6 +334,8 @@ static void op_enqueue_n(struct ctx *c, int pi, unsigned n, uint32_t size, int b
 		return;
 	}
 	unsigned nn = n > 64 ? 64 : n, min = bulk ? nn : (nn ? 1 : 0);
+	if (!bulk && nn > M.cap)
+		nn = M.cap; /* a burst: as many as there is room for */
 	if (nn == 0 || nn > M.cap) {
 		FZ_CHECK(rc == -EINVAL, "enqueue_n(%u) = %d", n, rc);
 		return;
@@ -467,6 +469,10 @@ static void op_dequeue_n(struct ctx *c, int ci, unsigned n, uint32_t size, int b
 		return;
 	}
 	unsigned min = bulk ? n : (n ? 1 : 0);
+	if (!bulk) { /* a burst: as many as there are, up to a batch */
+		n = n > 64 ? 64 : n;
+		n = n > M.cap ? M.cap : n;
+	}
 	if (n == 0 || min == 0 || min > n || n > M.cap) {
 		FZ_CHECK(rc == -EINVAL, "dequeue_n(%u) = %d", n, rc);
 		return;

@@ -268,6 +268,14 @@ Test(mpmc, bulk_is_all_or_nothing_burst_is_up_to_n)
 	cr_assert_eq(shmring_mpmc_dequeue_bulk(c, dst, 4, 2, lens, 0), -EMSGSIZE);
 	cr_assert_eq(shmring_mpmc_count(c), 2);
 	cr_assert_eq(shmring_mpmc_enqueue_bulk(g.r, src, 8, 65, 0), -EINVAL, "copy bulk <= 64");
+	cr_assert_eq(shmring_mpmc_enqueue_bulk(g.r, src, 8, 9, 0), -EINVAL, "bulk > capacity");
+	cr_assert_eq(shmring_mpmc_dequeue_bulk(c, dst, 8, 9, lens, 0), -EINVAL, "bulk > capacity");
+	/* a burst asks for up to n: more than the ring holds is as many as there are */
+	cr_assert_eq(shmring_mpmc_dequeue_burst(c, dst, 8, 2, lens, 0), 2);
+	uint64_t many[100] = { 0 }, out[100];
+	uint32_t lens100[100];
+	cr_assert_eq(shmring_mpmc_enqueue_burst(g.r, many, 8, 100, 0), 8, "burst of 100 into 8");
+	cr_assert_eq(shmring_mpmc_dequeue_burst(c, out, 8, 100, lens100, 0), 8, "burst of 100 out");
 	shmring_mpmc_close(c);
 	ring_destroy(&g);
 }
@@ -295,6 +303,27 @@ Test(mpmc, unfinished_claims_become_gaps)
 	uint64_t src[8] = { 0 };
 	cr_assert_eq(shmring_mpmc_enqueue_bulk(g.r, src, 8, 8, 0), 8);
 	cr_assert_eq(stat_of(&ring_hdr(&g)->stats.abandoned), 0, "given back is not abandoned");
+	shmring_mpmc_close(c);
+	ring_destroy(&g);
+}
+
+/* More gaps in a row than a claim's retry budget (SHMRING__MPMC_TRIES): a message behind
+ * them is still found by one non-blocking call, not reported as "nothing ready". */
+Test(mpmc, a_message_behind_a_ring_of_gaps_is_found_at_once)
+{
+	struct ring g;
+	ring_create(&g, 4096, 8, SHMRING_ROLE_PRODUCER);
+	struct shmring_mpmc *c = ring_open(&g, SHMRING_ROLE_CONSUMER);
+	void *b[1];
+	for (int i = 0; i < 3 * 4096; i++) { /* three laps of claims given back */
+		cr_assert_eq(shmring_mpmc_enqueue_start(g.r, 1, 1, b, 0), 1);
+		cr_assert_eq(shmring_mpmc_enqueue_finish(g.r, 0, NULL), 0);
+	}
+	cr_assert_eq(send_u32(g.r, 42, 0), 0);
+	uint32_t v = 0;
+	cr_assert_eq(recv_u32(c, &v, 0), 0);
+	cr_assert_eq(v, 42);
+	cr_assert_eq(recv_u32(c, &v, 0), -EAGAIN);
 	shmring_mpmc_close(c);
 	ring_destroy(&g);
 }

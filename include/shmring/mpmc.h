@@ -160,6 +160,12 @@
 #define SHMRING__MPMC_TAG_RSVD UINT64_C(0x80)
 #define SHMRING__MPMC_TAG_MASK UINT64_C(0xffff)
 #define SHMRING__MPMC_TRIES 1024
+/* Gaps (positions given back or abandoned) a consumer's claim may step over in one call
+ * besides its SHMRING__MPMC_TRIES, so that a message behind them is not reported as
+ * "nothing ready" (-EAGAIN). Producers may lap given-back cells, so the gaps before the
+ * next message are not bounded by the capacity; this bound is, because the cells are
+ * shared memory: a hostile writer could make every one of them look a gap. */
+#define SHMRING__MPMC_GAP_STEPS 65536
 
 /* The control region (at ctrl_off). */
 struct shmring_mpmc_ctrl {
@@ -284,7 +290,8 @@ SHMRING_API uint32_t shmring_mpmc_count(const struct shmring_mpmc *r);
 /*
  * Run dead-participant recovery now (see CRASH TOLERANCE): reap every dead producer or
  * consumer of this ring. Any role. Concurrency: any handle, any time. Returns the number
- * of participants reaped (>= 0), or -EPROTO if a busy cell holds an impossible owner.
+ * of participants reaped (>= 0); -EINVAL r is NULL. (A busy cell with an impossible
+ * owner is found by the dequeue or enqueue that meets it: -EPROTO there.)
  */
 SHMRING_API int shmring_mpmc_recover(struct shmring_mpmc *r);
 
@@ -482,6 +489,7 @@ SHMRING_INLINE int shmring__mpmc_cons_claim(struct shmring_mpmc *r, unsigned n, 
 	struct shmring_mpmc_ctrl *c = r->ctrl;
 	const int64_t lap = 4 * (int64_t)r->cap;
 	r->stuck = 0;
+	uint32_t gap_steps = SHMRING__MPMC_GAP_STEPS;
 	for (int it = 0; it < SHMRING__MPMC_TRIES; it++) {
 		/* acquire: pairs with the acq_rel index moves (shmring__mpmc_advance) */
 		uint64_t h = shmring_load_acquire(&c->head);
@@ -559,6 +567,10 @@ SHMRING_INLINE int shmring__mpmc_cons_claim(struct shmring_mpmc *r, unsigned n, 
 		if ((d == 3 && !(tg & SHMRING__MPMC_GATE)) ||
 		    (d >= lap && (d & 3) != SHMRING__MPMC_READING)) {
 			shmring__mpmc_advance(&c->head, h, 1);
+			if (d >= lap && gap_steps) {
+				gap_steps--;
+				it--; /* a gap stepped over: progress, not a retry */
+			}
 			continue;
 		}
 		if (d == 3 || d == 1) {
@@ -729,6 +741,8 @@ SHMRING_INLINE int shmring__mpmc_enqueue_n(struct shmring_mpmc *r, const void *s
 			return -EINVAL; /* bulk copies are limited to 64 messages */
 		n = 64;
 	}
+	if (shmring_unlikely(min < n && n > r->cap))
+		n = (unsigned)r->cap; /* a burst: as many as there is room for */
 	int k = shmring_mpmc_enqueue_start(r, n, min, bufs, timeout_ms);
 	if (k <= 0)
 		return k;
@@ -750,7 +764,7 @@ SHMRING_INLINE int shmring_mpmc_enqueue_bulk(struct shmring_mpmc *r, const void 
 }
 
 /* As enqueue_bulk, but as many as there is room for, at least one and at most
- * min(n, 64). Returns 1..n. */
+ * min(n, 64, capacity). Returns 1..n. */
 SHMRING_INLINE int shmring_mpmc_enqueue_burst(struct shmring_mpmc *r, const void *src,
 					      size_t size, unsigned n, int timeout_ms)
 {
@@ -765,7 +779,9 @@ SHMRING_INLINE int shmring_mpmc_enqueue_burst(struct shmring_mpmc *r, const void
  * position order; they stay valid until dequeue_finish. timeout_ms as enqueue_start. Concurrency: consumer handles, any number
  * at once. Ordering: the claim is an acquire that pairs with the producer's release of
  * FULL, so the payloads are complete.
- * Returns k (min..n); -EAGAIN fewer than min ready and timeout_ms == 0; -ETIMEDOUT;
+ * Returns k (min..n); -EAGAIN fewer than min ready and timeout_ms == 0 (or more than
+ * 65,536 gaps in a row before the next message: bounded work per call, the next call
+ * goes on); -ETIMEDOUT;
  * -EPIPE empty and every producer gone (EOF); -EINVAL bad n/min (as enqueue_start);
  * -EBUSY already holding;
  * -EBADF not a consumer; -EPROTO corrupt ring (sticky).
@@ -840,6 +856,10 @@ SHMRING_INLINE int shmring__mpmc_dequeue_n(struct shmring_mpmc *r, void *dst, si
 					   unsigned n, unsigned min, uint32_t *lens, int timeout_ms)
 {
 	uint32_t maxlen = size > UINT32_MAX ? UINT32_MAX : (uint32_t)size;
+	if (shmring_unlikely(min < n)) { /* a burst: as many as there are, up to a batch */
+		n = n > SHMRING_MPMC_BATCH_MAX ? SHMRING_MPMC_BATCH_MAX : n;
+		n = n > r->cap ? (unsigned)r->cap : n;
+	}
 	int k = shmring__mpmc_start(r, 0, n, min, maxlen, timeout_ms);
 	if (k <= 0)
 		return k;
@@ -861,7 +881,8 @@ SHMRING_INLINE int shmring__mpmc_dequeue_n(struct shmring_mpmc *r, void *dst, si
 
 /*
  * Copy n messages out (n <= SHMRING_MPMC_BATCH_MAX), message i at dst + i * size, its
- * length in lens[i] (lens may be NULL). bulk: all n or none (returns n); burst: 1..n.
+ * length in lens[i] (lens may be NULL). bulk: all n or none (returns n); burst: 1 to
+ * min(n, SHMRING_MPMC_BATCH_MAX, capacity).
  * Returns as dequeue_start; -EMSGSIZE a message needed is longer than size (nothing
  * taken).
  */
