@@ -481,6 +481,18 @@ static int writer_closed(const struct shmring_bcast *r)
 
 int shmring__bcast_empty(struct shmring_bcast *r)
 {
+	uint64_t n = r->pos;
+	/* pub past us (a load of the line writer_closed() reads anyway): the writer stored
+	 * record n's even word before pub, so the slot must show it now, or a later lap.
+	 * Anything older is corrupt, and the wait, which goes by pub, would spin on it.
+	 * Acquire: pairs with the release store of pub in shmring_bcast_commit() */
+	if (shmring_unlikely(shmring_load_acquire(&r->ctrl->pub) > n)) {
+		/* acquire: pairs with commit's release store of the even word */
+		uint64_t s = shmring_load_acquire(&shmring__bcast_slot(r, n)->seq);
+		if (s < 2 * n + 2)
+			return shmring__bcast_broken(r, -EPROTO);
+		return -EAGAIN; /* it came meanwhile: the next read takes it */
+	}
 	if (writer_closed(r))
 		return caught_up(r) ? -EPIPE : -EAGAIN;
 	if (++r->empty_polls % BCAST_EMPTY_CHECK == 0 && writer_state(r) < 0 && caught_up(r))
@@ -494,13 +506,16 @@ int shmring__bcast_lapped(struct shmring_bcast *r, uint64_t n, uint64_t seen)
 	uint64_t m = (seen - 1) >> 1;
 	if (seen <= 2 * n + 2 || m >= SHMRING_BCAST_SEQ_MAX || (m & r->mask) != (n & r->mask))
 		return shmring__bcast_broken(r, -EPROTO);
+	/* seen was read from a release store (reserve's odd word, commit's even word), each
+	 * made after pub reached m: this fence pairs with them, so pub >= m below. A word
+	 * further ahead is no record the writer made, and a lap to it would leave us past
+	 * everything it will write */
+	shmring_fence_acquire();
 	/* pairs with the release store of pub in shmring_bcast_commit() */
 	uint64_t h = shmring_load_acquire(&r->ctrl->pub);
-	if (h >= SHMRING_BCAST_SEQ_MAX)
+	if (h >= SHMRING_BCAST_SEQ_MAX || m > h)
 		return shmring__bcast_broken(r, -EPROTO);
-	if (h < m)
-		h = m; /* pub lags the slot by the record being written */
-	/* m >= n + slots >= n + 2, so both choices move forward */
+	/* h >= m >= n + slots >= n + 2, so both choices move forward */
 	uint64_t np = (r->flags & SHMRING_BCAST_LAP_NEWEST) ? h - 1 : h + 1 - r->nslots;
 	uint64_t lost = np - n;
 	r->missed += lost;

@@ -935,10 +935,14 @@ static void bcast_check(struct ctx *c)
 	if (state > SHMRING_BCAST_CLOSED)
 		prob(c, "bcast.state", state, "unknown channel state");
 	uint64_t n = v.slots < SCAN_MAX ? v.slots : SCAN_MAX, written = 0;
+	uint64_t ahead = 0; /* the newest record a slot names, in slot ahead_slot */
+	uint32_t ahead_slot = 0;
 	int reported = 0;
 	for (uint64_t i = 0; i < n; i++) {
 		uint64_t off = bcast_slot_off(c, &v, i);
-		uint64_t s = rd64(c, off);
+		/* acquire: pairs with the writer's release stores of the word (reserve's odd,
+		 * commit's even), each made after pub reached the record it names */
+		uint64_t s = rd64_acquire(c, off);
 		const char *why = NULL;
 		if (s == 0)
 			continue;
@@ -958,6 +962,19 @@ static void bcast_check(struct ctx *c)
 			snprintf(f, sizeof(f), "bcast.slot[%llu].seq", (unsigned long long)i);
 			prob(c, f, s, "sequence word %llu %s", (unsigned long long)s, why);
 		}
+		if (!why && rec >= ahead) {
+			ahead = rec;
+			ahead_slot = (uint32_t)i; /* i < SCAN_MAX */
+		}
+	}
+	/* pub read again after the words: a record a slot names is <= pub (the record being
+	 * written is number pub), live channel or not. Further ahead, no writer wrote it, and
+	 * readers (and a replacement writer) refuse it. */
+	uint64_t pub2 = rd64_acquire(c, c->h.ctrl_off + offsetof(struct shmring_bcast_wline, pub));
+	if (written && ahead > pub2 && pub2 < SHMRING_BCAST_SEQ_MAX) {
+		snprintf(f, sizeof(f), "bcast.slot[%u].seq", ahead_slot);
+		prob(c, f, 2 * ahead + 1, "names record %llu, beyond the %llu published",
+		     (unsigned long long)ahead, (unsigned long long)pub2);
 	}
 	if (!c->info)
 		return;

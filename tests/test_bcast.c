@@ -715,6 +715,28 @@ Test(bcast, corrupt_shared_values_give_eproto)
 	shmring_store_relaxed(&s1->seq, 0);
 	shmring_store_relaxed(&c->w.pub, 1);
 
+	/* pub says record 1 is complete, but its slot never held it: a correct writer
+	 * stores the slot's even word before pub. The blocking read used to spin on it
+	 * (the wait saw pub ahead, the read saw nothing) until its timeout. */
+	r = open_reader(name, 0); /* at record 1 */
+	shmring_store_relaxed(&c->w.pub, 2);
+	cr_assert_eq(shmring_bcast_read_wait(r, out, sizeof(out), NULL, 10000), -EPROTO);
+	shmring_bcast_close(r);
+	struct shmring_bcast_rec pr;
+	shmring_store_relaxed(&c->w.pub, 1);
+	r = open_reader(name, 0);
+	shmring_store_relaxed(&c->w.pub, 2);
+	cr_assert_eq(shmring_bcast_peek_wait(r, &pr, 10000), -EPROTO, "peek alike");
+	shmring_bcast_close(r);
+	shmring_store_relaxed(&c->w.pub, 1);
+	/* a sequence word naming a record of the right slot far beyond pub: taking it for
+	 * a lap would move the reader past every record the writer will ever write */
+	r = open_reader(name, 0); /* at record 1, slot 1 of 4 */
+	shmring_store_relaxed(&s1->seq, 2 * (1 + 4 * 1000) + 2);
+	cr_assert_eq(shmring_bcast_read(r, out, sizeof(out), NULL), -EPROTO);
+	shmring_bcast_close(r);
+	shmring_store_relaxed(&s1->seq, 0);
+
 	/* an absurd published count */
 	r = open_reader(name, 0);
 	shmring_store_relaxed(&c->w.pub, UINT64_MAX);

@@ -692,6 +692,9 @@ Test(dump, bcast_decoded_checked_and_walked, .timeout = 120)
 	uint64_t stride = h.geo[SHMRING_BCAST_GEO_STRIDE];
 	expect_named(b, len, h.data_off + 1 * stride, 2 * 6 + 2, 8, "bcast.slot[1].seq");
 	expect_named(b, len, h.data_off + 2 * stride + 8, 201, 8, "bcast.slot[2].seq");
+	/* a record of the right slot, far beyond the 6 published: no writer wrote it */
+	expect_named(b, len, h.data_off + 1 * stride, 2 * (1 + 4 * 1000) + 2, 8,
+		     "bcast.slot[1].seq");
 	expect_named(b, len, h.ctrl_off + offsetof(struct shmring_bcast_wline, state), 5, 4,
 		     "bcast.state");
 	expect_named(b, len, 88 + 8 * SHMRING_BCAST_GEO_STRIDE, 64, 8, "geo[2]");

@@ -488,7 +488,10 @@ SHMRING_INLINE int shmring_bcast_reserve(struct shmring_bcast *w, size_t len, vo
 	uint64_t n = w->pos;
 	struct shmring_bcast_slot *s = shmring__bcast_slot(w, n);
 	if (!w->reserved) {
-		shmring_store_relaxed(&s->seq, 2 * n + 1);
+		/* release (a plain store on x86): pairs with the acquire fence in
+		 * shmring__bcast_lapped(), so a reader that sees this odd word sees pub == n,
+		 * stored by the previous commit, and can tell a hostile word far ahead */
+		shmring_store_release(&s->seq, 2 * n + 1);
 		/* pairs with the acquire fence before readers re-read seq (shmring_bcast_read,
 		 * shmring_bcast_validate): a reader that loaded anything stored below sees
 		 * this odd value, or later, when it re-reads seq */
