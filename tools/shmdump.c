@@ -9,6 +9,7 @@
 #include "toolutil.h"
 
 #include <dirent.h>
+#include <fcntl.h>
 #include <fnmatch.h>
 #include <errno.h>
 #include <getopt.h>
@@ -16,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -185,6 +187,32 @@ static int cmd_list(char **pat, int npat, int json)
 	return 0;
 }
 
+/* Remove v's file by its /dev/shm name, if the name still leads to it: an application
+ * that restarts (unlink, create again) between our look and the unlink must not lose
+ * its new, live segment. The name is moved aside first, so the file checked is the one
+ * removed. 0 removed (or already gone), 1 the name leads to another file now (left
+ * where it was), or -errno. */
+static int unlink_same_file(const struct seg_view *v)
+{
+	struct stat mine, now;
+	char tmp[PATH_MAX];
+	if (fstat(v->fd, &mine) != 0)
+		return -errno;
+	snprintf(tmp, sizeof(tmp), "/dev/shm/.shmdump-clean-%ld", (long)getpid());
+	if (rename(v->path, tmp) != 0)
+		return errno == ENOENT ? 0 : -errno;
+	if (stat(tmp, &now) == 0 && now.st_dev == mine.st_dev && now.st_ino == mine.st_ino)
+		return unlink(tmp) == 0 || errno == ENOENT ? 0 : -errno;
+	/* someone else's file: put it back, unless the name was taken yet again */
+	if (renameat2(AT_FDCWD, tmp, AT_FDCWD, v->path, RENAME_NOREPLACE) != 0) {
+		int e = errno;
+		tool_msg("%s: a new segment took the name meanwhile and is now %s: %s", v->name, tmp,
+			 strerror(e));
+		return -e;
+	}
+	return 1;
+}
+
 static int cmd_clean(char **pat, int npat, int dry_run)
 {
 	size_t n;
@@ -213,10 +241,12 @@ static int cmd_clean(char **pat, int npat, int dry_run)
 				printf("would remove %s (stale: %u dead participant%s)\n", names[k],
 				       v->dead, v->dead == 1 ? "" : "s");
 			} else {
-				int e = shmring_seg_unlink(names[k]);
-				if (e == 0 || e == -ENOENT) {
+				int e = unlink_same_file(v);
+				if (e == 0) {
 					printf("removed %s (stale: %u dead participant%s)\n", names[k],
 					       v->dead, v->dead == 1 ? "" : "s");
+				} else if (e == 1) {
+					printf("kept %s: a new segment took the name meanwhile\n", names[k]);
 				} else {
 					tool_msg("%s: cannot remove: %s", names[k], shmring_strerror(e));
 					rc = EXIT_PROBLEM;

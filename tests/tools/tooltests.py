@@ -588,6 +588,22 @@ def t_dump_clean():
     check(r.returncode == 0 and "removed " + bc in txt(r.stdout),
           "clean after the bcast reader died: exit %d, %r" % (r.returncode, txt(r.stdout)))
     check(not os.path.exists("/dev/shm/" + bc), "stale bcast segment still there")
+    # a segment re-created under the stale one's name between clean's look and its
+    # removal (the shim does it at that instant) is someone's new segment: kept
+    shim = os.environ.get("RENAMESHIM")
+    if shim:
+        again = name("clean-again")
+        segtool(again, mode="detach")
+        before = os.stat("/dev/shm/" + again).st_ino
+        env = dict(os.environ, LD_PRELOAD=shim, SHIM_REPLACE="/dev/shm/" + again)
+        r = subprocess.run([SHMDUMP, "clean", again], env=env, capture_output=True, timeout=60)
+        check(r.returncode == 0 and "kept " + again in txt(r.stdout),
+              "clean of a re-created segment: exit %d, %r %r"
+              % (r.returncode, txt(r.stdout), txt(r.stderr)))
+        check(os.path.exists("/dev/shm/" + again), "clean removed the re-created segment")
+        check(os.stat("/dev/shm/" + again).st_ino != before, "the shim did not re-create it")
+        check(not [f for f in os.listdir("/dev/shm") if f.startswith(".shmdump-clean-")],
+              "clean left its temporary name behind")
 
 
 def t_dump_watch():

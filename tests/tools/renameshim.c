@@ -1,0 +1,64 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * LD_PRELOAD shim for the `shmdump clean` race test: when shmdump removes (or moves
+ * aside) the path named by SHIM_REPLACE, another application re-creates its segment
+ * under that name an instant before (here: a copy of the file under a new inode takes
+ * the name), which is the window between clean's look at a stale segment and its
+ * removal.
+ */
+#include <dlfcn.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* If path is the victim: a copy of it under a new inode takes the name, once. */
+static void replace_once(const char *path)
+{
+	const char *victim = getenv("SHIM_REPLACE");
+	if (!victim || strcmp(path, victim) != 0)
+		return;
+	unsetenv("SHIM_REPLACE");
+	int (*real)(const char *, const char *) =
+		(int (*)(const char *, const char *))dlsym(RTLD_NEXT, "rename");
+	char tmp[4200];
+	snprintf(tmp, sizeof(tmp), "%s.new", victim);
+	int in = open(victim, O_RDONLY | O_CLOEXEC);
+	int out = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	char buf[65536];
+	ssize_t n;
+	while (in >= 0 && out >= 0 && (n = read(in, buf, sizeof(buf))) > 0)
+		if (write(out, buf, (size_t)n) != n)
+			break;
+	if (in >= 0)
+		close(in);
+	if (out >= 0)
+		close(out);
+	real(tmp, victim); /* the new file takes the name */
+}
+
+/* Whichever way shmdump removes the name, the new segment comes just before. */
+__attribute__((visibility("default"))) int rename(const char *from, const char *to)
+{
+	replace_once(from);
+	int (*real)(const char *, const char *) =
+		(int (*)(const char *, const char *))dlsym(RTLD_NEXT, "rename");
+	return real(from, to);
+}
+
+__attribute__((visibility("default"))) int unlink(const char *path)
+{
+	replace_once(path);
+	int (*real)(const char *) = (int (*)(const char *))dlsym(RTLD_NEXT, "unlink");
+	return real(path);
+}
+
+__attribute__((visibility("default"))) int shm_unlink(const char *name)
+{
+	char p[4200];
+	snprintf(p, sizeof(p), "/dev/shm/%s", name[0] == '/' ? name + 1 : name);
+	replace_once(p);
+	int (*real)(const char *) = (int (*)(const char *))dlsym(RTLD_NEXT, "shm_unlink");
+	return real(name);
+}
