@@ -612,6 +612,8 @@ static int wait_polling(struct shmring_bcast *r, int timeout_ms)
 		int rc = wait_poll(r);
 		if (rc)
 			return rc;
+		if (timeout_ms == 0)
+			return -EAGAIN; /* as shmring_wait_for(): one look */
 		now = shmring_now_ns();
 		/* as shmring_wait_for(): at the deadline too, when the last check is old,
 		 * so that a loop of short timeouts still sees the writer go */

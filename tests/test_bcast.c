@@ -609,6 +609,7 @@ static void short_timeouts_see_the_writer_die(int polling)
 	struct shmring_bcast_rec rec = { 0 };
 	for (uint64_t i = 0; i < 2; i++)
 		cr_assert_gt(shmring_bcast_read_wait(r, buf, sizeof(buf), &rec, LONG_MS), 0);
+	cr_assert_eq(shmring_bcast_wait(r, 0), -EAGAIN, "no wait: one look, either way");
 	int rc = -ETIMEDOUT, calls = 0;
 	for (; rc == -ETIMEDOUT && calls < 20; calls++)
 		rc = shmring_bcast_read_wait(r, buf, sizeof(buf), &rec, 5);

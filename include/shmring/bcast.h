@@ -807,8 +807,8 @@ SHMRING_INLINE int shmring_bcast_read_latest(struct shmring_bcast *r, void *buf,
 /* Wait until the record at the reader's position is published, up to timeout_ms (0: no
  * wait, SHMRING_FOREVER). Concurrency: this reader only. Ordering: the wait.h protocol;
  * the poll's acquire load of pub pairs with commit's release store.
- * Returns 1 ready; -ETIMEDOUT; -EPIPE the writer closed or died and the reader has
- * everything; -EBADF; -EPROTO. */
+ * Returns 1 ready; -EAGAIN not ready and timeout_ms == 0; -ETIMEDOUT; -EPIPE the writer
+ * closed or died and the reader has everything; -EBADF; -EPROTO. */
 SHMRING_API int shmring_bcast_wait(struct shmring_bcast *r, int timeout_ms);
 /* read, waiting up to timeout_ms for a record. Returns the length or the errors of read
  * and wait (-ETIMEDOUT instead of -EAGAIN when timeout_ms != 0). */
