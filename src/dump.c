@@ -1161,7 +1161,7 @@ static void check_header(struct ctx *c)
 	} else {
 		for (size_t i = 0; i < nl; i++) {
 			unsigned char ch = (unsigned char)h->name[i];
-			if (ch < 0x21 || ch > 0x7e || ch == '/') {
+			if (ch < 0x20 || ch == 0x7f || ch == '/') { /* as create allows */
 				prob(c, "name", ch, "name has a bad character at byte %zu", i);
 				break;
 			}

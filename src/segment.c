@@ -37,6 +37,11 @@ static int norm_name(const char *name, char *out, size_t len)
 	size_t n = strlen(name);
 	if (n == 0 || strchr(name, '/') || strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
 		return shmring__fail(-EINVAL, "invalid segment name \"%s\"", name);
+	/* no control bytes: a name shows up in listings and logs (any other byte, UTF-8 or
+	 * not, is the file system's business) */
+	for (size_t i = 0; i < n; i++)
+		if ((unsigned char)name[i] < 0x20 || name[i] == 0x7f)
+			return shmring__fail(-EINVAL, "segment name has a control byte at byte %zu", i);
 	if (n > SHMRING_NAME_MAX || n + 2 > len)
 		return shmring__fail(-ENAMETOOLONG, "segment name longer than %u bytes", SHMRING_NAME_MAX);
 	out[0] = '/';

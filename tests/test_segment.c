@@ -56,6 +56,20 @@ Test(segment, create_errors)
 	cr_assert_eq(shmring_seg_open(name, 0, 0, &t), -ENOENT);
 	cr_assert_eq(shmring_seg_create("a/b", &p, &t), -EINVAL);
 	cr_assert_eq(shmring_seg_create("/", &p, &t), -EINVAL);
+	/* control bytes: a name shows in listings and logs; other bytes (UTF-8) are fine */
+	cr_assert_eq(shmring_seg_create("a\nb", &p, &t), -EINVAL);
+	cr_assert_eq(shmring_seg_create("a\x1b[31m", &p, &t), -EINVAL);
+	cr_assert_eq(shmring_seg_create("a\x7f", &p, &t), -EINVAL);
+	char utf8[96];
+	snprintf(utf8, sizeof(utf8), "%s-caf\xc3\xa9 au lait", name);
+	cr_assert_eq(shmring_seg_create(utf8, &p, &t), 0);
+	struct shmring_dump_info *di = calloc(1, sizeof(*di));
+	cr_assert_eq(shmring_dump_decode_buf(t->base, (size_t)t->size, di), 0);
+	for (uint32_t k = 0; k < di->nproblems && k < SHMRING_DUMP_PROBLEMS_MAX; k++)
+		cr_assert_str_neq(di->problems[k].field, "name", "the dump calls such a name bad");
+	free(di);
+	shmring_seg_close(t);
+	shmring_seg_unlink(utf8);
 	char longname[200];
 	memset(longname, 'x', sizeof(longname) - 1);
 	longname[sizeof(longname) - 1] = 0;

@@ -135,8 +135,8 @@ void fmt_show_text(FILE *f, const struct seg_view *v, unsigned records)
 	const struct shmring_dump_info *i = &v->info;
 	char t[64], hb[32];
 
-	fprintf(f, "segment          %s\n", v->name);
-	fprintf(f, "path             %s\n", v->path);
+	fprintf(f, "segment          %s\n", v->label);
+	fprintf(f, "path             %s\n", v->label_path);
 	fprintf(f, "state            %s (%u live, %u dead participants)\n",
 		seg_state_name(v->state), v->live, v->dead);
 	fprintf(f, "magic            0x%016llx%s\n", (unsigned long long)i->magic,
@@ -363,7 +363,7 @@ void fmt_check_text(FILE *f, const struct seg_view *v)
 {
 	const struct shmring_dump_info *i = &v->info;
 	if (i->nproblems == 0) {
-		fprintf(f, "%s: consistent (%s, %u live, %u dead participants)\n", v->name,
+		fprintf(f, "%s: consistent (%s, %u live, %u dead participants)\n", v->label,
 			i->kind_name, v->live, v->dead);
 		return;
 	}
@@ -407,7 +407,7 @@ void fmt_list_row(FILE *f, const struct seg_view *v)
 	else
 		snprintf(cap, sizeof(cap), "%llu %s", (unsigned long long)i->capacity, i->unit);
 	fmt_cells(v, &c);
-	fprintf(f, "%-32s %-6s %10s %10s %7s %-9s %-9s %s\n", v->name, i->kind_name, sz, cap,
+	fprintf(f, "%-32s %-6s %10s %10s %7s %-9s %-9s %s\n", v->label, i->kind_name, sz, cap,
 		c.fill, c.prod, c.cons, seg_state_name(v->state));
 }
 

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 #include "jsonw.h"
+#include "toolutil.h"
 
 #include <math.h>
 
@@ -21,12 +22,22 @@ static void put_string(FILE *f, const char *s)
 		case '\t': fputs("\\t", f); break;
 		case '\r': fputs("\\r", f); break;
 		default:
-			/* control bytes and anything not ASCII: escaped, so the output is valid
-			 * UTF-8 whatever a corrupt segment holds */
-			if (*p < 0x20 || *p >= 0x7f)
+			if (*p < 0x20 || *p == 0x7f) {
 				fprintf(f, "\\u%04x", *p);
-			else
+			} else if (*p < 0x80) {
 				fputc(*p, f);
+			} else {
+				/* a name is bytes: well-formed UTF-8 goes out as it is (a reader
+				 * gets the same name back); any other byte, as a corrupt segment may
+				 * hold, is U+FFFD, so the output stays valid UTF-8 */
+				int n = tool_utf8_len(p);
+				if (n) {
+					fwrite(p, 1, (size_t)n, f);
+					p += n - 1;
+				} else {
+					fputs("\\ufffd", f);
+				}
+			}
 		}
 	}
 	fputc('"', f);

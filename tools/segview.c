@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 #include "segview.h"
+#include "toolutil.h"
 
 #include "shmring/bcast.h"
 
@@ -139,6 +140,8 @@ void seg_view_refresh(struct seg_view *v)
 static int open_file(struct seg_view *v, char *why, size_t wl)
 {
 	struct stat st;
+	tool_printable(v->name, v->label, sizeof(v->label));
+	tool_printable(v->path, v->label_path, sizeof(v->label_path));
 	v->fd = open(v->path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
 	if (v->fd < 0) {
 		int err = errno;
@@ -191,8 +194,10 @@ int seg_view_open(struct seg_view *v, const char *arg, char *why, size_t wl)
 		return -EINVAL;
 	}
 	/* a plain name is a segment in /dev/shm, unless only a file of that name exists */
+	/* the path made here, not by shmring_seg_path(): an inspector must reach names the
+	 * library would not create (control bytes), whoever planted them */
 	if (!strchr(arg, '/') && strlen(arg) <= SHMRING_NAME_MAX &&
-	    shmring_seg_path(arg, p, sizeof(p)) == 0 &&
+	    snprintf(p, sizeof(p), "/dev/shm/%s", arg) < (int)sizeof(p) &&
 	    (stat(p, &st) == 0 || stat(arg, &st) != 0))
 		return seg_view_open_devshm(v, arg, why, wl);
 	memset(v, 0, sizeof(*v));

@@ -17,6 +17,10 @@ enum seg_state { SEG_OK, SEG_STALE, SEG_CORRUPT };
 struct seg_view {
 	char name[NAME_MAX + 1]; /* segment name (/dev/shm entry) or the path given */
 	char path[PATH_MAX];
+	/* name and path for text output: control bytes and malformed UTF-8 as '?' (a file
+	 * name in /dev/shm is whatever bytes its maker chose) */
+	char label[NAME_MAX + 1];
+	char label_path[PATH_MAX];
 	int in_devshm;           /* found in /dev/shm: clean may unlink it by name */
 	int fd;
 	struct shmring_seg *seg; /* the library's read-only handle, for liveness */

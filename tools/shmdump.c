@@ -30,7 +30,8 @@ static volatile sig_atomic_t interrupted;
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"usage: shmdump [list] [PATTERN...] [--json]\n"
+		"usage: shmdump [--json]                   (as list)\n"
+		"       shmdump list [PATTERN...] [--json]\n"
 		"       shmdump show NAME|PATH [--records N] [--json]\n"
 		"       shmdump watch NAME|PATH [--interval SECONDS] [--count N]\n"
 		"       shmdump check NAME|PATH [--json]\n"
@@ -80,9 +81,9 @@ static void say_problem(const struct seg_view *v)
 	const struct shmring_dump_info *i = &v->info;
 	const struct shmring_dump_problem *p = &i->problems[0];
 	if (v->decode_rc != 0)
-		tool_msg("%s: not a shmring segment: %s: %s", v->name, p->field, p->msg);
+		tool_msg("%s: not a shmring segment: %s: %s", v->label, p->field, p->msg);
 	else
-		tool_msg("%s: corrupt segment: %u problem%s (first: %s: %s)", v->name, i->nproblems,
+		tool_msg("%s: corrupt segment: %u problem%s (first: %s: %s)", v->label, i->nproblems,
 			 i->nproblems == 1 ? "" : "s", p->field, p->msg);
 }
 
@@ -206,7 +207,7 @@ static int unlink_same_file(const struct seg_view *v)
 	/* someone else's file: put it back, unless the name was taken yet again */
 	if (renameat2(AT_FDCWD, tmp, AT_FDCWD, v->path, RENAME_NOREPLACE) != 0) {
 		int e = errno;
-		tool_msg("%s: a new segment took the name meanwhile and is now %s: %s", v->name, tmp,
+		tool_msg("%s: a new segment took the name meanwhile and is now %s: %s", v->label, tmp,
 			 strerror(e));
 		return -e;
 	}
@@ -230,25 +231,25 @@ static int cmd_clean(char **pat, int npat, int dry_run)
 		if (seg_view_open_devshm(v, names[k], why, sizeof(why)) != 0)
 			continue;
 		if (v->state == SEG_CORRUPT) {
-			printf("kept %s: corrupt, not removed (see 'shmdump check %s')\n", names[k],
-			       names[k]);
+			printf("kept %s: corrupt, not removed (see 'shmdump check %s')\n", v->label,
+			       v->label);
 		} else if (v->state == SEG_STALE) {
 			/* look again right before removing: someone may have just attached */
 			seg_view_refresh(v);
 			if (v->state != SEG_STALE) {
-				printf("kept %s: a participant attached meanwhile\n", names[k]);
+				printf("kept %s: a participant attached meanwhile\n", v->label);
 			} else if (dry_run) {
-				printf("would remove %s (stale: %u dead participant%s)\n", names[k],
+				printf("would remove %s (stale: %u dead participant%s)\n", v->label,
 				       v->dead, v->dead == 1 ? "" : "s");
 			} else {
 				int e = unlink_same_file(v);
 				if (e == 0) {
-					printf("removed %s (stale: %u dead participant%s)\n", names[k],
+					printf("removed %s (stale: %u dead participant%s)\n", v->label,
 					       v->dead, v->dead == 1 ? "" : "s");
 				} else if (e == 1) {
-					printf("kept %s: a new segment took the name meanwhile\n", names[k]);
+					printf("kept %s: a new segment took the name meanwhile\n", v->label);
 				} else {
-					tool_msg("%s: cannot remove: %s", names[k], shmring_strerror(e));
+					tool_msg("%s: cannot remove: %s", v->label, shmring_strerror(e));
 					rc = EXIT_PROBLEM;
 				}
 			}

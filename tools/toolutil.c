@@ -117,3 +117,44 @@ double tool_now(void)
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
+
+int tool_utf8_len(const unsigned char *p)
+{
+	unsigned c = p[0], n, min;
+	if (c >= 0xc2 && c <= 0xdf)
+		n = 2, min = 0x80;
+	else if (c >= 0xe0 && c <= 0xef)
+		n = 3, min = 0x800;
+	else if (c >= 0xf0 && c <= 0xf4)
+		n = 4, min = 0x10000;
+	else
+		return 0;
+	unsigned cp = c & (0x7fu >> n);
+	for (unsigned i = 1; i < n; i++) {
+		if ((p[i] & 0xc0) != 0x80) /* also stops at the terminating NUL */
+			return 0;
+		cp = (cp << 6) | (p[i] & 0x3fu);
+	}
+	if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+		return 0;
+	return (int)n;
+}
+
+const char *tool_printable(const char *s, char *buf, size_t len)
+{
+	size_t o = 0;
+	if (len == 0)
+		return "";
+	for (const unsigned char *p = (const unsigned char *)s; *p && o + 1 < len; p++) {
+		int n = *p < 0x80 ? (*p >= 0x20 && *p != 0x7f) : tool_utf8_len(p);
+		if (n == 0 || o + (size_t)n >= len) {
+			buf[o++] = '?';
+			continue;
+		}
+		memcpy(buf + o, p, (size_t)n);
+		o += (size_t)n;
+		p += n - 1;
+	}
+	buf[o] = '\0';
+	return buf;
+}

@@ -26,6 +26,13 @@ int tool_parse_seconds(const char *s, double *out);
 /* Human size: "16.0 MiB", "512 B". */
 const char *tool_human(uint64_t bytes, char *buf, size_t len);
 
+/* Length of the well-formed UTF-8 sequence at p (2 to 4 bytes, RFC 3629: no overlong
+ * form, no surrogate, nothing above U+10FFFF), or 0 (ASCII included). */
+int tool_utf8_len(const unsigned char *p);
+/* s for a terminal: control bytes and bytes that are not well-formed UTF-8 become '?'
+ * (a name in /dev/shm is any bytes, chosen by whoever made the file). */
+const char *tool_printable(const char *s, char *buf, size_t len);
+
 /* Monotonic clock in seconds. */
 double tool_now(void);
 

@@ -64,8 +64,9 @@ struct shmring_seg_params {
 #define SHMRING_O_RDONLY (1u << 0)   /* map read-only (readers, inspectors) */
 #define SHMRING_O_NOREGISTRY (1u << 1) /* private mapping, not shared in-process */
 
-/* Create a segment. name: "NAME" or "/NAME" for a named segment, NULL or "" for an
- * anonymous memfd segment (sealed against shrinking and growing). */
+/* Create a segment. name: "NAME" or "/NAME" for a named segment (one path component of
+ * at most SHMRING_NAME_MAX bytes, no control byte; -EINVAL otherwise), NULL or "" for
+ * an anonymous memfd segment (sealed against shrinking and growing). */
 SHMRING_API int shmring_seg_create(const char *name, const struct shmring_seg_params *p,
 				   struct shmring_seg **out);
 /* Open a named segment. kind 0 accepts any kind. */

@@ -606,6 +606,40 @@ def t_dump_clean():
               "clean left its temporary name behind")
 
 
+def t_dump_odd_names():
+    """Names are bytes: --json gives well-formed UTF-8 names back as they are and any
+    other byte as U+FFFD (valid JSON whatever the name); text output shows control
+    bytes and malformed UTF-8 as '?', so a planted name cannot break a table or drive
+    the terminal."""
+    nm = name("caf\u00e9")
+    segtool(nm, mode="detach")
+    r = run([SHMDUMP, "show", nm, "--json"])
+    check(r.returncode == 0, "show --json of a UTF-8 name: exit %d %s" % (r.returncode, txt(r.stderr)))
+    doc = json.loads(r.stdout.decode("utf-8"))  # strict: must be valid UTF-8
+    check(doc["segment"] == nm, "segment %r, want %r" % (doc["segment"], nm))
+    check(("caf\u00e9").encode() in r.stdout, "the name's bytes are not passed through")
+    pre = ("shmring-tooltest-odd-%d-" % os.getpid()).encode()
+    odd = pre + b"a\nb\x1b[31m\xff\xc3"
+    oddpath = b"/dev/shm/" + odd
+    shutil.copyfile("/dev/shm/" + nm, oddpath)
+    try:
+        r = run([SHMDUMP, "show", odd, "--json"])
+        check(r.returncode == 0, "show --json of an odd name: exit %d %s" % (r.returncode, txt(r.stderr)))
+        doc = json.loads(r.stdout.decode("utf-8"))
+        want = pre.decode() + "a\nb\x1b[31m\ufffd\ufffd"
+        check(doc["segment"] == want, "segment %r, want %r" % (doc["segment"], want))
+        pat = "shmring-tooltest-odd-%d-*" % os.getpid()
+        r = run([SHMDUMP, "list", pat])
+        rows = [l for l in r.stdout.split(b"\n") if b"tooltest-odd" in l]
+        check(len(rows) == 1, "list rows for the odd name: %r" % r.stdout)
+        check(pre + b"a?b?[31m??" in rows[0], "list row %r" % rows[0])
+        check(not re.search(rb"[\x00-\x08\x0b-\x1f\x7f]", r.stdout), "control bytes in list: %r" % r.stdout)
+        r = run([SHMDUMP, "show", odd])
+        check(b"segment          " + pre + b"a?b?[31m??\n" in r.stdout, "show: %r" % r.stdout[:200])
+    finally:
+        os.unlink(oddpath)
+
+
 def t_dump_watch():
     nm = name("watch")
     p = segtool(nm)
