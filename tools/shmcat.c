@@ -11,6 +11,7 @@
  *
  * Bytes are copied, never interpreted: a round trip is exact whatever the input.
  */
+#include "shmring/dump.h"
 #include "shmring/spsc.h"
 #include "toolutil.h"
 
@@ -76,6 +77,22 @@ static int fail(const char *name, const char *what, int err)
 	return EXIT_FAIL;
 }
 
+/* As fail(), for an open: a valid segment of another kind is not "corrupt". */
+static int fail_open(const char *name, const char *what, int err)
+{
+	struct shmring_seg *s;
+	if (err == -EPROTO &&
+	    shmring_seg_open(name, 0, SHMRING_O_RDONLY | SHMRING_O_NOREGISTRY, &s) == 0) {
+		uint32_t k = s->kind;
+		shmring_seg_close(s);
+		if (k != SHMRING_KIND_SPSC) {
+			tool_msg("%s: a %s segment, not an spsc ring", name, shmring_dump_kind_name(k));
+			return EXIT_FAIL;
+		}
+	}
+	return fail(name, what, err);
+}
+
 static const struct shmring_spsc_ctrl *ctrl_of(const struct shmring_spsc *r)
 {
 	return shmring_seg_ctrl(shmring_spsc_seg(r));
@@ -110,7 +127,7 @@ static int run_writer(const struct opts *o)
 		rc = shmring_spsc_open(o->name, SHMRING_ROLE_PRODUCER, &r);
 	}
 	if (rc)
-		return fail(o->name, o->create ? "cannot create the ring" : "cannot open the ring", rc);
+		return fail_open(o->name, o->create ? "cannot create the ring" : "cannot open the ring", rc);
 
 	struct shmring_seg *seg = shmring_spsc_seg(r);
 	/* kept past close(): the name is removed once a reader has attached */
@@ -220,7 +237,7 @@ static int run_reader(const struct opts *o)
 	if (rc == -ENOENT)
 		return fail(o->name, o->wait_s > 0 ? "no such ring (waited for it)" : "no such ring", rc);
 	if (rc)
-		return fail(o->name, "cannot open the ring", rc);
+		return fail_open(o->name, "cannot open the ring", rc);
 	if (o->unlink)
 		shmring_seg_unlink(o->name);
 

@@ -399,6 +399,7 @@ int main(int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	int json = 0, dry_run = 0, c;
+	int records_given = 0, watch_given = 0; /* given, whatever the value (the default too) */
 	unsigned records = 0;
 	double interval = 1.0;
 	long count = 0;
@@ -416,17 +417,20 @@ int main(int argc, char **argv)
 			if (errno || *end || end == optarg || optarg[0] == '-' || n > 100000)
 				return usage_error("--records needs a count from 0 to 100000, not '%s'", optarg);
 			records = (unsigned)n;
+			records_given = 1;
 			break;
 		}
 		case 'i':
 			if (tool_parse_seconds(optarg, &interval) || interval < 0.01)
 				return usage_error("--interval needs seconds >= 0.01, not '%s'", optarg);
+			watch_given = 1;
 			break;
 		case 'c':
 			errno = 0;
 			count = strtol(optarg, &end, 10);
 			if (errno || *end || end == optarg || count < 1)
 				return usage_error("--count needs a positive number, not '%s'", optarg);
+			watch_given = 1;
 			break;
 		case 'h': usage(stdout); return 0;
 		case 'V': printf("shmdump (shmring) layout version %u\n", SHMRING_LAYOUT_VERSION); return 0;
@@ -453,13 +457,13 @@ int main(int argc, char **argv)
 		return usage_error("'%s' needs a segment name or path", cmd);
 	if (!one && !many)
 		return usage_error("unknown command '%s'", cmd);
-	if (records && strcmp(cmd, "show") != 0)
+	if (records_given && strcmp(cmd, "show") != 0)
 		return usage_error("--records is for show, not %s", cmd);
 	if (dry_run && strcmp(cmd, "clean") != 0)
 		return usage_error("--dry-run is for clean, not %s", cmd);
 	if (json && (strcmp(cmd, "watch") == 0 || strcmp(cmd, "clean") == 0))
 		return usage_error("--json is for list, show and check, not %s", cmd);
-	if ((count || interval != 1.0) && strcmp(cmd, "watch") != 0)
+	if (watch_given && strcmp(cmd, "watch") != 0)
 		return usage_error("--interval and --count are for watch, not %s", cmd);
 
 	if (strcmp(cmd, "list") == 0)

@@ -537,7 +537,9 @@ def t_dump_bad_input():
         for args in (["frobnicate"], ["show"], ["check"], ["show", "a", "b"],
                      ["show", "x", "--records", "-1"], ["list", "--bogus"],
                      ["clean", "--json"], ["watch", "x", "--interval", "abc"],
-                     ["list", "--records", "3"]):
+                     ["list", "--records", "3"],
+                     # options given at their default value are still misplaced
+                     ["list", "--interval", "1"], ["check", "x", "--records", "0"]):
             r = run([SHMDUMP] + args)
             check(r.returncode == 2, "usage error %r: exit %d" % (args, r.returncode))
             one_line_error(r, " ".join(args))
@@ -822,6 +824,12 @@ def t_cat_corrupt():
         r = run([SHMCAT] + args, stdin=subprocess.DEVNULL, timeout=60)
         line = one_line_error(r, "shmcat %s on a bad header" % args[0])
         check("corrupt" in line, "want 'corrupt': %r" % line)
+    # a sound segment of another kind is not called corrupt
+    bc = name("cat-kind")
+    segtool(bc, cap=4, records=10, length=100, consume=0, kind="bcast", mode="lapped")
+    r = run([SHMCAT, "-r", bc], timeout=60)
+    line = one_line_error(r, "reader of a bcast segment")
+    check("a bcast segment, not an spsc ring" in line, "want the kind named: %r" % line)
 
 
 def t_cat_reader_gone():
