@@ -8,6 +8,7 @@
 #include "shmring/pool.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -933,9 +934,17 @@ static int attach_subscriber(struct shmring_pool *p, const struct shmring_pool_s
 		return rc;
 	}
 	uint32_t s = (uint32_t)rc;
-	void *ro = mmap(NULL, p->data_size, PROT_READ, MAP_SHARED, p->seg->fd, (off_t)p->seg->data_off);
+	/* through a description of its own, not seg->fd's, which carries our participant
+	 * lock: a forked child inherits the mapping, and with it would keep the lock alive */
+	int rfd = shmring__reopen_fd(p->seg->fd, O_RDONLY);
+	void *ro = rfd < 0 ? MAP_FAILED
+			   : mmap(NULL, p->data_size, PROT_READ, MAP_SHARED, rfd, (off_t)p->seg->data_off);
+	int map_err = rfd < 0 ? -rfd : errno;
+	if (rfd >= 0)
+		close(rfd);
 	if (ro == MAP_FAILED) {
-		rc = shmring__fail(-errno, "read-only mapping of the pool's buffers: %s", strerror(errno));
+		rc = shmring__fail(-map_err, "read-only mapping of the pool's buffers: %s",
+				   strerror(map_err));
 		/* release: pairs with the acquire CAS in claim_record() */
 		shmring_store_release(&p->subs[s].state, SHMRING_POOL_ID(SHMRING_POOL_SUB_FREE, 0, 0));
 		shmring_part_leave(p->seg, p->pslot);

@@ -51,8 +51,9 @@ static void atfork_parent(void)
 }
 
 /* A child must not keep the parent's participant locks alive through inherited open
- * file descriptions: close them. Mappings stay (inherited handles keep pointing at
- * them) but no entry is shared with handles the child opens itself. */
+ * file descriptions: close them (the locks are on descriptions no mapping holds, see
+ * shmring__reg_acquire()). Mappings stay (inherited handles keep pointing at them) but
+ * no entry is shared with handles the child opens itself. */
 static void atfork_child(void)
 {
 	urcu_bp_after_fork_child();
@@ -179,11 +180,32 @@ int shmring__reg_acquire(int fd, int writable, uint64_t size, const char *name, 
 		close(fd);
 		return shmring__fail(err, "mmap of %llu bytes failed", (unsigned long long)size);
 	}
+	/* Participant locks go on an open file description of their own, never mapped: a
+	 * mapping holds a reference to the description it was made through, a forked child
+	 * inherits the mapping, and an OFD lock lives as long as its description does. So
+	 * the child would keep our locks (our death unseen) however many descriptors its
+	 * atfork handler closes. Opened here, under the mutex that fork() takes first, so
+	 * a child has either none of it or the listed copy, which it closes. */
+	int lfd = shmring__reopen_fd(fd, writable ? O_RDWR : O_RDONLY);
+	if (lfd < 0) {
+		/* a file whose mode denies us a second open (a creator's mode without owner
+		 * write): lock through the mapped description, as a last resort */
+		lfd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+	}
+	if (lfd < 0) {
+		int err = -errno;
+		pthread_mutex_unlock(&reg_mutex);
+		munmap(base, size);
+		free(e);
+		close(fd);
+		return shmring__fail(err, "descriptor for participant locks: %s", strerror(-err));
+	}
+	close(fd); /* the mapping keeps what it needs */
 	e->dev = st.st_dev;
 	e->ino = st.st_ino;
 	e->writable = writable;
 	e->owner = private_map ? -1 : me;
-	e->fd = fd;
+	e->fd = lfd;
 	e->base = base;
 	e->size = size;
 	e->refs = 1;

@@ -21,6 +21,7 @@
 #include <linux/seccomp.h>
 #include <stddef.h>
 #include <poll.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -1580,6 +1581,59 @@ Test(pool, running_producer_reclaims_dead_subscribers, .timeout = 60)
 	cr_assert_eq(shmring_pool_reclaim(p), 1);
 	cr_assert_eq(shmring_pool_free_count(p), 8);
 	cr_assert_eq(pool_stats(p).subscribers, 0);
+	close_and_unlink(n.name, p);
+}
+
+/* A subscriber that forked a child (which never touches the pool) and died is reclaimed
+ * while the child lives: the child inherits the subscriber's read-only mapping of the
+ * buffers, which must not hold the description its participant lock is on. */
+struct forking_sub_args {
+	const char *name;
+	int hold[2];
+	struct sig attached;
+	_Atomic int *grandchild; /* shared memory: the child tells the test its child's pid */
+};
+
+static int forking_sub_main(void *a)
+{
+	child_init();
+	struct forking_sub_args *fa = a;
+	struct shmring_pool *p = child_subscribe(fa->name, SHMRING_POOL_DROP_OLDEST);
+	if (!p)
+		return 10;
+	pid_t g = fork();
+	if (g == 0) {
+		char b;
+		close(fa->hold[1]);
+		while (read(fa->hold[0], &b, 1) < 0) /* EOF when the test closes its end */
+			;
+		_exit(0);
+	}
+	if (g < 0)
+		return 11;
+	*fa->grandchild = g;
+	sig_send(&fa->attached);
+	for (;;)
+		pause(); /* until SIGKILL */
+}
+
+Test(pool, a_dead_subscribers_forked_child_does_not_keep_it_alive, .timeout = 60)
+{
+	struct named_pool n;
+	struct shmring_pool *p = make_pool(&n, "pool-forksub", 4096, 8, 2, 1, 0);
+	_Atomic int *grandchild = mmap(NULL, sizeof(*grandchild), PROT_READ | PROT_WRITE,
+				       MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	cr_assert_neq(grandchild, MAP_FAILED);
+	struct forking_sub_args fa = { .name = n.name, .grandchild = grandchild };
+	cr_assert_eq(pipe(fa.hold), 0);
+	pid_t pid = fork_signalling(forking_sub_main, &fa, &fa.attached, NULL);
+	cr_assert(sig_wait(&fa.attached));
+	kill_and_reap(pid);
+	cr_assert_eq(kill(*grandchild, 0), 0, "the grandchild is still running");
+	cr_assert_eq(shmring_pool_reclaim(p), 1, "the dead subscriber is reclaimed");
+	close(fa.hold[1]);
+	close(fa.hold[0]);
+	munmap(grandchild, sizeof(*grandchild));
 	close_and_unlink(n.name, p);
 }
 

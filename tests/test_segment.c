@@ -297,6 +297,68 @@ static int joiner(void *a)
 	return 0; /* exits while still joined: the lock goes with the process */
 }
 
+/* A participant that forked a child (which never touches the handle: it execs later,
+ * or does other work) and then died is dead at once: the child inherited the mapping,
+ * and an OFD lock taken through the description that mapping holds would live as long
+ * as the child does. The child here waits on a pipe the test holds. */
+struct forker_cfg {
+	char name[64];
+	struct tu_gate joined;
+	int hold[2]; /* the grandchild blocks reading hold[0] until the test closes hold[1] */
+	_Atomic int grandchild;
+};
+
+static int forking_joiner(void *a)
+{
+	struct forker_cfg *c = a;
+	struct shmring_seg *s;
+	uint32_t slot;
+	if (shmring_seg_open(c->name, 0, 0, &s))
+		return 10;
+	if (shmring_part_join(s, SHMRING_ROLE_CONSUMER, 3, &slot) < 0)
+		return 11;
+	pid_t g = fork();
+	if (g == 0) {
+		char b;
+		close(c->hold[1]);
+		while (read(c->hold[0], &b, 1) < 0) /* EOF when the test closes its end */
+			;
+		_exit(0);
+	}
+	if (g < 0)
+		return 12;
+	c->grandchild = g;
+	tu_gate_open(&c->joined);
+	for (;;)
+		pause(); /* killed by the test */
+}
+
+Test(segment, a_forked_child_does_not_keep_a_dead_participant_alive, .timeout = 60)
+{
+	struct forker_cfg *c = mmap(NULL, sizeof(*c), PROT_READ | PROT_WRITE,
+				    MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	cr_assert_neq(c, MAP_FAILED);
+	struct shmring_seg *s;
+	struct shmring_seg_params p = params(4096);
+	cr_assert_eq(shmring_seg_create(tu_name(c->name, sizeof(c->name), "forkpart"), &p, &s), 0);
+	tu_gate_init(&c->joined);
+	cr_assert_eq(pipe(c->hold), 0);
+	pid_t pid = tu_fork(forking_joiner, c);
+	tu_gate_wait(&c->joined);
+	cr_assert_eq(shmring_part_alive(s, 3), 1);
+	kill(pid, SIGKILL);
+	cr_assert_eq(tu_wait(pid), -SIGKILL);
+	pid_t g = c->grandchild;
+	cr_assert_eq(kill(g, 0), 0, "the grandchild is still running");
+	cr_assert_eq(shmring_part_alive(s, 3), 0, "dead, though its child lives on");
+	close(c->hold[1]);
+	close(c->hold[0]);
+	tu_gate_close(&c->joined);
+	shmring_seg_close(s);
+	shmring_seg_unlink(c->name);
+	munmap(c, sizeof(*c));
+}
+
 Test(segment, participant_liveness_across_processes)
 {
 	struct part_cfg c = { .slot = 3 };
