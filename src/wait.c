@@ -54,13 +54,32 @@ int shmring_waitq_init(struct shmring_seg *seg, struct shmring_waitq *q)
 	return 0;
 }
 
+#if SHMRING_WAIT_SEM
+/* Take back a post owed to a sleeper (S0) if no waker took it yet: 1 if one was. Any
+ * sleeper's will do: the counts are interchangeable. */
+static int take_back(struct shmring_waitq *q)
+{
+	uint32_t p = shmring_load_relaxed(&q->sem_pending);
+	while (p && !atomic_compare_exchange_weak_explicit(&q->sem_pending, &p, p - 1,
+							   memory_order_relaxed, memory_order_relaxed))
+		;
+	return p != 0;
+}
+#endif
+
 /* Sleep until woken, the value of seq changes, or the absolute deadline passes. */
 static void sleep_on(struct shmring_waitq *q, uint32_t v, uint64_t deadline_ns)
 {
 	struct timespec ts = abs_ts(deadline_ns);
 #if SHMRING_WAIT_SEM
 	(void)v;
-	sem_clockwait(q_sem(q), CLOCK_MONOTONIC, &ts);
+	if (sem_clockwait(q_sem(q), CLOCK_MONOTONIC, &ts) != 0 && !take_back(q)) {
+		/* timed out or interrupted, and a waker took our count: its post is ours
+		 * (made, or about to be). Absorb it, or the next sleep of anyone here would
+		 * end at once, and each slice would leave one more behind */
+		while (sem_trywait(q_sem(q)) != 0 && errno == EINTR)
+			;
+	}
 #else
 	/* FUTEX_WAIT_BITSET takes an absolute CLOCK_MONOTONIC deadline; shared (not
 	 * _PRIVATE) because the word is in memory mapped by several processes. EINTR,
@@ -141,12 +160,7 @@ int shmring_wait_for(const struct shmring_wait_ctx *c, int timeout_ms)
 		if (r != 0) {
 			atomic_fetch_sub_explicit(&q->waiters, 1, memory_order_relaxed);
 #if SHMRING_WAIT_SEM
-			/* take back our post if no waker took it yet: no surplus */
-			uint32_t p = shmring_load_relaxed(&q->sem_pending);
-			while (p && !atomic_compare_exchange_weak_explicit(&q->sem_pending, &p, p - 1,
-									   memory_order_relaxed,
-									   memory_order_relaxed))
-				;
+			take_back(q); /* our post, if no waker took it yet: no surplus */
 #endif
 			return r;
 		}

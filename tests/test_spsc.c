@@ -815,6 +815,39 @@ Test(spsc, one_wake_syscall_per_sleep_however_many_commits, .timeout = 60)
 	shmring_seg_unlink(c.name);
 }
 
+/* A long idle wait is many sleep slices (SHMRING_PEER_CHECK_MS each); the record that
+ * ends it still costs one wake syscall, and the waits after it sleep as they should.
+ * (The semaphore backend owed a post per slice and posted them all: 10 posts for one
+ * record, and the surplus woke later sleeps at once.) The consumer receives one record
+ * after >= 10 slices of sleep, then a second one the same way. */
+Test(spsc, one_wake_syscall_after_a_long_idle_wait, .timeout = 60)
+{
+	struct storm_cfg c = { .n = 2 };
+	struct shmring_spsc *p;
+	struct shmring_spsc_opts o = { .capacity = 1 << 16 };
+	tu_name(c.name, sizeof(c.name), "idle");
+	cr_assert_eq(shmring_spsc_create(c.name, &o, SHMRING_ROLE_PRODUCER, &p), 0);
+	struct shmring_hdr *h = shmring_seg_hdr(shmring_spsc_seg(p));
+	pid_t pid = tu_fork(storm_consumer, &c);
+	for (uint64_t i = 0; i < c.n; i++) {
+		uint64_t s0 = shmring_load_relaxed(&h->stats.sleeps);
+		/* synchronise on the consumer's slices themselves: its counter in the segment */
+		while (shmring_load_relaxed(&h->stats.sleeps) < s0 + 10) {
+			cr_assert_neq(waitpid(pid, NULL, WNOHANG), pid, "the consumer exited early");
+			sched_yield();
+		}
+		uint64_t w0 = shmring_load_relaxed(&h->stats.wake_syscalls);
+		cr_assert_eq(shmring_spsc_send(p, &i, sizeof(i), 0), 0);
+		uint64_t w1 = shmring_load_relaxed(&h->stats.wake_syscalls);
+		cr_assert_eq(w1 - w0, 1, "record %llu: %llu wake syscalls after %llu slices",
+			     (unsigned long long)i, (unsigned long long)(w1 - w0),
+			     (unsigned long long)(shmring_load_relaxed(&h->stats.sleeps) - s0));
+	}
+	cr_assert_eq(tu_wait(pid), 0);
+	shmring_spsc_close(p);
+	shmring_seg_unlink(c.name);
+}
+
 /* The peer of each blocked call is alive in another process (else the call would
  * return -EPIPE): ring A's producer and ring B's consumer, until the gate opens. */
 struct tmo_cfg {

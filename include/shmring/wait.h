@@ -62,10 +62,12 @@
  * `sem_pending` to 0 (exchange) and posts that many times. W4's CAS reads from S1 or a
  * later RMW, so the exchange sees the sleeper's increment unless an earlier waker took
  * it, and that waker posted for it. Posts are counted, so one made before the sleeper
- * reaches sem_clockwait is not lost. A sleeper that finds its condition at S4 takes
- * its increment back if it is still pending; a post left over (its sleeper timed out,
- * returned or died) causes one spurious wakeup, then it is gone: the count of posts
- * cannot grow with dead sleepers the way a count of waiters would.
+ * reaches sem_clockwait is not lost. A sleeper that finds its condition at S4, or
+ * whose sem_clockwait times out (a slice, the deadline) or is interrupted, takes its
+ * increment back if it is still pending, and otherwise absorbs the post made for it
+ * (sem_trywait); a post left over (made after that, or its sleeper died) causes one
+ * spurious wakeup, then it is gone: the count of posts cannot grow with dead sleepers
+ * the way a count of waiters would, nor with a sleeper's slices.
  * Trust: glibc aborts the process when the futex inside a sem_t it waits on was
  * corrupted, so a hostile peer can bring down a sleeper of this backend; the futex
  * backend (default) has no such state and is the one to use with untrusted peers.
