@@ -322,6 +322,20 @@ static int reclaim_record(struct shmring_pool *p, uint32_t s)
  * and claiming a record or the owner word). Burying a dead slot changes no verdict:
  * dead stays dead (LEFT, or another generation), so it is safe at any time.
  * Never call inside our own epoch. */
+/* Free the participant slots of dead producers and subscribers. Their pool state goes
+ * by identities (slot and generation) that a freed or reused slot no longer matches, so
+ * recovery and reclaim still find them dead afterwards. */
+static void bury_dead(struct shmring_pool *p)
+{
+	for (uint32_t i = 0; i < p->seg->max_parts; i++) {
+		struct shmring_part_info info;
+		if (shmring_part_get(p->seg, i, &info) != 0 || info.state != SHMRING_PART_ACTIVE ||
+		    info.alive || (info.role != SHMRING_ROLE_PRODUCER && info.role != SHMRING_ROLE_SUBSCRIBER))
+			continue;
+		bury(p, SHMRING_POOL_ID(0, i, info.gen));
+	}
+}
+
 static int sweep(struct shmring_pool *p)
 {
 	int n = 0;
@@ -333,13 +347,7 @@ static int sweep(struct shmring_pool *p)
 			return rc;
 		n += rc;
 	}
-	for (uint32_t i = 0; i < p->seg->max_parts; i++) {
-		struct shmring_part_info info;
-		if (shmring_part_get(p->seg, i, &info) != 0 || info.state != SHMRING_PART_ACTIVE ||
-		    info.alive || (info.role != SHMRING_ROLE_PRODUCER && info.role != SHMRING_ROLE_SUBSCRIBER))
-			continue;
-		bury(p, SHMRING_POOL_ID(0, i, info.gen));
-	}
+	bury_dead(p);
 	return n;
 }
 
@@ -853,6 +861,12 @@ static int geometry(struct shmring_pool *p, struct shmring_seg *seg)
 static int join(struct shmring_pool *p, uint32_t role)
 {
 	int rc = shmring_part_join(p->seg, role, -1, &p->pslot);
+	if (rc == -EUSERS) {
+		/* full, perhaps of the dead (a dead producer among max_subs live subscribers
+		 * fills all 48): free theirs, then try once more */
+		bury_dead(p);
+		rc = shmring_part_join(p->seg, role, -1, &p->pslot);
+	}
 	if (rc < 0)
 		return rc;
 	struct shmring_part_info info;

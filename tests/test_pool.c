@@ -1553,6 +1553,28 @@ Test(pool, producer_killed_inside_cancel_leaks_no_buffer, .timeout = 60)
 	close_and_unlink(n.name, s);
 }
 
+/* max_subs 47 (allowed) with 47 live subscribers and a dead producer: all 48 participant
+ * slots are taken, one of them by the dead. A replacement producer frees that slot and
+ * joins (it got -EUSERS). */
+Test(pool, dead_producer_replaced_while_every_subscriber_slot_is_taken, .timeout = 60)
+{
+	struct named_pool n;
+	shmring_pool_close(make_pool(&n, "pool-full", 4096, 64, 47, 1, 0));
+	struct loaner_args la = { .name = n.name, .publish = 0 };
+	pid_t prod = start_loaner(&la);
+	cr_assert(sig_wait(&la.holding));
+	struct shmring_pool *subs[47];
+	for (int i = 0; i < 47; i++)
+		subs[i] = sub_open(n.name, SHMRING_POOL_DROP_OLDEST);
+	kill_and_reap(prod);
+	struct shmring_pool *p = reopen_producer(n.name);
+	cr_assert_eq(shmring_pool_free_count(p), 64, "its loan came back too");
+	cr_assert_eq(publish_one(p, 0, 4096), 47);
+	for (int i = 0; i < 47; i++)
+		shmring_pool_close(subs[i]);
+	close_and_unlink(n.name, p);
+}
+
 Test(pool, running_producer_reclaims_dead_subscribers, .timeout = 60)
 {
 	struct named_pool n;
