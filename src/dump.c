@@ -300,6 +300,8 @@ static void spsc_geometry(struct ctx *c, struct spsc_view *v)
 	if (h->max_parts != 2 && h->max_parts != 0 && h->max_parts <= SHMRING_MAX_PARTS)
 		prob(c, "max_parts", h->max_parts, "spsc uses exactly two participant slots "
 		     "(0 the producer, 1 the consumer)");
+	if (h->flags & 0xffff0000u)
+		prob(c, "flags", h->flags, "spsc has no kind flags (bits 16-31)");
 	if (!is_pow2(v->align) || v->align < 8 || v->align > SHMRING_PAGE) {
 		prob(c, "geo[2]", v->align, "spsc record alignment must be a power of two in [8, 4096]");
 		ok = 0;

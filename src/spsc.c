@@ -67,6 +67,8 @@ static int geometry(struct shmring_spsc *r, const struct shmring_seg *seg)
 				     (unsigned long long)maxr, (unsigned long long)cap);
 	if (seg->ctrl_size < sizeof(struct shmring_spsc_ctrl))
 		return shmring__fail(-EPROTO, "spsc ctrl region too small");
+	if (seg->flags & 0xffff0000u) /* kind flags: none defined for this format */
+		return shmring__fail(-EPROTO, "spsc: unknown kind flags 0x%x", seg->flags);
 	/* the producer's slot and the consumer's: liveness checks look at both */
 	if (seg->max_parts != 2)
 		return shmring__fail(-EPROTO, "spsc max_parts %u, expected 2", seg->max_parts);

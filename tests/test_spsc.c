@@ -1483,6 +1483,38 @@ Test(spsc, header_without_two_participant_slots_is_refused)
 	shmring_seg_unlink(name);
 }
 
+static void set_kind_flag(struct shmring_hdr *h, void *arg)
+{
+	h->flags |= *(uint32_t *)arg;
+}
+
+/* spsc defines no kind flags (bits 16-31): a ring with one was made by a library that
+ * gave it a meaning this one does not know, so it is refused, and the dump says why. */
+Test(spsc, unknown_kind_flags_are_refused)
+{
+	char name[64];
+	struct shmring_spsc *p;
+	tu_name(name, sizeof(name), "kflags");
+	struct shmring_spsc_opts o = { .capacity = 4096 };
+	cr_assert_eq(shmring_spsc_create(name, &o, SHMRING_ROLE_PRODUCER, &p), 0);
+	shmring_spsc_detach(p);
+	uint32_t bit = UINT32_C(1) << 20;
+	rewrite_header(name, set_kind_flag, &bit);
+	cr_assert_eq(shmring_spsc_open(name, SHMRING_ROLE_PRODUCER, &p), -EPROTO);
+	cr_assert_eq(shmring_spsc_open(name, SHMRING_ROLE_CONSUMER, &p), -EPROTO);
+	struct shmring_seg *seg;
+	cr_assert_eq(shmring_seg_open(name, 0, SHMRING_O_RDONLY | SHMRING_O_NOREGISTRY, &seg), 0);
+	struct shmring_dump_info *di = calloc(1, sizeof(*di));
+	cr_assert_eq(shmring_dump_decode_buf(seg->base, (size_t)seg->size, di), 0);
+	int named = 0;
+	for (uint32_t k = 0; k < di->nproblems && k < SHMRING_DUMP_PROBLEMS_MAX; k++)
+		named |= strcmp(di->problems[k].field, "flags") == 0;
+	cr_assert(named, "the dump names the flags");
+	free(di);
+	shmring_seg_close(seg);
+	shmring_seg_unlink(name);
+}
+
 static void make_8gib(struct shmring_hdr *h, void *arg)
 {
 	uint64_t cap = UINT64_C(1) << 33;

@@ -14,7 +14,8 @@
  * again (its inherited descriptors are closed in the child so that it cannot keep the
  * parent's participant locks alive).
  *
- * Errors (all functions): -EINVAL bad argument or name; -ENOENT no such segment;
+ * Errors (all functions): -EINVAL bad argument or name; -ENAMETOOLONG a name longer
+ * than SHMRING_NAME_MAX bytes; -ENOENT no such segment;
  * -EEXIST create found one; -EACCES permission; -ENOSPC /dev/shm too small (see
  * shmring_last_error_detail() for the size needed); -EPROTO not a shmring segment, an
  * unknown layout version, a wrong kind or impossible geometry; -EBADMSG checksum
@@ -64,9 +65,9 @@ struct shmring_seg_params {
 #define SHMRING_O_RDONLY (1u << 0)   /* map read-only (readers, inspectors) */
 #define SHMRING_O_NOREGISTRY (1u << 1) /* private mapping, not shared in-process */
 
-/* Create a segment. name: "NAME" or "/NAME" for a named segment (one path component of
- * at most SHMRING_NAME_MAX bytes, no control byte; -EINVAL otherwise), NULL or "" for
- * an anonymous memfd segment (sealed against shrinking and growing). */
+/* Create a segment. name: "NAME" or "/NAME" for a named segment (one path component,
+ * no control byte, else -EINVAL; at most SHMRING_NAME_MAX bytes, else -ENAMETOOLONG),
+ * NULL or "" for an anonymous memfd segment (sealed against shrinking and growing). */
 SHMRING_API int shmring_seg_create(const char *name, const struct shmring_seg_params *p,
 				   struct shmring_seg **out);
 /* Open a named segment. kind 0 accepts any kind. */
