@@ -98,13 +98,22 @@ static const struct shmring_spsc_ctrl *ctrl_of(const struct shmring_spsc *r)
 	return shmring_seg_ctrl(shmring_spsc_seg(r));
 }
 
-/* Has a consumer ever attached to this ring? (Slot state, read from the table.) */
-static int consumer_seen(const struct shmring_seg *seg)
+/* The consumer slot's generation: every attach to the slot moves it on. */
+static uint32_t consumer_gen(const struct shmring_seg *seg)
+{
+	/* a hint for unlinking, not synchronisation: relaxed */
+	return shmring_load_relaxed(&shmring_seg_hdr(seg)->parts[SHMRING_SPSC_SLOT_CONSUMER].gen);
+}
+
+/* Is a reader attached now, or has one attached since the slot showed generation gen0?
+ * (A reader of an earlier stream that left does not count.) */
+static int consumer_seen(const struct shmring_seg *seg, uint32_t gen0)
 {
 	const struct shmring_hdr *h = shmring_seg_hdr(seg);
-	/* a hint for unlinking, not synchronisation: relaxed */
-	return shmring_load_relaxed(&h->parts[SHMRING_SPSC_SLOT_CONSUMER].state) !=
-	       SHMRING_PART_FREE;
+	/* hints for unlinking, not synchronisation: relaxed */
+	return shmring_load_relaxed(&h->parts[SHMRING_SPSC_SLOT_CONSUMER].state) ==
+		       SHMRING_PART_ACTIVE ||
+	       consumer_gen(seg) != gen0;
 }
 
 /* ---- writer ---- */
@@ -135,6 +144,7 @@ static int run_writer(const struct opts *o)
 	if (o->unlink && shmring_seg_open(o->name, SHMRING_KIND_SPSC,
 					  SHMRING_O_RDONLY | SHMRING_O_NOREGISTRY, &watch) != 0)
 		watch = NULL;
+	uint32_t gen0 = watch ? consumer_gen(watch) : 0;
 	int unlinked = 0;
 
 	uint64_t rs = o->record_size;
@@ -171,7 +181,7 @@ static int run_writer(const struct opts *o)
 			status = fail(o->name, "writing to the ring", rc);
 			break;
 		}
-		if (watch && !unlinked && consumer_seen(watch)) {
+		if (watch && !unlinked && consumer_seen(watch, gen0)) {
 			shmring_seg_unlink(o->name);
 			unlinked = 1;
 		}
@@ -183,7 +193,7 @@ static int run_writer(const struct opts *o)
 		shmring_spsc_detach(r);
 	if (watch) {
 		/* like a FIFO's writer, wait for the reader to come before the name goes */
-		while (status == 0 && !unlinked && !consumer_seen(watch))
+		while (status == 0 && !unlinked && !consumer_seen(watch, gen0))
 			nap();
 		if (!unlinked)
 			shmring_seg_unlink(o->name);

@@ -21,6 +21,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+import time
 
 SKIP = 77
 SHMDUMP = os.environ.get("SHMDUMP", "shmdump")
@@ -766,6 +767,35 @@ def t_cat_roundtrip_empty():
         rd = run([SHMCAT, "-r", nm, "--unlink"])
         check(rd.returncode == 0 and rd.stdout == b"", "late reader: exit %d, %d bytes" %
               (rd.returncode, len(rd.stdout)))
+        # a second writer with --unlink into a ring an earlier reader has left: the name
+        # stays until a new reader comes (that one reader's slot, left, is no reader)
+        nm2 = name("again")
+        wr = run([SHMCAT, "-w", nm2, "--create", "--size", "64K"], input=b"first")
+        check(wr.returncode == 0, "first writer exit %d" % wr.returncode)
+        rd = run([SHMCAT, "-r", nm2])
+        check(rd.returncode == 0 and rd.stdout == b"first", "first reader: %r" % rd.stdout)
+        def producer_slot():  # participant slot 0 (the producer): state, gen
+            with open("/dev/shm/" + nm2, "rb") as f:
+                f.seek(1024)
+                state, _, _, gen = struct.unpack("<IIiI", f.read(16))
+            return state, gen
+        gen0 = producer_slot()[1]
+        w2 = subprocess.Popen([SHMCAT, "-w", nm2, "--unlink"], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        _procs.append(w2)
+        # the reader must find the new writer attached, not the first one's end of stream
+        deadline = time.monotonic() + 60
+        while producer_slot() != (1, gen0 + 1):
+            check(w2.poll() is None and time.monotonic() < deadline,
+                  "the second writer did not attach: %r" % (producer_slot(),))
+            os.sched_yield()
+        w2.stdin.write(b"second")
+        w2.stdin.close()
+        rd = run([SHMCAT, "-r", nm2, "--wait", "30"])
+        check(rd.returncode == 0 and rd.stdout == b"second",
+              "second reader: exit %d, %r %r" % (rd.returncode, rd.stdout, txt(rd.stderr)))
+        check(w2.wait(timeout=60) == 0, "second writer exit %d" % w2.returncode)
+        check(not os.path.exists("/dev/shm/" + nm2), "the name stayed after the reader came")
     finally:
         shutil.rmtree(tmp)
 
