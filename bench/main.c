@@ -7,6 +7,7 @@
 
 #include <fcntl.h>
 #include <fnmatch.h>
+#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -134,7 +135,10 @@ static void make_plan(struct plan *p, unsigned batch, const struct bench_cfg *cf
 			/* the batch asked for, and a large one: a batch amortises the
 			 * publication and the line of the first header, and how far that goes
 			 * is part of what a user wants to know */
-			if ((sh[k]->caps & BENCH_CAP_BATCH) && s <= 64 && batch > 1) {
+			if ((sh[k]->caps & BENCH_CAP_BATCH) && s <= 64 && batch > 1 &&
+			    (!sh[k]->max_batch || batch <= sh[k]->max_batch)) {
+				/* (a batch beyond what the transport takes would run smaller
+				 * than its name says) */
 				add_modes(p, BENCH_STREAM, sh[k], s, 0, batch);
 				if (!sh[k]->max_batch || 8 * batch <= sh[k]->max_batch)
 					add_modes(p, BENCH_STREAM, sh[k], s, 0, 8 * batch);
@@ -155,6 +159,23 @@ static void make_plan(struct plan *p, unsigned batch, const struct bench_cfg *cf
 	}
 	for (size_t i = 0; i < sizeof memcpy_sizes / sizeof memcpy_sizes[0]; i++)
 		add(p, BENCH_MEMCPY, &bench_tr_memcpy, memcpy_sizes[i], BENCH_COPY, 0, 1);
+}
+
+/* A number option: the whole argument a number in [lo, hi] (whole: an integer), else
+ * one line and -1. */
+static int num_opt(const char *opt, const char *arg, double lo, double hi, int whole,
+		   double *out)
+{
+	char *end;
+	errno = 0;
+	double v = strtod(arg, &end);
+	if (errno || end == arg || *end || !(v >= lo && v <= hi) || (whole && v != (double)(uint64_t)v)) {
+		fprintf(stderr, "shmring-bench: --%s %s: want %s from %g to %g\n", opt, arg,
+			whole ? "a whole number" : "a number", lo, hi);
+		return -1;
+	}
+	*out = v;
+	return 0;
 }
 
 static int parse_procs(struct bench_cfg *cfg, const char *list)
@@ -229,7 +250,7 @@ int main(int argc, char **argv)
 	enum bench_fmt fmt = BENCH_FMT_TABLE;
 	const char *cdf = NULL, *save = NULL;
 	int list = 0, quiet = 0;
-	double time_s = -1;
+	double time_s = -1, v = 0;
 	int retries = -1, repeat = 1;
 	unsigned batch = 32;
 	struct plan plan = {0};
@@ -246,6 +267,7 @@ int main(int argc, char **argv)
 		{NULL, 0, NULL, 0},
 	};
 	int o;
+	opterr = 0; /* our own one-line message below */
 	while ((o = getopt_long(argc, argv, "qh", opts, NULL)) != -1) {
 		switch (o) {
 		case 'Q':
@@ -264,9 +286,15 @@ int main(int argc, char **argv)
 			char *s = strdup(optarg), *save = NULL;
 			plan.owned = realloc(plan.owned, (plan.nowned + 1) * sizeof(char *));
 			plan.owned[plan.nowned++] = s;
+			size_t before = plan.nfilters;
 			for (char *t = strtok_r(s, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
 				plan.filters = realloc(plan.filters, (plan.nfilters + 1) * sizeof(char *));
 				plan.filters[plan.nfilters++] = t;
+			}
+			if (plan.nfilters == before) { /* it would select everything */
+				fprintf(stderr, "shmring-bench: --filter '%s': no test id prefix in it\n",
+					optarg);
+				return 2;
 			}
 			break;
 		}
@@ -289,41 +317,48 @@ int main(int argc, char **argv)
 			}
 			break;
 		case 't':
-			time_s = atof(optarg);
+			if (num_opt("time", optarg, 0.001, 3600, 0, &time_s))
+				return 2;
 			break;
 		case 's':
-			cfg.spin_us = atof(optarg);
+			if (num_opt("spin-us", optarg, 0, 1e6, 0, &cfg.spin_us))
+				return 2;
 			break;
 		case 'b':
-			batch = (unsigned)atoi(optarg);
+			if (num_opt("batch", optarg, 1, 4096, 1, &v))
+				return 2;
+			batch = (unsigned)v;
 			break;
 		case 'q':
 			quiet = 1;
 			break;
 		case 'r':
-			retries = atoi(optarg);
+			if (num_opt("retries", optarg, 0, 100, 1, &v))
+				return 2;
+			retries = (int)v;
 			break;
 		case 'S':
 			save = optarg;
 			break;
 		case 'k':
-			cfg.capacity = strtoull(optarg, NULL, 0);
+			if (num_opt("capacity", optarg, 4096, 1099511627776.0, 1, &v))
+				return 2;
+			cfg.capacity = (uint64_t)v;
 			break;
 		case 'D':
 			cfg.demote = 1;
 			break;
 		case 'R':
-			repeat = atoi(optarg);
-			if (repeat < 1 || repeat > 64) {
-				usage(stderr);
+			if (num_opt("repeat", optarg, 1, 64, 1, &v))
 				return 2;
-			}
+			repeat = (int)v;
 			break;
 		case 'h':
 			usage(stdout);
 			return 0;
 		default:
-			usage(stderr);
+			fprintf(stderr, "shmring-bench: unknown option or missing value '%s' "
+				"(try --help)\n", argv[optind - 1]);
 			return 2;
 		}
 	}

@@ -415,7 +415,7 @@ static void print_json(const struct bench_result *rs, size_t n)
 		json_num("sleeps_per_msg", r->sleeps_per_msg, 0);
 		json_num("lost_per_msg", r->lost_frac, 0);
 		printf("\"samples\":%llu,\"attempts\":%d,\"runs\":%d,\"ok\":%s",
-		       (unsigned long long)r->samples, r->attempts, r->runs ? r->runs : 1,
+		       (unsigned long long)r->samples, r->attempts, r->runs,
 		       r->ok ? "true" : "false");
 		if (!r->ok) {
 			printf(",\"error\":");

@@ -20,7 +20,10 @@
 #include <unistd.h>
 
 volatile sig_atomic_t bench_abort;
-static volatile pid_t g_child;
+/* the children of the test running, for the watchdog: all of them, since the parent
+ * may be waiting for any one (written before the alarm is set, cleared after) */
+static pid_t g_kids[2 * BENCH_MAX_PROCS];
+static volatile sig_atomic_t g_nkids;
 static uint64_t *g_samples;
 static uint64_t g_samples_cap;
 
@@ -28,8 +31,8 @@ static void on_alarm(int sig)
 {
 	(void)sig;
 	bench_abort = 1;
-	if (g_child > 0)
-		kill(g_child, SIGKILL);
+	for (int k = 0; k < g_nkids; k++)
+		kill(g_kids[k], SIGKILL);
 }
 
 int bench_fail(struct bench_ctx *c, int rc, const char *fmt, ...)
@@ -308,7 +311,9 @@ static int run_pair(const struct bench_spec *s, const struct bench_cfg *cfg,
 	}
 	close(ready[1]);
 	close(go[0]);
-	g_child = nforked ? pids[nforked - 1] : 0;
+	for (unsigned k = 0; k < nforked; k++)
+		g_kids[k] = pids[k];
+	g_nkids = (sig_atomic_t)nforked;
 	/* generous: a hang is a bug to report, not a figure */
 	alarm((unsigned)(30 + 20 * (cfg->budget_s + cfg->warm_s)));
 	c.side = 0;
@@ -359,7 +364,7 @@ static int run_pair(const struct bench_spec *s, const struct bench_cfg *cfg,
 		}
 	}
 	alarm(0);
-	g_child = 0;
+	g_nkids = 0;
 	close(ready[0]);
 	close(go[1]);
 	if (rc == 0 && t->finish)

@@ -204,12 +204,18 @@ static void report(const struct figures *f, int per, const int cpus[2], int one_
 			xf = over_cycles(f, f->p50, (int)v, V_FLOOR64);
 			xf99 = over_cycles(f, f->p99, (int)v, V_FLOOR64);
 		}
-		if (json)
-			printf("{\"test\":\"paired-rtt\",\"variant\":\"%s\",\"same_cpu\":%s,"
+		if (json && one_cpu) /* no floor on one CPU: the ratios were not measured */
+			printf("{\"test\":\"paired-rtt\",\"variant\":\"%s\",\"same_cpu\":true,"
+			       "\"p50_ns\":%.0f,\"p99_ns\":%.0f,"
+			       "\"x_floor\":null,\"x_floor_q1\":null,\"x_floor_q3\":null,"
+			       "\"x_floor_p99\":null,\"cycles\":%d,\"per_block\":%d}\n",
+			       variants[v]->name, p50.med, p99.med, f->cycles, block_len(v, per));
+		else if (json)
+			printf("{\"test\":\"paired-rtt\",\"variant\":\"%s\",\"same_cpu\":false,"
 			       "\"p50_ns\":%.0f,\"p99_ns\":%.0f,"
 			       "\"x_floor\":%.3f,\"x_floor_q1\":%.3f,\"x_floor_q3\":%.3f,"
 			       "\"x_floor_p99\":%.3f,\"cycles\":%d,\"per_block\":%d}\n",
-			       variants[v]->name, one_cpu ? "true" : "false", p50.med, p99.med, xf.med,
+			       variants[v]->name, p50.med, p99.med, xf.med,
 			       xf.q1, xf.q3, xf99.med, f->cycles, block_len(v, per));
 		else if (one_cpu)
 			printf("%-15s %-54s %7.0f %7.0f\n", variants[v]->name, variants[v]->what,
@@ -243,13 +249,16 @@ static void report(const struct figures *f, int per, const int cpus[2], int one_
 		if (t->shape)
 			s = over_cycles(f, a, t->sv, t->sb);
 		const char *verdict = r.med <= t->limit ? "PASS" : "MISS";
-		if (json)
+		if (json) {
 			printf("{\"test\":\"paired-target\",\"target\":\"%s\",\"same_cpu\":%s,"
-			       "\"ratio\":%.3f,\"q1\":%.3f,\"q3\":%.3f,\"limit\":%.2f,\"pass\":%s,"
-			       "\"shape\":\"%s\",\"shape_ratio\":%.3f}\n",
+			       "\"ratio\":%.3f,\"q1\":%.3f,\"q3\":%.3f,\"limit\":%.2f,\"pass\":%s,",
 			       t->what, one_cpu ? "true" : "false", r.med, r.q1, r.q3, t->limit,
-			       r.med <= t->limit ? "true" : "false", t->shape ? t->shape : "",
-			       s.med);
+			       r.med <= t->limit ? "true" : "false");
+			if (t->shape) /* a target without an ideal shape measured none: null */
+				printf("\"shape\":\"%s\",\"shape_ratio\":%.3f}\n", t->shape, s.med);
+			else
+				printf("\"shape\":null,\"shape_ratio\":null}\n");
+		}
 		else if (t->shape)
 			printf("%-36s %6.2f %6.2f %-5s %s: %.2f\n", t->what, r.med, t->limit, verdict,
 			       t->shape, s.med);
