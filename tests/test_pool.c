@@ -1623,14 +1623,7 @@ static int forking_sub_main(void *a)
 	struct shmring_pool *p = child_subscribe(fa->name, SHMRING_POOL_DROP_OLDEST);
 	if (!p)
 		return 10;
-	pid_t g = fork();
-	if (g == 0) {
-		char b;
-		close(fa->hold[1]);
-		while (read(fa->hold[0], &b, 1) < 0) /* EOF when the test closes its end */
-			;
-		_exit(0);
-	}
+	pid_t g = tu_fork_idle_child(fa->hold);
 	if (g < 0)
 		return 11;
 	*fa->grandchild = g;

@@ -317,14 +317,7 @@ static int forking_joiner(void *a)
 		return 10;
 	if (shmring_part_join(s, SHMRING_ROLE_CONSUMER, 3, &slot) < 0)
 		return 11;
-	pid_t g = fork();
-	if (g == 0) {
-		char b;
-		close(c->hold[1]);
-		while (read(c->hold[0], &b, 1) < 0) /* EOF when the test closes its end */
-			;
-		_exit(0);
-	}
+	pid_t g = tu_fork_idle_child(c->hold);
 	if (g < 0)
 		return 12;
 	c->grandchild = g;

@@ -125,3 +125,31 @@ void tu_gate_close(struct tu_gate *g)
 	close(g->fd[0]);
 	close(g->fd[1]);
 }
+
+pid_t tu_fork_idle_child(const int hold[2])
+{
+	int ready[2];
+	if (pipe(ready) != 0)
+		return -1;
+	pid_t g = fork();
+	if (g == 0) {
+		/* fork() returned here after the atfork handlers ran (the library's closes
+		 * what the child must not keep): say so, then idle */
+		char b = 1;
+		close(ready[0]);
+		if (write(ready[1], &b, 1) != 1)
+			_exit(1);
+		close(ready[1]);
+		close(hold[1]);
+		while (read(hold[0], &b, 1) < 0) /* EOF once every other copy is closed */
+			;
+		_exit(0);
+	}
+	close(ready[1]);
+	char b;
+	ssize_t n;
+	while (g > 0 && (n = read(ready[0], &b, 1)) < 0 && errno == EINTR)
+		;
+	close(ready[0]);
+	return g;
+}

@@ -24,6 +24,11 @@ int tu_check(const void *p, size_t len, uint64_t seed);
 
 /* Run fn(arg) in a child process; the child exits with fn's return value. */
 pid_t tu_fork(int (*fn)(void *arg), void *arg);
+/* Fork a child that does nothing until the write end hold[1] is closed everywhere (it
+ * closes its own copy), then exits: a process that outlives its parent, holding what
+ * fork gave it. Returns once the child runs (its atfork handlers are done): its pid,
+ * or -1. */
+pid_t tu_fork_idle_child(const int hold[2]);
 /* Wait for pid: its exit status (0-255), or -SIGNAL if it was killed by a signal. */
 int tu_wait(pid_t pid);
 
