@@ -44,8 +44,9 @@ SHMRING_HIDDEN void shmring__reg_release(struct shmring__reg_entry *e);
 SHMRING_HIDDEN void shmring__reg_lock(void);
 SHMRING_HIDDEN void shmring__reg_unlock(void);
 
-/* A new open file description of the file open on fd (through /proc/self/fd, so no name
- * lookup), opened with oflags | O_CLOEXEC: locks of its own. Returns it or -errno. */
+/* A new open file description of the file open on fd (through /proc/thread-self/fd, so
+ * no name lookup), opened with oflags | O_CLOEXEC: locks of its own. Returns it, -ESTALE
+ * if what opened is not that file, or -errno. */
 SHMRING_HIDDEN int shmring__reopen_fd(int fd, int oflags);
 
 /* A descriptor through which one handle holds an OFD lock (a broadcast reader's). The

@@ -949,11 +949,12 @@ static int attach_subscriber(struct shmring_pool *p, const struct shmring_pool_s
 	}
 	uint32_t s = (uint32_t)rc;
 	/* through a description of its own, not seg->fd's, which carries our participant
-	 * lock: a forked child inherits the mapping, and with it would keep the lock alive */
+	 * lock: a forked child inherits the mapping, and with it would keep the lock alive.
+	 * Without /proc, through seg->fd after all (as the registry does) */
 	int rfd = shmring__reopen_fd(p->seg->fd, O_RDONLY);
-	void *ro = rfd < 0 ? MAP_FAILED
-			   : mmap(NULL, p->data_size, PROT_READ, MAP_SHARED, rfd, (off_t)p->seg->data_off);
-	int map_err = rfd < 0 ? -rfd : errno;
+	void *ro = mmap(NULL, p->data_size, PROT_READ, MAP_SHARED, rfd >= 0 ? rfd : p->seg->fd,
+			(off_t)p->seg->data_off);
+	int map_err = errno;
 	if (rfd >= 0)
 		close(rfd);
 	if (ro == MAP_FAILED) {

@@ -80,10 +80,27 @@ static void reg_init(void)
 
 int shmring__reopen_fd(int fd, int oflags)
 {
+	struct stat a, b;
 	char p[64];
-	snprintf(p, sizeof(p), "/proc/self/fd/%d", fd);
+	if (fstat(fd, &a) != 0)
+		return -errno;
+	/* this thread's descriptor table: /proc/self is the thread-group leader's, which
+	 * differs in a thread that unshared its table, and is gone once the leader exited
+	 * (thread-self: Linux 3.17; before it, self) */
+	snprintf(p, sizeof(p), "/proc/thread-self/fd/%d", fd);
 	int nfd = open(p, oflags | O_CLOEXEC);
-	return nfd < 0 ? -errno : nfd;
+	if (nfd < 0 && errno == ENOENT) {
+		snprintf(p, sizeof(p), "/proc/self/fd/%d", fd);
+		nfd = open(p, oflags | O_CLOEXEC);
+	}
+	if (nfd < 0)
+		return -errno;
+	/* the same file, or nothing: a lock or a mapping on another file would be wrong */
+	if (fstat(nfd, &b) != 0 || a.st_dev != b.st_dev || a.st_ino != b.st_ino) {
+		close(nfd);
+		return -ESTALE;
+	}
+	return nfd;
 }
 
 int shmring__lock_fd_open(int fd, struct shmring__lock_fd **out)
@@ -189,7 +206,7 @@ int shmring__reg_acquire(int fd, int writable, uint64_t size, const char *name, 
 	int lfd = shmring__reopen_fd(fd, writable ? O_RDWR : O_RDONLY);
 	if (lfd < 0) {
 		/* a file whose mode denies us a second open (a creator's mode without owner
-		 * write): lock through the mapped description, as a last resort */
+		 * write), or no /proc: lock through the mapped description, as a last resort */
 		lfd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
 	}
 	if (lfd < 0) {
