@@ -105,15 +105,14 @@ static uint32_t consumer_gen(const struct shmring_seg *seg)
 	return shmring_load_relaxed(&shmring_seg_hdr(seg)->parts[SHMRING_SPSC_SLOT_CONSUMER].gen);
 }
 
-/* Is a reader attached now, or has one attached since the slot showed generation gen0?
- * (A reader of an earlier stream that left does not count.) */
+/* Is a reader attached and alive now, or has one attached since the slot showed
+ * generation gen0? (A reader of an earlier stream, which left or died, does not count.) */
 static int consumer_seen(const struct shmring_seg *seg, uint32_t gen0)
 {
-	const struct shmring_hdr *h = shmring_seg_hdr(seg);
-	/* hints for unlinking, not synchronisation: relaxed */
-	return shmring_load_relaxed(&h->parts[SHMRING_SPSC_SLOT_CONSUMER].state) ==
-		       SHMRING_PART_ACTIVE ||
-	       consumer_gen(seg) != gen0;
+	struct shmring_part_info info;
+	if (shmring_part_get(seg, SHMRING_SPSC_SLOT_CONSUMER, &info) != 0)
+		return 0;
+	return (info.state == SHMRING_PART_ACTIVE && info.alive) || info.gen != gen0;
 }
 
 /* ---- writer ---- */

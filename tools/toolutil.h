@@ -29,8 +29,12 @@ const char *tool_human(uint64_t bytes, char *buf, size_t len);
 /* Length of the well-formed UTF-8 sequence at p (2 to 4 bytes, RFC 3629: no overlong
  * form, no surrogate, nothing above U+10FFFF), or 0 (ASCII included). */
 int tool_utf8_len(const unsigned char *p);
-/* s for a terminal: control bytes and bytes that are not well-formed UTF-8 become '?'
- * (a name in /dev/shm is any bytes, chosen by whoever made the file). */
+/* 0 for a well-formed multi-byte sequence a terminal would act on (C1 controls, line
+ * and paragraph separators, bidirectional controls), else 1. */
+int tool_utf8_shows(const unsigned char *p);
+/* s for a terminal: control bytes (C0 and C1), bidirectional and separator controls,
+ * and bytes that are not well-formed UTF-8 become '?' (a name in /dev/shm is any bytes,
+ * chosen by whoever made the file). */
 const char *tool_printable(const char *s, char *buf, size_t len);
 
 /* Monotonic clock in seconds. */

@@ -625,23 +625,23 @@ def t_dump_odd_names():
     check(doc["segment"] == nm, "segment %r, want %r" % (doc["segment"], nm))
     check(("caf\u00e9").encode() in r.stdout, "the name's bytes are not passed through")
     pre = ("shmring-tooltest-odd-%d-" % os.getpid()).encode()
-    odd = pre + b"a\nb\x1b[31m\xff\xc3"
+    odd = pre + b"a\nb\x1b[31m\xc2\x9b2J\xff\xc3"  # \xc2\x9b: CSI, a C1 control
     oddpath = b"/dev/shm/" + odd
     shutil.copyfile("/dev/shm/" + nm, oddpath)
     try:
         r = run([SHMDUMP, "show", odd, "--json"])
         check(r.returncode == 0, "show --json of an odd name: exit %d %s" % (r.returncode, txt(r.stderr)))
         doc = json.loads(r.stdout.decode("utf-8"))
-        want = pre.decode() + "a\nb\x1b[31m\ufffd\ufffd"
+        want = pre.decode() + "a\nb\x1b[31m\x9b2J\ufffd\ufffd"
         check(doc["segment"] == want, "segment %r, want %r" % (doc["segment"], want))
         pat = "shmring-tooltest-odd-%d-*" % os.getpid()
         r = run([SHMDUMP, "list", pat])
         rows = [l for l in r.stdout.split(b"\n") if b"tooltest-odd" in l]
         check(len(rows) == 1, "list rows for the odd name: %r" % r.stdout)
-        check(pre + b"a?b?[31m??" in rows[0], "list row %r" % rows[0])
+        check(pre + b"a?b?[31m??2J??" in rows[0], "list row %r" % rows[0])
         check(not re.search(rb"[\x00-\x08\x0b-\x1f\x7f]", r.stdout), "control bytes in list: %r" % r.stdout)
         r = run([SHMDUMP, "show", odd])
-        check(b"segment          " + pre + b"a?b?[31m??\n" in r.stdout, "show: %r" % r.stdout[:200])
+        check(b"segment          " + pre + b"a?b?[31m??2J??\n" in r.stdout, "show: %r" % r.stdout[:200])
     finally:
         os.unlink(oddpath)
 
@@ -796,6 +796,49 @@ def t_cat_roundtrip_empty():
               "second reader: exit %d, %r %r" % (rd.returncode, rd.stdout, txt(rd.stderr)))
         check(w2.wait(timeout=60) == 0, "second writer exit %d" % w2.returncode)
         check(not os.path.exists("/dev/shm/" + nm2), "the name stayed after the reader came")
+        # and a reader that was killed (its slot stays ACTIVE, dead) is no reader either
+        nm3 = name("again-dead")
+
+        def slot(i):  # participant slot i: state, gen
+            try:
+                with open("/dev/shm/" + nm3, "rb") as f:
+                    f.seek(1024 + 64 * i)
+                    state, _, _, gen = struct.unpack("<IIiI", f.read(16))
+                return state, gen
+            except (FileNotFoundError, struct.error):
+                return None
+
+        def wait_slot(i, want, proc):
+            deadline = time.monotonic() + 60
+            while slot(i) != want:
+                check(proc.poll() is None and time.monotonic() < deadline,
+                      "slot %d never became %r: %r" % (i, want, slot(i)))
+                os.sched_yield()
+
+        # a writer that keeps the ring open, so that its reader blocks and can be killed
+        w0 = subprocess.Popen([SHMCAT, "-w", nm3, "--create", "--size", "64K"],
+                              stdin=subprocess.PIPE)
+        _procs.append(w0)
+        wait_slot(0, (1, 1), w0)
+        c_gen = slot(1)[1]
+        rd = subprocess.Popen([SHMCAT, "-r", nm3], stdout=subprocess.PIPE)
+        _procs.append(rd)
+        wait_slot(1, (1, c_gen + 1), rd)
+        rd.kill()
+        rd.wait()
+        w0.stdin.close()
+        check(w0.wait(timeout=60) == 0, "the first writer exit %d" % w0.returncode)
+        p_gen = slot(0)[1]
+        w3 = subprocess.Popen([SHMCAT, "-w", nm3, "--unlink"], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        _procs.append(w3)
+        wait_slot(0, (1, p_gen + 1), w3)
+        w3.stdin.write(b"third")
+        w3.stdin.close()
+        rd = run([SHMCAT, "-r", nm3, "--wait", "30"])
+        check(rd.returncode == 0 and rd.stdout == b"third",
+              "reader after a killed one: exit %d, %r %r" % (rd.returncode, rd.stdout, txt(rd.stderr)))
+        check(w3.wait(timeout=60) == 0, "third writer exit %d" % w3.returncode)
     finally:
         shutil.rmtree(tmp)
 
