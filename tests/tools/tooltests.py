@@ -752,6 +752,26 @@ def t_cat_roundtrip_random():
         shutil.rmtree(tmp)
 
 
+def part_slot(nm, i):
+    """Participant slot i of segment nm: (state, gen), or None while there is no file."""
+    try:
+        with open("/dev/shm/" + nm, "rb") as f:
+            f.seek(1024 + 64 * i)
+            state, _, _, gen = struct.unpack("<IIiI", f.read(16))
+        return state, gen
+    except (FileNotFoundError, struct.error):
+        return None
+
+
+def wait_slot(nm, i, want, proc):
+    """Synchronise on a participant slot: until slot i of nm reads want (state, gen)."""
+    deadline = time.monotonic() + 60
+    while part_slot(nm, i) != want:
+        check(proc.poll() is None and time.monotonic() < deadline,
+              "slot %d of %s never became %r: %r" % (i, nm, want, part_slot(nm, i)))
+        os.sched_yield()
+
+
 def t_cat_roundtrip_empty():
     tmp = tempfile.mkdtemp(prefix="shmcat-test-")
     try:
@@ -774,21 +794,12 @@ def t_cat_roundtrip_empty():
         check(wr.returncode == 0, "first writer exit %d" % wr.returncode)
         rd = run([SHMCAT, "-r", nm2])
         check(rd.returncode == 0 and rd.stdout == b"first", "first reader: %r" % rd.stdout)
-        def producer_slot():  # participant slot 0 (the producer): state, gen
-            with open("/dev/shm/" + nm2, "rb") as f:
-                f.seek(1024)
-                state, _, _, gen = struct.unpack("<IIiI", f.read(16))
-            return state, gen
-        gen0 = producer_slot()[1]
+        gen0 = part_slot(nm2, 0)[1]
         w2 = subprocess.Popen([SHMCAT, "-w", nm2, "--unlink"], stdin=subprocess.PIPE,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         _procs.append(w2)
         # the reader must find the new writer attached, not the first one's end of stream
-        deadline = time.monotonic() + 60
-        while producer_slot() != (1, gen0 + 1):
-            check(w2.poll() is None and time.monotonic() < deadline,
-                  "the second writer did not attach: %r" % (producer_slot(),))
-            os.sched_yield()
+        wait_slot(nm2, 0, (1, gen0 + 1), w2)
         w2.stdin.write(b"second")
         w2.stdin.close()
         rd = run([SHMCAT, "-r", nm2, "--wait", "30"])
@@ -799,40 +810,24 @@ def t_cat_roundtrip_empty():
         # and a reader that was killed (its slot stays ACTIVE, dead) is no reader either
         nm3 = name("again-dead")
 
-        def slot(i):  # participant slot i: state, gen
-            try:
-                with open("/dev/shm/" + nm3, "rb") as f:
-                    f.seek(1024 + 64 * i)
-                    state, _, _, gen = struct.unpack("<IIiI", f.read(16))
-                return state, gen
-            except (FileNotFoundError, struct.error):
-                return None
-
-        def wait_slot(i, want, proc):
-            deadline = time.monotonic() + 60
-            while slot(i) != want:
-                check(proc.poll() is None and time.monotonic() < deadline,
-                      "slot %d never became %r: %r" % (i, want, slot(i)))
-                os.sched_yield()
-
         # a writer that keeps the ring open, so that its reader blocks and can be killed
         w0 = subprocess.Popen([SHMCAT, "-w", nm3, "--create", "--size", "64K"],
                               stdin=subprocess.PIPE)
         _procs.append(w0)
-        wait_slot(0, (1, 1), w0)
-        c_gen = slot(1)[1]
+        wait_slot(nm3, 0, (1, 1), w0)
+        c_gen = part_slot(nm3, 1)[1]
         rd = subprocess.Popen([SHMCAT, "-r", nm3], stdout=subprocess.PIPE)
         _procs.append(rd)
-        wait_slot(1, (1, c_gen + 1), rd)
+        wait_slot(nm3, 1, (1, c_gen + 1), rd)
         rd.kill()
         rd.wait()
         w0.stdin.close()
         check(w0.wait(timeout=60) == 0, "the first writer exit %d" % w0.returncode)
-        p_gen = slot(0)[1]
+        p_gen = part_slot(nm3, 0)[1]
         w3 = subprocess.Popen([SHMCAT, "-w", nm3, "--unlink"], stdin=subprocess.PIPE,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         _procs.append(w3)
-        wait_slot(0, (1, p_gen + 1), w3)
+        wait_slot(nm3, 0, (1, p_gen + 1), w3)
         w3.stdin.write(b"third")
         w3.stdin.close()
         rd = run([SHMCAT, "-r", nm3, "--wait", "30"])
