@@ -185,6 +185,10 @@ static int parse_procs(struct bench_cfg *cfg, const char *list)
 	if (n < 1)
 		return -1;
 	for (int i = 0; i < n; i++)
+		for (int j = 0; j < i; j++)
+			if (v[j] == v[i])
+				return -1; /* each count once: a test planned twice is run twice */
+	for (int i = 0; i < n; i++)
 		cfg->procs[i] = (unsigned)v[i];
 	cfg->nprocs = (unsigned)n;
 	return 0;
@@ -311,8 +315,8 @@ int main(int argc, char **argv)
 			break;
 		case 'P':
 			if (parse_procs(&cfg, optarg) != 0) {
-				fprintf(stderr, "shmring-bench: --procs %s: want a list of counts from 1 "
-					"to %u, as 1,2,4,8\n", optarg, BENCH_MAX_PROCS);
+				fprintf(stderr, "shmring-bench: --procs %s: want a list of distinct counts "
+					"from 1 to %u, as 1,2,4,8\n", optarg, BENCH_MAX_PROCS);
 				return 2;
 			}
 			break;
