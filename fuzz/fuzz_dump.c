@@ -43,8 +43,10 @@ static void check_info(const struct shmring_dump_info *i, size_t len)
 {
 	FZ_CHECK(i->file_size == len, "file_size %llu", (unsigned long long)i->file_size);
 	FZ_CHECK(memchr(i->name, '\0', sizeof(i->name)) != NULL, "name not terminated");
-	for (size_t k = 0; i->name[k]; k++)
-		FZ_CHECK(i->name[k] >= 0x20 && i->name[k] < 0x7f, "name not printable at %zu", k);
+	for (size_t k = 0; i->name[k]; k++) { /* no control byte; others as written */
+		unsigned char ch = (unsigned char)i->name[k];
+		FZ_CHECK(ch >= 0x20 && ch != 0x7f, "control byte in the name at %zu", k);
+	}
 	FZ_CHECK(i->nparts <= SHMRING_MAX_PARTS, "nparts %u", i->nparts);
 	FZ_CHECK(i->nkv <= SHMRING_DUMP_KV_MAX, "nkv %u", i->nkv);
 	FZ_CHECK(i->kind_name != NULL && i->unit != NULL, "NULL names");

@@ -1330,7 +1330,9 @@ static void fill_info(struct ctx *c)
 	memcpy(i->geo, h->geo, sizeof(i->geo));
 	for (size_t k = 0; k < SHMRING_NAME_MAX && h->name[k]; k++) {
 		unsigned char ch = (unsigned char)h->name[k];
-		i->name[k] = (ch >= 0x20 && ch < 0x7f) ? (char)ch : '?';
+		/* control bytes out; the rest as written (UTF-8 names are the creator's
+		 * right; a tool that shows it makes it safe for its medium) */
+		i->name[k] = (ch < 0x20 || ch == 0x7f) ? '?' : (char)ch;
 	}
 	memcpy(i->reserved, h->reserved, sizeof(i->reserved));
 	i->checksum = h->checksum;

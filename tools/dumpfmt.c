@@ -158,7 +158,8 @@ void fmt_show_text(FILE *f, const struct seg_view *v, unsigned records)
 	fprintf(f, "created          %s (created_ns %llu)\n", fmt_time(i->created_ns, t, sizeof(t)),
 		(unsigned long long)i->created_ns);
 	fprintf(f, "creator_pid      %d\n", i->creator_pid);
-	fprintf(f, "name             %s\n", i->name);
+	char nb[sizeof(i->name)];
+	fprintf(f, "name             %s\n", tool_printable(i->name, nb, sizeof(nb)));
 	fprintf(f, "reserved         %llu %llu %llu %llu\n", (unsigned long long)i->reserved[0],
 		(unsigned long long)i->reserved[1], (unsigned long long)i->reserved[2],
 		(unsigned long long)i->reserved[3]);

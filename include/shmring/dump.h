@@ -75,7 +75,8 @@ struct shmring_dump_info {
 	uint32_t max_parts;
 	uint64_t parts_off, ctrl_off, ctrl_size, data_off, data_size;
 	uint64_t geo[SHMRING_GEO_WORDS];
-	char name[SHMRING_NAME_MAX + 1]; /* made printable and NUL terminated */
+	char name[SHMRING_NAME_MAX + 1]; /* NUL terminated, control bytes as '?'; other
+					  * bytes as written (UTF-8, or not: any bytes) */
 	uint64_t reserved[4];   /* the header's reserved words (must be 0) */
 	uint64_t checksum;      /* as stored */
 	uint64_t checksum_calc; /* as computed over the bytes */

@@ -623,6 +623,7 @@ def t_dump_odd_names():
     check(r.returncode == 0, "show --json of a UTF-8 name: exit %d %s" % (r.returncode, txt(r.stderr)))
     doc = json.loads(r.stdout.decode("utf-8"))  # strict: must be valid UTF-8
     check(doc["segment"] == nm, "segment %r, want %r" % (doc["segment"], nm))
+    check(doc["header"]["name"] == nm, "the header's name %r, want %r" % (doc["header"]["name"], nm))
     check(("caf\u00e9").encode() in r.stdout, "the name's bytes are not passed through")
     pre = ("shmring-tooltest-odd-%d-" % os.getpid()).encode()
     odd = pre + b"a\nb\x1b[31m\xc2\x9b2J\xff\xc3"  # \xc2\x9b: CSI, a C1 control
