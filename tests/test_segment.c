@@ -2,8 +2,10 @@
 /* Segments: create and open errors, permissions, validation of corrupt headers,
  * participants and liveness across processes. */
 #include <criterion/criterion.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -350,6 +352,63 @@ Test(segment, a_forked_child_does_not_keep_a_dead_participant_alive, .timeout = 
 	shmring_seg_close(s);
 	shmring_seg_unlink(c->name);
 	munmap(c, sizeof(*c));
+}
+
+/* A thread with a descriptor table of its own (unshare(CLONE_FILES)) creates a ring
+ * while the main thread has another file open under the same descriptor number. The
+ * library reopens the segment's descriptor for its participant locks; through
+ * /proc/self/fd (the main thread's table) it opened the other file and locked that,
+ * so the live producer looked dead. The main thread opens its file between the
+ * thread's unshare and its create; both tables give out the same lowest number. */
+struct unshare_cfg {
+	char name[64];
+	pthread_barrier_t unshared, opened, created, checked;
+	int rc;
+};
+
+static void *unsharing_creator(void *a)
+{
+	struct unshare_cfg *c = a;
+	struct shmring_spsc *p = NULL;
+	c->rc = unshare(CLONE_FILES) == 0 ? 0 : -errno;
+	pthread_barrier_wait(&c->unshared);
+	pthread_barrier_wait(&c->opened);
+	if (c->rc == 0) {
+		struct shmring_spsc_opts o = { .capacity = 4096 };
+		c->rc = shmring_spsc_create(c->name, &o, SHMRING_ROLE_PRODUCER, &p);
+	}
+	pthread_barrier_wait(&c->created);
+	pthread_barrier_wait(&c->checked);
+	if (p)
+		shmring_spsc_close(p);
+	return NULL;
+}
+
+Test(segment, participant_lock_of_a_thread_with_its_own_descriptor_table, .timeout = 60)
+{
+	struct unshare_cfg c;
+	tu_name(c.name, sizeof(c.name), "unshare");
+	pthread_barrier_init(&c.unshared, NULL, 2);
+	pthread_barrier_init(&c.opened, NULL, 2);
+	pthread_barrier_init(&c.created, NULL, 2);
+	pthread_barrier_init(&c.checked, NULL, 2);
+	pthread_t t;
+	cr_assert_eq(pthread_create(&t, NULL, unsharing_creator, &c), 0);
+	pthread_barrier_wait(&c.unshared);
+	int decoy = open("/dev/null", O_RDONLY | O_CLOEXEC); /* this table's lowest number */
+	cr_assert_geq(decoy, 0);
+	pthread_barrier_wait(&c.opened);
+	pthread_barrier_wait(&c.created);
+	cr_assert_eq(c.rc, 0, "unshare or create: %s", strerror(-c.rc));
+	struct shmring_seg *seg;
+	cr_assert_eq(shmring_seg_open(c.name, 0, SHMRING_O_RDONLY | SHMRING_O_NOREGISTRY, &seg), 0);
+	int alive = shmring_part_alive(seg, SHMRING_SPSC_SLOT_PRODUCER);
+	shmring_seg_close(seg);
+	pthread_barrier_wait(&c.checked);
+	pthread_join(t, NULL);
+	close(decoy);
+	shmring_seg_unlink(c.name);
+	cr_assert_eq(alive, 1, "the live producer's lock is on its segment");
 }
 
 Test(segment, participant_liveness_across_processes)
