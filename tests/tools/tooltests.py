@@ -773,6 +773,24 @@ def wait_slot(nm, i, want, proc):
         os.sched_yield()
 
 
+def unlink_writer_waits_for_reader(nm, data, what):
+    """`shmcat -w nm --unlink` into an existing ring writes data and keeps the name until
+    a new reader has come: that reader gets data, then the name is gone."""
+    gen = part_slot(nm, 0)[1]
+    w = subprocess.Popen([SHMCAT, "-w", nm, "--unlink"], stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    _procs.append(w)
+    # the reader must find this writer attached, not the previous one's end of stream
+    wait_slot(nm, 0, (1, gen + 1), w)
+    w.stdin.write(data)
+    w.stdin.close()
+    rd = run([SHMCAT, "-r", nm, "--wait", "30"])
+    check(rd.returncode == 0 and rd.stdout == data,
+          "reader %s: exit %d, %r %r" % (what, rd.returncode, rd.stdout, txt(rd.stderr)))
+    check(w.wait(timeout=60) == 0, "writer (reader %s) exit %d" % (what, w.returncode))
+    check(not os.path.exists("/dev/shm/" + nm), "the name stayed after the reader came")
+
+
 def t_cat_roundtrip_empty():
     tmp = tempfile.mkdtemp(prefix="shmcat-test-")
     try:
@@ -795,19 +813,7 @@ def t_cat_roundtrip_empty():
         check(wr.returncode == 0, "first writer exit %d" % wr.returncode)
         rd = run([SHMCAT, "-r", nm2])
         check(rd.returncode == 0 and rd.stdout == b"first", "first reader: %r" % rd.stdout)
-        gen0 = part_slot(nm2, 0)[1]
-        w2 = subprocess.Popen([SHMCAT, "-w", nm2, "--unlink"], stdin=subprocess.PIPE,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        _procs.append(w2)
-        # the reader must find the new writer attached, not the first one's end of stream
-        wait_slot(nm2, 0, (1, gen0 + 1), w2)
-        w2.stdin.write(b"second")
-        w2.stdin.close()
-        rd = run([SHMCAT, "-r", nm2, "--wait", "30"])
-        check(rd.returncode == 0 and rd.stdout == b"second",
-              "second reader: exit %d, %r %r" % (rd.returncode, rd.stdout, txt(rd.stderr)))
-        check(w2.wait(timeout=60) == 0, "second writer exit %d" % w2.returncode)
-        check(not os.path.exists("/dev/shm/" + nm2), "the name stayed after the reader came")
+        unlink_writer_waits_for_reader(nm2, b"second", "after one that left")
         # and a reader that was killed (its slot stays ACTIVE, dead) is no reader either
         nm3 = name("again-dead")
 
@@ -824,17 +830,7 @@ def t_cat_roundtrip_empty():
         rd.wait()
         w0.stdin.close()
         check(w0.wait(timeout=60) == 0, "the first writer exit %d" % w0.returncode)
-        p_gen = part_slot(nm3, 0)[1]
-        w3 = subprocess.Popen([SHMCAT, "-w", nm3, "--unlink"], stdin=subprocess.PIPE,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        _procs.append(w3)
-        wait_slot(nm3, 0, (1, p_gen + 1), w3)
-        w3.stdin.write(b"third")
-        w3.stdin.close()
-        rd = run([SHMCAT, "-r", nm3, "--wait", "30"])
-        check(rd.returncode == 0 and rd.stdout == b"third",
-              "reader after a killed one: exit %d, %r %r" % (rd.returncode, rd.stdout, txt(rd.stderr)))
-        check(w3.wait(timeout=60) == 0, "third writer exit %d" % w3.returncode)
+        unlink_writer_waits_for_reader(nm3, b"third", "after a killed one")
     finally:
         shutil.rmtree(tmp)
 
