@@ -150,9 +150,80 @@ static void free_names(char **names)
 	free(names);
 }
 
+/* clean moves a name aside to /dev/shm/.shmdump-clean-PID-NAME while it compares the
+ * file with the one it looked at. A clean killed inside that window leaves the file
+ * there: the next clean puts it back (it may be someone's live segment). */
+#define ASIDE_PREFIX ".shmdump-clean-"
+
+static int aside_path(char *buf, size_t len, pid_t pid, const char *name)
+{
+	int n = snprintf(buf, len, SHM_DIR "/" ASIDE_PREFIX "%ld-%s", (long)pid, name);
+	if (n < 0 || (size_t)n >= len || (size_t)n - strlen(SHM_DIR "/") > NAME_MAX)
+		return -ENAMETOOLONG;
+	return 0;
+}
+
+/* If ent is a name moved aside by a clean that is gone: its pid, and *name the name
+ * it had; else 0. */
+static pid_t aside_of_dead_clean(const char *ent, const char **name)
+{
+	if (strncmp(ent, ASIDE_PREFIX, strlen(ASIDE_PREFIX)) != 0)
+		return 0;
+	const char *p = ent + strlen(ASIDE_PREFIX);
+	char *end;
+	errno = 0;
+	long pid = strtol(p, &end, 10);
+	if (errno || end == p || *end != '-' || end[1] == '\0' || pid <= 0 || pid > INT32_MAX ||
+	    (pid_t)pid == getpid())
+		return 0;
+	/* alive (or a process of another user with that pid): not ours to touch */
+	if (kill((pid_t)pid, 0) == 0 || errno != ESRCH)
+		return 0;
+	*name = end + 1;
+	return (pid_t)pid;
+}
+
+/* Put back the names a killed clean moved aside (those matching the patterns); with
+ * dry_run, say what would be put back. list only tells (put_back < 0). Returns 0, or
+ * EXIT_PROBLEM if a name could not go back. */
+static int leftovers(char **pat, int npat, int put_back, int dry_run)
+{
+	DIR *d = opendir(SHM_DIR);
+	int rc = 0;
+	if (!d)
+		return 0; /* our_segments() says why */
+	struct dirent *e;
+	while ((e = readdir(d)) != NULL) {
+		const char *name;
+		pid_t pid = aside_of_dead_clean(e->d_name, &name);
+		if (!pid || !wanted(name, pat, npat))
+			continue;
+		char buf[128];
+		const char *shown = tool_printable(name, buf, sizeof(buf));
+		if (put_back < 0) {
+			tool_msg("%s/" ASIDE_PREFIX "%ld-%s: moved aside by a 'shmdump clean' that did not "
+				 "finish; 'shmdump clean' puts it back",
+				 SHM_DIR, (long)pid, shown);
+		} else if (dry_run) {
+			printf("would put back %s (moved aside by a clean that did not finish, pid %ld)\n",
+			       shown, (long)pid);
+		} else if (renameat2(dirfd(d), e->d_name, dirfd(d), name, RENAME_NOREPLACE) == 0) {
+			printf("put back %s (moved aside by a clean that did not finish, pid %ld)\n",
+			       shown, (long)pid);
+		} else if (errno != ENOENT) { /* ENOENT: another clean put it back first */
+			tool_msg("%s/" ASIDE_PREFIX "%ld-%s: cannot put it back: %s", SHM_DIR, (long)pid,
+				 shown, errno == EEXIST ? "the name is taken" : strerror(errno));
+			rc = EXIT_PROBLEM;
+		}
+	}
+	closedir(d);
+	return rc;
+}
+
 static int cmd_list(char **pat, int npat, int json)
 {
 	size_t n;
+	leftovers(pat, npat, -1, 0);
 	char **names = our_segments(pat, npat, &n);
 	struct seg_view *v = malloc(sizeof(*v));
 	struct jw w;
@@ -193,13 +264,14 @@ static int cmd_list(char **pat, int npat, int json)
  * its new, live segment. The name is moved aside first, so the file checked is the one
  * removed. 0 removed (or already gone), 1 the name leads to another file now (left
  * where it was), or -errno. */
-static int unlink_same_file(const struct seg_view *v)
+static int unlink_same_file(const struct seg_view *v, const char *name)
 {
 	struct stat mine, now;
 	char tmp[PATH_MAX];
 	if (fstat(v->fd, &mine) != 0)
 		return -errno;
-	snprintf(tmp, sizeof(tmp), "/dev/shm/.shmdump-clean-%ld", (long)getpid());
+	if (aside_path(tmp, sizeof(tmp), getpid(), name) != 0)
+		return -ENAMETOOLONG;
 	if (rename(v->path, tmp) != 0)
 		return errno == ENOENT ? 0 : -errno;
 	if (stat(tmp, &now) == 0 && now.st_dev == mine.st_dev && now.st_ino == mine.st_ino)
@@ -217,10 +289,10 @@ static int unlink_same_file(const struct seg_view *v)
 static int cmd_clean(char **pat, int npat, int dry_run)
 {
 	size_t n;
+	int rc = leftovers(pat, npat, 1, dry_run);
 	char **names = our_segments(pat, npat, &n);
 	struct seg_view *v = malloc(sizeof(*v));
 	char why[256];
-	int rc = 0;
 
 	if (!v) {
 		free_names(names);
@@ -242,7 +314,7 @@ static int cmd_clean(char **pat, int npat, int dry_run)
 				printf("would remove %s (stale: %u dead participant%s)\n", v->label,
 				       v->dead, v->dead == 1 ? "" : "s");
 			} else {
-				int e = unlink_same_file(v);
+				int e = unlink_same_file(v, names[k]);
 				if (e == 0) {
 					printf("removed %s (stale: %u dead participant%s)\n", v->label,
 					       v->dead, v->dead == 1 ? "" : "s");

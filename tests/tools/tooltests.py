@@ -608,8 +608,59 @@ def t_dump_clean():
               % (r.returncode, txt(r.stdout), txt(r.stderr)))
         check(os.path.exists("/dev/shm/" + again), "clean removed the re-created segment")
         check(os.stat("/dev/shm/" + again).st_ino != before, "the shim did not re-create it")
-        check(not [f for f in os.listdir("/dev/shm") if f.startswith(".shmdump-clean-")],
+        check(not [f for f in os.listdir("/dev/shm")
+                   if f.startswith(".shmdump-clean-") and f.endswith(again)],
               "clean left its temporary name behind")
+
+
+def t_dump_clean_killed():
+    """A clean killed while a name was moved aside: the next clean puts it back."""
+    live = name("cleank-live")
+    stale = name("cleank-stale")
+    busy = name("cleank-busy")
+    taken = name("cleank-taken")
+    pat = "shmring-tooltest-cleank-*-%d-*" % os.getpid()
+    p_live = segtool(live)
+    for nm in (stale, busy, taken):
+        segtool(nm, mode="detach")
+    t = subprocess.Popen(["true"])
+    t.wait()
+    gone = t.pid  # a clean that was killed
+
+    def aside(nm, pid):
+        return "/dev/shm/.shmdump-clean-%d-%s" % (pid, nm)
+
+    os.rename("/dev/shm/" + live, aside(live, gone))
+    os.rename("/dev/shm/" + stale, aside(stale, gone))
+    os.rename("/dev/shm/" + busy, aside(busy, os.getpid()))  # a clean still running
+    shutil.copy("/dev/shm/" + taken, aside(taken, gone))  # its name was taken again
+    try:
+        r = run([SHMDUMP, "list", pat])
+        err = txt(r.stderr)
+        check(r.returncode == 0 and aside(live, gone) in err and aside(stale, gone) in err
+              and busy not in err, "list of moved-aside names: exit %d, %r" % (r.returncode, err))
+        r = run([SHMDUMP, "clean", pat, "--dry-run"])
+        out = txt(r.stdout)
+        check("would put back " + live in out and "would put back " + stale in out
+              and busy not in out, "clean --dry-run: %r" % out)
+        check(os.path.exists(aside(live, gone)), "the dry run moved a file")
+        r = run([SHMDUMP, "clean", pat])
+        out, err = txt(r.stdout), txt(r.stderr)
+        check(r.returncode == 1, "clean with a name taken: exit %d (want 1)" % r.returncode)
+        check("put back " + live in out and "put back " + stale in out
+              and "removed " + stale in out and live + " (stale" not in out,
+              "clean output: %r" % out)
+        check(os.path.exists("/dev/shm/" + live), "the live segment did not get its name back")
+        check(not os.path.exists("/dev/shm/" + stale), "the stale segment was not removed")
+        check(os.path.exists(aside(busy, os.getpid())), "clean took a running clean's file")
+        check("the name is taken" in err and os.path.exists(aside(taken, gone)),
+              "a file whose name was taken: %r" % err)
+    finally:
+        release(p_live)
+        for f in (aside(live, gone), aside(stale, gone), aside(busy, os.getpid()),
+                  aside(taken, gone)):
+            if os.path.exists(f):
+                os.unlink(f)
 
 
 def t_dump_odd_names():
