@@ -91,6 +91,8 @@ struct bench_cfg {
 	uint64_t memcpy_region; /* bytes of each buffer of the cold-memcpy reference */
 	uint64_t capacity;    /* spsc ring bytes when it holds the records; 0: automatic */
 	int demote;           /* spsc, mpmc, bcast producers demote what they publish */
+	unsigned watchdog_s;  /* --watchdog: a test still running after this is killed;
+			       * 0: 30 s + 20x its warm-up and timed part */
 };
 
 struct bench_transport;

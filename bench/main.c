@@ -240,6 +240,8 @@ static void usage(FILE *f)
 		"  --retries N       run a test again when the CPUs moved during it (probes\n"
 		"                    before and after differ by > 30%%, or a round trip beat\n"
 		"                    0.75x the floor; default 2, --quick 0)\n"
+		"  --watchdog SECS   end a test that runs this long (a hang), killing its\n"
+		"                    processes (default 30 s + 20x the test's time)\n"
 		"  -q, --quiet       no progress on stderr\n");
 }
 
@@ -268,6 +270,7 @@ int main(int argc, char **argv)
 		{"retries", required_argument, NULL, 'r'}, {"save", required_argument, NULL, 'S'},
 		{"capacity", required_argument, NULL, 'k'}, {"repeat", required_argument, NULL, 'R'},
 		{"demote", no_argument, NULL, 'D'}, {"procs", required_argument, NULL, 'P'},
+		{"watchdog", required_argument, NULL, 'W'},
 		{NULL, 0, NULL, 0},
 	};
 	int o;
@@ -351,6 +354,11 @@ int main(int argc, char **argv)
 			break;
 		case 'D':
 			cfg.demote = 1;
+			break;
+		case 'W':
+			if (num_opt("watchdog", optarg, 1, 86400, 1, &v))
+				return 2;
+			cfg.watchdog_s = (unsigned)v;
 			break;
 		case 'R':
 			if (num_opt("repeat", optarg, 1, 64, 1, &v))

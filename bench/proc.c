@@ -142,6 +142,22 @@ static int run_loop(struct bench_ctx *c)
 	return fn(c);
 }
 
+/* The watchdog's test (bench/meson.build, bench-watchdog-*): SHMRING_BENCH_TEST_HANG=p1
+ * (producer 1) or c0 (consumer 0) makes that child hang as a bug would, before its
+ * loop, or after it with the suffix /after (the parent, its own part done, is then
+ * waiting for that child). */
+static int hangs_on_purpose(const struct bench_ctx *c, int after)
+{
+	const char *h = getenv("SHMRING_BENCH_TEST_HANG");
+	char side, when[8] = "";
+	unsigned idx;
+	if (!h || sscanf(h, "%c%u/%7s", &side, &idx, when) < 2 || idx != c->index ||
+	    side != (c->side ? 'c' : 'p') || after != (strcmp(when, "after") == 0))
+		return 0;
+	for (;;)
+		pause(); /* until the watchdog's SIGKILL */
+}
+
 static void child_main(struct bench_ctx *c, int ready_fd, int go_fd)
 {
 	const struct bench_transport *t = c->spec->tr;
@@ -167,7 +183,9 @@ static void child_main(struct bench_ctx *c, int ready_fd, int go_fd)
 		char g;
 		if (read_full(go_fd, &g, 1) < 0 || g != 'G')
 			_exit(4);
+		hangs_on_purpose(c, 0);
 		rc = run_loop(c);
+		hangs_on_purpose(c, 1);
 	}
 	if (rc == 0 && bench_abort)
 		rc = bench_fail(c, -ETIMEDOUT, "watchdog");
@@ -315,7 +333,7 @@ static int run_pair(const struct bench_spec *s, const struct bench_cfg *cfg,
 		g_kids[k] = pids[k];
 	g_nkids = (sig_atomic_t)nforked;
 	/* generous: a hang is a bug to report, not a figure */
-	alarm((unsigned)(30 + 20 * (cfg->budget_s + cfg->warm_s)));
+	alarm(cfg->watchdog_s ? cfg->watchdog_s : (unsigned)(30 + 20 * (cfg->budget_s + cfg->warm_s)));
 	c.side = 0;
 	c.index = 0;
 	if (rc == 0) {
