@@ -401,7 +401,9 @@ int shmring_bcast_close(struct shmring_bcast *b)
 {
 	if (!b)
 		return -EINVAL;
-	if (b->role == SHMRING_ROLE_PRODUCER) {
+	if (shmring__seg_inherited(b->seg)) {
+		/* the parent's handle, copied by fork(): its stream and its reader count go on */
+	} else if (b->role == SHMRING_ROLE_PRODUCER) {
 		b->reserved = 0; /* an abandoned reservation stays odd: never read */
 		if (!b->broken) {
 			/* end of stream; pairs with the acquire loads of state in

@@ -31,6 +31,7 @@ struct shmring__reg_entry {
 	uint64_t size;
 	unsigned refs;        /* handles sharing this mapping; guarded by the registry lock */
 	uint64_t held_slots;  /* participant slots this process holds (bit per slot) */
+	int inherited;        /* a forked child's copy: its handles are the parent's */
 	char name[SHMRING_NAME_MAX + 1];
 	struct shmring__reg_entry *_Atomic next; /* RCU list of this process's mappings */
 };
@@ -40,6 +41,9 @@ struct shmring__reg_entry {
 SHMRING_HIDDEN int shmring__reg_acquire(int fd, int writable, uint64_t size, const char *name,
 					 int private_map, struct shmring__reg_entry **out);
 SHMRING_HIDDEN void shmring__reg_release(struct shmring__reg_entry *e);
+/* 1 if s is a handle this process got through fork(): it is the parent's, and closing
+ * it in the child must not change the segment (no end of stream, no leave). */
+SHMRING_HIDDEN int shmring__seg_inherited(const struct shmring_seg *s);
 /* Guards held_slots updates of entries. */
 SHMRING_HIDDEN void shmring__reg_lock(void);
 SHMRING_HIDDEN void shmring__reg_unlock(void);

@@ -510,18 +510,23 @@ int shmring_mpmc_close(struct shmring_mpmc *r)
 {
 	if (!r)
 		return -EINVAL;
-	if (r->held_n) {
+	if (shmring__seg_inherited(r->seg)) {
+		/* the parent's handle, copied by fork(): what it holds and counts is the
+		 * parent's to finish and flush */
+	} else if (r->held_n) {
 		if (r->role == SHMRING_ROLE_PRODUCER)
 			shmring_mpmc_enqueue_finish(r, 0, NULL); /* unpublished: gaps */
 		else
 			shmring_mpmc_dequeue_finish(r);
 	}
-	shmring__mpmc_flush_stats(r);
-	if (r->joined) {
-		shmring_part_leave(r->seg, r->slot);
-		/* relaxed: a hint; the woken re-scan the table, which is the truth */
-		atomic_fetch_add_explicit(&r->ctrl->leaves, 1, memory_order_relaxed);
-		wake_all(r);
+	if (!shmring__seg_inherited(r->seg)) {
+		shmring__mpmc_flush_stats(r);
+		if (r->joined) {
+			shmring_part_leave(r->seg, r->slot);
+			/* relaxed: a hint; the woken re-scan the table, which is the truth */
+			atomic_fetch_add_explicit(&r->ctrl->leaves, 1, memory_order_relaxed);
+			wake_all(r);
+		}
 	}
 	shmring_seg_close(r->seg);
 	free(r);

@@ -1114,7 +1114,11 @@ int shmring_pool_close(struct shmring_pool *p)
 	if (!p)
 		return -EINVAL;
 	struct shmring_pool_ctrl *c = p->ctrl;
-	if (p->role == SHMRING_ROLE_PRODUCER) {
+	if (shmring__seg_inherited(p->seg)) {
+		/* the parent's handle, copied by fork(): its producer or subscription goes on */
+		if (p->role != SHMRING_ROLE_PRODUCER)
+			munmap(p->rodata, p->data_size);
+	} else if (p->role == SHMRING_ROLE_PRODUCER) {
 		if (p->loaned) {
 			/* as shmring_pool_cancel(): the bit first, then the loan word */
 			struct shmring_pool_frame f = { .index = p->loaned - 1u };

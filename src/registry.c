@@ -64,6 +64,7 @@ static void atfork_child(void)
 		e->fd = -1;
 		e->owner = -1;
 		e->held_slots = 0;
+		e->inherited = 1;
 	}
 	for (struct shmring__lock_fd *l = lock_fds; l; l = l->next) {
 		close(l->fd);

@@ -274,6 +274,11 @@ int shmring_seg_open_fd(int fd, uint32_t kind, unsigned flags, struct shmring_se
 	return attach(nfd, kind, flags, "", out);
 }
 
+int shmring__seg_inherited(const struct shmring_seg *s)
+{
+	return s && s->reg && s->reg->inherited;
+}
+
 void shmring_seg_close(struct shmring_seg *s)
 {
 	if (!s)

@@ -265,7 +265,9 @@ int shmring_spsc_close(struct shmring_spsc *r)
 {
 	if (!r)
 		return -EINVAL;
-	if (r->role == SHMRING_ROLE_PRODUCER) {
+	if (shmring__seg_inherited(r->seg)) {
+		/* the parent's handle, copied by fork(): its stream goes on */
+	} else if (r->role == SHMRING_ROLE_PRODUCER) {
 		shmring_spsc_abort(r);
 		/* pairs with the consumer's acquire load in shmring__spsc_empty() */
 		shmring_store_release(&r->ctrl->prod_closed, 1);

@@ -12,7 +12,9 @@
  * Within one process, opening the same segment twice shares one mapping (refcounted,
  * see registry.h). A handle does not survive fork(): the child must open the segment
  * again (its inherited descriptors are closed in the child so that it cannot keep the
- * parent's participant locks alive).
+ * parent's participant locks alive). The one call a child may make on an inherited
+ * handle is its kind's close, which frees the child's copy and changes nothing in the
+ * segment: the parent's stream goes on.
  *
  * Errors (all functions): -EINVAL bad argument or name; -ENAMETOOLONG a name longer
  * than SHMRING_NAME_MAX bytes; -ENOENT no such segment;
