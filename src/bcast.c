@@ -468,6 +468,14 @@ int shmring_bcast_writer_alive(const struct shmring_bcast *b)
 	return writer_state(b) > 0;
 }
 
+int shmring_bcast_writer_closed(const struct shmring_bcast *b)
+{
+	if (!b)
+		return -EINVAL;
+	/* pairs with the release store of CLOSED in shmring_bcast_close() */
+	return shmring_load_acquire(&b->ctrl->state) == SHMRING_BCAST_CLOSED;
+}
+
 /* The reader has everything the writer published (pub <= pos). */
 static int caught_up(const struct shmring_bcast *r)
 {

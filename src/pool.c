@@ -438,10 +438,11 @@ static int recover(struct shmring_pool *p)
 
 /*
  * Become the owner of the pool as kind (PRODUCER or RECLAIMER), replacing a dead one.
- * Returns 1 if a dead owner was replaced (the caller recovers), 0 if the pool had no
- * live owner, -EBUSY if a live one holds it, -EPROTO on a corrupt owner word.
+ * Returns 1 if a dead owner was replaced (the caller recovers; *was is its identity), 0 if
+ * the pool had no live owner, -EBUSY if a live one holds it, -EPROTO on a corrupt owner
+ * word.
  */
-static int acquire_owner(struct shmring_pool *p, uint32_t kind)
+static int acquire_owner(struct shmring_pool *p, uint32_t kind, uint64_t *was)
 {
 	struct shmring_pool_ctrl *c = p->ctrl;
 	uint64_t me = my_id(p, kind);
@@ -474,20 +475,30 @@ static int acquire_owner(struct shmring_pool *p, uint32_t kind)
 							    memory_order_relaxed)) {
 			if (replaced)
 				bury(p, o);
+			*was = o;
 			return replaced;
 		}
 	}
 }
 
+/* The owner word of an end of stream after the death of owner o: closed, naming it (a
+ * close by the producer names nobody: see shmring_pool_producer_closed()). */
+static uint64_t dead_closed(uint64_t o)
+{
+	uint32_t gen = SHMRING_POOL_ID_GEN(o);
+	return SHMRING_POOL_ID(SHMRING_POOL_OWNER_CLOSED, SHMRING_POOL_ID_SLOT(o), gen ? gen : 1);
+}
+
 /* A subscriber (or any handle) found the producer dead: take over, recover, close. */
 static int recover_dead_producer(struct shmring_pool *p)
 {
-	int rc = acquire_owner(p, SHMRING_POOL_OWNER_RECLAIMER);
+	uint64_t dead;
+	int rc = acquire_owner(p, SHMRING_POOL_OWNER_RECLAIMER, &dead);
 	if (rc <= 0)
 		return rc == -EBUSY ? 0 : rc;
 	rc = recover(p);
-	/* end of stream. release: pairs with the acquire load in shmring__pool_take_empty() */
-	shmring_store_release(&p->ctrl->owner, SHMRING_POOL_ID(SHMRING_POOL_OWNER_CLOSED, 0, 0));
+	/* release: pairs with the acquire load in shmring__pool_take_empty() */
+	shmring_store_release(&p->ctrl->owner, dead_closed(dead));
 	shmring_wake(p->seg, &p->ctrl->frame_q);
 	shmring_wake(p->seg, &p->ctrl->room_q);
 	return rc < 0 ? rc : 1;
@@ -885,7 +896,9 @@ static int attach_producer(struct shmring_pool *p)
 	int rc = join(p, SHMRING_ROLE_PRODUCER);
 	if (rc)
 		return rc;
-	rc = acquire_owner(p, SHMRING_POOL_OWNER_PRODUCER);
+	uint64_t was = 0;
+	rc = acquire_owner(p, SHMRING_POOL_OWNER_PRODUCER, &was);
+	int replaced = rc == 1;
 	if (rc == -EBUSY)
 		rc = shmring__fail(-EBUSY, "the pool's producer is alive");
 	if (rc >= 0)
@@ -898,9 +911,10 @@ static int attach_producer(struct shmring_pool *p)
 	}
 	if (rc < 0) {
 		uint64_t me = my_id(p, SHMRING_POOL_OWNER_PRODUCER);
-		uint64_t none = SHMRING_POOL_ID(SHMRING_POOL_OWNER_CLOSED, 0, 0);
+		/* as it was (none yet, or closed), or ended after the dead owner we replaced */
+		uint64_t back = replaced ? dead_closed(was) : was;
 		/* release: pairs with acquire loads of ctrl->owner */
-		atomic_compare_exchange_strong_explicit(&p->ctrl->owner, &me, none,
+		atomic_compare_exchange_strong_explicit(&p->ctrl->owner, &me, back,
 							memory_order_release, memory_order_relaxed);
 		shmring_part_leave(p->seg, p->pslot);
 		return rc;
@@ -1243,6 +1257,15 @@ int shmring_pool_sub_stats(const struct shmring_pool *p, struct shmring_pool_sub
 	st->policy = p->policy;
 	st->index = p->sub;
 	return 0;
+}
+
+int shmring_pool_producer_closed(const struct shmring_pool *p)
+{
+	if (!p)
+		return -EINVAL;
+	/* acquire: pairs with the release stores of CLOSED in close and recovery */
+	uint64_t o = shmring_load_acquire(&p->ctrl->owner);
+	return SHMRING_POOL_ID_KIND(o) == SHMRING_POOL_OWNER_CLOSED && SHMRING_POOL_ID_GEN(o) == 0;
 }
 
 int shmring_pool_producer_alive(const struct shmring_pool *p)

@@ -537,10 +537,12 @@ Test(bcast, dead_writer_gives_epipe_and_is_replaced, .timeout = 60)
 	pool_init();
 	struct shmring_bcast *w = make_writer(name, sizeof(name), "bc-die", 8, 256);
 	struct shmring_bcast *r = open_reader(name, 0);
+	cr_assert_eq(shmring_bcast_writer_closed(r), 0);
 	shmring_bcast_close(w); /* the creator steps down; the child writes */
 	uint8_t buf[256];
 	struct shmring_bcast_rec rec = { 0 };
 	cr_assert_eq(shmring_bcast_read(r, buf, sizeof(buf), &rec), -EPIPE); /* closed, empty */
+	cr_assert_eq(shmring_bcast_writer_closed(r), 1, "a close is a close");
 
 	struct die_args a = { .name = name, .first = 0, .count = 5 };
 	tu_gate_init(&a.opened);
@@ -556,6 +558,7 @@ Test(bcast, dead_writer_gives_epipe_and_is_replaced, .timeout = 60)
 	/* the writer is dead and everything complete was read: end of stream */
 	cr_assert_eq(shmring_bcast_read_wait(r, buf, sizeof(buf), &rec, LONG_MS), -EPIPE);
 	cr_assert_eq(shmring_bcast_writer_alive(r), 0);
+	cr_assert_eq(shmring_bcast_writer_closed(r), 0, "a death is not a close");
 
 	/* a replacement rewrites the half-written record 5 under the same number */
 	struct shmring_bcast *w2;

@@ -1047,8 +1047,10 @@ Test(pool, producer_close_is_end_of_stream)
 	struct shmring_pool_frame f, g;
 	cr_assert_eq(shmring_pool_loan(p, &f), 0); /* close gives it back */
 	cr_assert_eq(shmring_pool_producer_alive(s), 1);
+	cr_assert_eq(shmring_pool_producer_closed(s), 0);
 	shmring_pool_close(p);
 	cr_assert_eq(shmring_pool_producer_alive(s), 0);
+	cr_assert_eq(shmring_pool_producer_closed(s), 1, "a close is a close");
 	for (uint64_t i = 0; i < 3; i++)
 		take_expect(s, WAIT_MS, i, 0);
 	cr_assert_eq(shmring_pool_take(s, &g), -EPIPE);
@@ -1429,7 +1431,13 @@ Test(pool, subscriber_reclaims_dead_producers_loan, .timeout = 60)
 	struct shmring_pool_frame g;
 	cr_assert_eq(shmring_pool_take_wait(s, &g, WAIT_MS), -EPIPE);
 	cr_assert_eq(shmring_pool_free_count(s), 8, "the subscriber returned the dead producer's loan");
-	close_and_unlink(n.name, s);
+	cr_assert_eq(shmring_pool_producer_closed(s), 0, "a death is not a close");
+	/* the subscription outlives its producer: a replacement's frames follow */
+	struct shmring_pool *p2 = reopen_producer(n.name);
+	cr_assert_eq(shmring_pool_producer_closed(s), 0);
+	cr_assert_eq(publish_one(p2, 3, 4096), 1);
+	take_expect(s, 0, 3, 0);
+	close_and_unlink(n.name, s, p2);
 }
 
 /* Take reads the entry at its cursor first, so a subscriber can take frame t while the

@@ -330,6 +330,9 @@ SHMRING_API void shmring_bcast_set_spin(struct shmring_bcast *b, int spin);
 SHMRING_API int shmring_bcast_set_demote(struct shmring_bcast *b, int on);
 /* 1 if a live writer is attached, 0 if not (slow: one fcntl). */
 SHMRING_API int shmring_bcast_writer_alive(const struct shmring_bcast *b);
+/* After -EPIPE: 1 if the writer ended the stream with shmring_bcast_close(), 0 if it
+ * died (or is attached). A reader outlives its writer: a replacement's records follow. */
+SHMRING_API int shmring_bcast_writer_closed(const struct shmring_bcast *b);
 /* Reposition a reader (see enum shmring_bcast_whence). Records passed over count as
  * skipped. Concurrency: this reader only. Returns 0, -EBADF (not a reader), -EPROTO. */
 SHMRING_API int shmring_bcast_seek(struct shmring_bcast *r, int whence);

@@ -121,7 +121,12 @@
  *
  * EOF. shmring_mpmc_dequeue*() returns -EPIPE once the ring is empty, producers have
  * attached at least once and none is alive; enqueue returns -EPIPE once the ring is
- * full, consumers have attached at least once and none is alive.
+ * full, consumers have attached at least once and none is alive. The ring cannot know
+ * how many producers are still to come: when they start one after another (a producer
+ * that closes before the next attaches ends the stream for the consumers, and the late
+ * one's messages wait unread), hold the stream open: the coordinating process attaches
+ * as a producer itself and closes only once every producer has attached. The same goes
+ * for consumers and the producers' -EPIPE.
  *
  * CONCURRENCY. Any number of producer and consumer handles in any processes; each handle
  * used by one thread at a time (threads of one process may each open a handle). Handles

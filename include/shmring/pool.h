@@ -121,7 +121,11 @@
  * frame; not published -> the buffer is free again), and settles a drop left half-done
  * (the cursor word carries the buffer being dropped until its reference is gone). Subscribers see a
  * dead producer within SHMRING_PEER_CHECK_MS in blocking calls (every 1024 empty polls
- * in non-blocking ones): they drain what was published, then get -EPIPE.
+ * in non-blocking ones): they drain what was published, then get -EPIPE, as after a
+ * close (shmring_pool_producer_closed() tells the two apart). A subscription outlives
+ * its producer: once a replacement attaches, its frames follow the old ones, so a
+ * subscriber that wants them waits on after -EPIPE (take_wait again, or poll
+ * shmring_pool_producer_alive()).
  *
  * MAPPING. Subscribers read frames through a second, PROT_READ mapping of the data
  * region, so a stray write through a frame pointer faults in the subscriber instead of
@@ -224,7 +228,8 @@ enum shmring_pool_owner {
 	SHMRING_POOL_OWNER_NONE = 0,      /* no producer has attached yet */
 	SHMRING_POOL_OWNER_PRODUCER = 1,  /* the producer (alive if its slot is) */
 	SHMRING_POOL_OWNER_RECLAIMER = 2, /* a survivor recovering after a dead producer */
-	SHMRING_POOL_OWNER_CLOSED = 3,    /* the producer left: end of stream */
+	SHMRING_POOL_OWNER_CLOSED = 3,    /* end of stream: the producer closed it (identity 0)
+					   * or a reclaimer did after its death (the dead one's) */
 };
 
 /* Subscriber record states (shmring_pool_sub.state kind). */
@@ -501,6 +506,10 @@ SHMRING_API int shmring_pool_sub_stats(const struct shmring_pool *p,
 				       struct shmring_pool_sub_stats *st);
 /* 1 if a live producer is attached, 0 if not (slow: one fcntl). */
 SHMRING_API int shmring_pool_producer_alive(const struct shmring_pool *p);
+/* After -EPIPE: 1 if the producer ended the stream with shmring_pool_close(), 0 if it
+ * died (or no producer ever attached, or one is attached now). Either way the handle
+ * stays subscribed: frames of a producer that attaches later (open_producer) follow. */
+SHMRING_API int shmring_pool_producer_closed(const struct shmring_pool *p);
 /*
  * Check a frame's checksum. Concurrency: the holder of the frame. Returns 0 it matches,
  * -EBADMSG it does not, -ENODATA the frame carries no checksum, -EINVAL bad frame.
