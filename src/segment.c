@@ -152,8 +152,10 @@ int shmring_hdr_validate(const void *buf, size_t len, uint64_t file_size, struct
 	return 0;
 }
 
-/* Map fd, validate, fill a new handle. fd is consumed. */
-static int attach(int fd, uint32_t kind, unsigned flags, const char *name, struct shmring_seg **out)
+/* Map fd, validate, fill a new handle. fd is consumed; by_fd: it came from the caller's
+ * descriptor, not from a name or path the caller gave. */
+static int attach(int fd, uint32_t kind, unsigned flags, const char *name, int by_fd,
+		  struct shmring_seg **out)
 {
 	struct stat st;
 	if (fstat(fd, &st) != 0) {
@@ -188,8 +190,10 @@ static int attach(int fd, uint32_t kind, unsigned flags, const char *name, struc
 	int rc = shmring_hdr_validate(raw, (size_t)n, fsize, s, NULL, 0);
 	/* A file without a name (a memfd, or a segment unlinked since) is reached only
 	 * through descriptors, often from a peer we may not trust: whoever holds one could
-	 * shrink it under our mapping (SIGBUS) unless it is sealed. Ours are. */
-	if (rc == 0 && ((s->flags & SHMRING_SEG_F_MEMFD) || st.st_nlink == 0)) {
+	 * shrink it under our mapping (SIGBUS) unless it is sealed. Ours are. A named
+	 * segment opened by its name may lose the name meanwhile (its users unlink it once
+	 * everyone is in): that is still the segment the caller named. */
+	if (rc == 0 && ((s->flags & SHMRING_SEG_F_MEMFD) || (by_fd && st.st_nlink == 0))) {
 		int seals = fcntl(fd, F_GET_SEALS);
 		if (seals < 0 || !(seals & F_SEAL_SHRINK))
 			rc = shmring__fail(-EPROTO, "anonymous segment not sealed against shrinking");
@@ -247,7 +251,7 @@ int shmring_seg_open(const char *name, uint32_t kind, unsigned flags, struct shm
 	int fd = shm_open(n, open_flags(flags), 0);
 	if (fd < 0)
 		return shmring__fail(-errno, "shm_open(%s): %s", n, strerror(errno));
-	return attach(fd, kind, flags, n + 1, out);
+	return attach(fd, kind, flags, n + 1, 0, out);
 }
 
 int shmring_seg_open_path(const char *path, uint32_t kind, unsigned flags, struct shmring_seg **out)
@@ -259,7 +263,7 @@ int shmring_seg_open_path(const char *path, uint32_t kind, unsigned flags, struc
 	if (fd < 0)
 		return shmring__fail(-errno, "open(%s): %s", path, strerror(errno));
 	const char *base = strrchr(path, '/');
-	return attach(fd, kind, flags, base ? base + 1 : path, out);
+	return attach(fd, kind, flags, base ? base + 1 : path, 0, out);
 }
 
 int shmring_seg_open_fd(int fd, uint32_t kind, unsigned flags, struct shmring_seg **out)
@@ -271,7 +275,7 @@ int shmring_seg_open_fd(int fd, uint32_t kind, unsigned flags, struct shmring_se
 	int nfd = shmring__reopen_fd(fd, open_flags(flags));
 	if (nfd < 0)
 		return shmring__fail(nfd, "reopen of fd %d: %s", fd, strerror(-nfd));
-	return attach(nfd, kind, flags, "", out);
+	return attach(nfd, kind, flags, "", 1, out);
 }
 
 int shmring__seg_inherited(const struct shmring_seg *s)

@@ -164,6 +164,30 @@ Test(segment, unsealed_memfd_is_refused)
 	shmring_seg_close(s);
 }
 
+/* A named segment whose name went (its users unlink it once everyone is in) is still the
+ * segment a caller reached by name or path, unsealed as named segments are; handed over
+ * as a bare descriptor it is as anonymous as a memfd, and refused unsealed. The path
+ * here is the descriptor's /proc link: the same file, reached through a path. */
+Test(segment, an_unlinked_named_segment_opens_by_path_not_by_bare_descriptor)
+{
+	char name[64], path[96], link[64];
+	struct shmring_seg *s, *o;
+	struct shmring_seg_params p = params(4096);
+	cr_assert_eq(shmring_seg_create(tu_name(name, sizeof(name), "gone"), &p, &s), 0);
+	snprintf(path, sizeof(path), "/dev/shm/%s", name);
+	int fd = open(path, O_RDWR | O_CLOEXEC);
+	cr_assert_geq(fd, 0);
+	cr_assert_eq(shmring_seg_unlink(name), 0);
+	snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
+	int rc = shmring_seg_open_path(link, SHMRING_KIND_SPSC, SHMRING_O_NOREGISTRY, &o);
+	cr_assert_eq(rc, 0, "by path: %s (%s)", shmring_strerror(rc), shmring_last_error_detail());
+	shmring_seg_close(o);
+	cr_assert_eq(shmring_seg_open_fd(fd, SHMRING_KIND_SPSC, SHMRING_O_NOREGISTRY, &o), -EPROTO,
+		     "a bare descriptor of an unsealed file without a name");
+	close(fd);
+	shmring_seg_close(s);
+}
+
 /* Anyone who may write to /dev/shm can put a FIFO where a segment's name is expected; a
  * read-only open (a broadcast reader, an inspector) must refuse it, not block forever
  * waiting for a writer. The same through open_path and open_fd. */
