@@ -1170,6 +1170,27 @@ Test(pool, corrupt_control_region_is_eproto)
 	shmring_seg_unlink(n.name);
 }
 
+/* A log entry (forged) naming a buffer the subscriber holds already: a second copy of
+ * it would count twice in held, and the second release fails, so one of its max_held
+ * places would be gone for good. */
+Test(pool, a_log_entry_naming_a_buffer_we_hold_is_eproto)
+{
+	struct named_pool n;
+	struct shmring_pool *p = make_pool(&n, "pool-dupbuf", 4096, 8, 1, 2, 0);
+	struct shmring_pool *s = sub_open(n.name, SHMRING_POOL_BLOCK);
+	struct shmring_pool_ctrl *c = shmring_seg_ctrl(shmring_pool_seg(p));
+	struct shmring_pool_geo geo = pool_geo(shmring_pool_seg(p));
+	struct shmring_pool_entry *log = (void *)((uint8_t *)c + geo.log_off);
+	cr_assert_eq(publish_one(p, 0, 4096), 1);
+	cr_assert_eq(publish_one(p, 1, 4096), 1);
+	struct shmring_pool_frame g0, g1;
+	cr_assert_eq(shmring_pool_take(s, &g0), 0);
+	uint64_t b0 = atomic_load(&log[0].pos_buf) & 0xffffu;
+	atomic_store(&log[1].pos_buf, (UINT64_C(1) << 16) | b0);
+	cr_assert_eq(shmring_pool_take(s, &g1), -EPROTO);
+	close_and_unlink(n.name, s, p);
+}
+
 /* ---- across processes ---- */
 
 struct sub_result {

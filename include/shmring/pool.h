@@ -1001,6 +1001,10 @@ SHMRING_INLINE int shmring_pool_take(struct shmring_pool *p, struct shmring_pool
 			continue; /* not addressed to us (cannot happen while we are admitted) */
 		if (shmring_unlikely(f->len > p->buf_size))
 			return shmring__pool_broken(p, -EPROTO, "take: frame longer than its buffer");
+		/* a buffer holds one frame at a time: one we hold already cannot come again
+		 * (else our count of held frames would leak a place for good) */
+		if (shmring_unlikely(p->held_map[b >> 6] & (UINT64_C(1) << (b & 63u))))
+			return shmring__pool_broken(p, -EPROTO, "take: log entry names a buffer we hold");
 		/* our reference in the buffer's state word is not looked at here: that line is
 		 * one more trip per frame, and release finds a missing reference (-EPROTO) */
 		p->held++;
