@@ -307,6 +307,50 @@ Test(mpmc, unfinished_claims_become_gaps)
 	ring_destroy(&g);
 }
 
+/* A producer asleep on a full ring, waiting for room a lap on from a cell another
+ * producer holds: when that one gives the cell back (finish with fewer than it holds),
+ * the room is there, and the sleeper is woken for it, not left to its sleep slice
+ * (with no consumer about, nothing else would wake it). */
+static int enqueue_blocking_child(void *a)
+{
+	const struct ring *g = a;
+	struct shmring_mpmc *p;
+	if (shmring_mpmc_open(g->name, SHMRING_ROLE_PRODUCER, &p))
+		return 10;
+	int rc = send_u32(p, 7, 30000);
+	shmring_mpmc_close(p);
+	return rc == 0 ? 0 : 11;
+}
+
+Test(mpmc, a_cell_given_back_wakes_a_producer_waiting_for_room, .timeout = 60)
+{
+	struct ring g;
+	ring_create(&g, 2, 8, SHMRING_ROLE_PRODUCER);
+	struct shmring_mpmc *c = ring_open(&g, SHMRING_ROLE_CONSUMER);
+	void *b[1];
+	cr_assert_eq(shmring_mpmc_enqueue_start(g.r, 1, 1, b, 0), 1); /* position 0 */
+	cr_assert_eq(send_u32(g.r, 1, 0), -EBUSY, "one batch at a time per handle");
+	struct shmring_mpmc *p2 = ring_open(&g, SHMRING_ROLE_PRODUCER);
+	cr_assert_eq(send_u32(p2, 1, 0), 0); /* position 1: the ring is full */
+	struct shmring_hdr *h = ring_hdr(&g);
+	struct shmring_mpmc_ctrl *ctl = shmring_seg_ctrl(shmring_mpmc_seg(g.r));
+	uint64_t wakes = stat_of(&h->stats.wake_syscalls);
+	pid_t kid = tu_fork(enqueue_blocking_child, &g);
+	while (!(atomic_load(&ctl->not_full.seq) & SHMRING_WAIT_PENDING))
+		sched_yield(); /* it announced its sleep */
+	cr_assert_eq(shmring_mpmc_enqueue_finish(g.r, 0, NULL), 0, "give position 0 back");
+	cr_assert_gt(stat_of(&h->stats.wake_syscalls), wakes, "the sleeping producer was woken");
+	cr_assert_eq(tu_wait(kid), 0);
+	uint32_t v;
+	cr_assert_eq(recv_u32(c, &v, 0), 0);
+	cr_assert_eq(v, 1);
+	cr_assert_eq(recv_u32(c, &v, 0), 0);
+	cr_assert_eq(v, 7, "the woken producer's message, in the cell given back");
+	shmring_mpmc_close(p2);
+	shmring_mpmc_close(c);
+	ring_destroy(&g);
+}
+
 /* More gaps in a row than a claim's retry budget (SHMRING__MPMC_TRIES): a message behind
  * them is still found by one non-blocking call, not reported as "nothing ready". */
 Test(mpmc, a_message_behind_a_ring_of_gaps_is_found_at_once)

@@ -673,7 +673,8 @@ SHMRING_INLINE int shmring_mpmc_enqueue_start(struct shmring_mpmc *r, unsigned n
  * position order; held slots beyond n are given back as gaps (consumers skip them; 0
  * gives back the whole batch). Concurrency: the handle that called enqueue_start.
  * Ordering: each FULL store is a release that pairs with the consumer's acquire, so the
- * payload written before finish is what the consumer reads; then wakes consumers.
+ * payload written before finish is what the consumer reads; then wakes consumers (and
+ * producers waiting for room, when cells were given back).
  * Returns n; -EINVAL nothing held or n > held; -EMSGSIZE a length > slot_size (nothing
  * published, the batch is still held); -EBADF not a producer.
  */
@@ -689,7 +690,8 @@ SHMRING_INLINE int shmring_mpmc_enqueue_finish(struct shmring_mpmc *r, unsigned 
 			if (shmring_unlikely(lens[i] > r->slot_size))
 				return -EMSGSIZE;
 	uint64_t pos = r->held_pos, bytes = 0;
-	for (unsigned i = 0; i < r->held_n; i++) {
+	unsigned held = r->held_n;
+	for (unsigned i = 0; i < held; i++) {
 		struct shmring_mpmc_cell *cell = shmring__mpmc_cell(r, pos + i);
 		if (i < n) {
 			uint32_t len = lens ? lens[i] : r->slot_size;
@@ -712,6 +714,8 @@ SHMRING_INLINE int shmring_mpmc_enqueue_finish(struct shmring_mpmc *r, unsigned 
 	if (shmring_unlikely(++r->st_ops >= 64))
 		shmring__mpmc_flush_stats(r);
 	shmring_wake(r->seg, &r->ctrl->not_empty); /* W1 was the FULL stores above */
+	if (shmring_unlikely(n < held)) /* a gap is room for the producer a lap on */
+		shmring_wake(r->seg, &r->ctrl->not_full); /* W1 was the FREE stores above */
 	return (int)n;
 }
 
