@@ -272,7 +272,8 @@ static int unlink_same_file(const struct seg_view *v, const char *name)
 		return -errno;
 	if (aside_path(tmp, sizeof(tmp), getpid(), name) != 0)
 		return -ENAMETOOLONG;
-	if (rename(v->path, tmp) != 0)
+	/* never over a file that has the temporary name already (anyone may make one) */
+	if (renameat2(AT_FDCWD, v->path, AT_FDCWD, tmp, RENAME_NOREPLACE) != 0)
 		return errno == ENOENT ? 0 : -errno;
 	if (stat(tmp, &now) == 0 && now.st_dev == mine.st_dev && now.st_ino == mine.st_ino)
 		return unlink(tmp) == 0 || errno == ENOENT ? 0 : -errno;

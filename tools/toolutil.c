@@ -141,12 +141,15 @@ int tool_utf8_len(const unsigned char *p)
 }
 
 /* Not a control in disguise: C1 controls (U+0080-U+009F, CSI among them), the line and
- * paragraph separators and the bidirectional overrides and isolates, which a terminal
- * or a viewer acts on. p is a well-formed sequence of 2 or 3 bytes or more. */
+ * paragraph separators and the bidirectional controls (Bidi_Control: ALM, LRM, RLM, the
+ * embeddings, overrides and isolates), which a terminal or a viewer acts on. p is a
+ * well-formed sequence of 2 or 3 bytes or more. */
 int tool_utf8_shows(const unsigned char *p)
 {
 	if (p[0] == 0xc2 && p[1] <= 0x9f)
 		return 0; /* U+0080-U+009F */
+	if (p[0] == 0xd8 && p[1] == 0x9c)
+		return 0; /* U+061C ARABIC LETTER MARK */
 	if (p[0] == 0xe2 && p[1] == 0x80 && (p[2] == 0x8e || p[2] == 0x8f || /* LRM, RLM */
 					     (p[2] >= 0xa8 && p[2] <= 0xae))) /* 2028-202E */
 		return 0;
@@ -162,8 +165,11 @@ const char *tool_printable(const char *s, char *buf, size_t len)
 		return "";
 	for (const unsigned char *p = (const unsigned char *)s; *p && o + 1 < len; p++) {
 		int n = *p < 0x80 ? (*p >= 0x20 && *p != 0x7f) : tool_utf8_len(p);
-		if (n > 1 && !tool_utf8_shows(p))
-			n = 0;
+		if (n > 1 && !tool_utf8_shows(p)) {
+			buf[o++] = '?'; /* one character hidden: one '?' */
+			p += n - 1;
+			continue;
+		}
 		if (n == 0 || o + (size_t)n >= len) {
 			buf[o++] = '?';
 			continue;

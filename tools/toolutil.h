@@ -32,8 +32,8 @@ int tool_utf8_len(const unsigned char *p);
 /* 0 for a well-formed multi-byte sequence a terminal would act on (C1 controls, line
  * and paragraph separators, bidirectional controls), else 1. */
 int tool_utf8_shows(const unsigned char *p);
-/* s for a terminal: control bytes (C0 and C1), bidirectional and separator controls,
- * and bytes that are not well-formed UTF-8 become '?' (a name in /dev/shm is any bytes,
+/* s for a terminal: control bytes (C0 and C1), bidirectional and separator controls
+ * (one '?' each), and bytes that are not well-formed UTF-8 (one '?' a byte) become '?' (a name in /dev/shm is any bytes,
  * chosen by whoever made the file). */
 const char *tool_printable(const char *s, char *buf, size_t len);
 

@@ -47,6 +47,16 @@ __attribute__((visibility("default"))) int rename(const char *from, const char *
 	return real(from, to);
 }
 
+__attribute__((visibility("default"))) int renameat2(int fromdir, const char *from, int todir,
+						     const char *to, unsigned flags)
+{
+	if (from[0] == '/') /* shmdump names absolute paths */
+		replace_once(from);
+	int (*real)(int, const char *, int, const char *, unsigned) =
+		(int (*)(int, const char *, int, const char *, unsigned))dlsym(RTLD_NEXT, "renameat2");
+	return real(fromdir, from, todir, to, flags);
+}
+
 __attribute__((visibility("default"))) int unlink(const char *path)
 {
 	replace_once(path);

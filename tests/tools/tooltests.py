@@ -655,6 +655,21 @@ def t_dump_clean_killed():
         check(os.path.exists(aside(busy, os.getpid())), "clean took a running clean's file")
         check("the name is taken" in err and os.path.exists(aside(taken, gone)),
               "a file whose name was taken: %r" % err)
+        # a file that has clean's temporary name already (anyone may make one) is not
+        # replaced: the shell makes it under its own pid, then becomes shmdump
+        again = name("cleank-again")
+        segtool(again, mode="detach")
+        r = run(["sh", "-c", 'echo mine > /dev/shm/.shmdump-clean-$$-"$1"; exec "$0" clean "$1"',
+                 SHMDUMP, again])
+        mine = [f for f in os.listdir("/dev/shm") if f.startswith(".shmdump-clean-")
+                and f.endswith("-" + again)]
+        for f in mine:
+            with open("/dev/shm/" + f) as fh:
+                check(fh.read() == "mine\n", "clean wrote over a file named like its temporary one")
+            os.unlink("/dev/shm/" + f)
+        check(len(mine) == 1 and r.returncode == 1 and os.path.exists("/dev/shm/" + again),
+              "clean beside a file with its temporary name: exit %d, %r, %r"
+              % (r.returncode, mine, txt(r.stderr)))
     finally:
         release(p_live)
         for f in (aside(live, gone), aside(stale, gone), aside(busy, os.getpid()),
@@ -677,23 +692,24 @@ def t_dump_odd_names():
     check(doc["header"]["name"] == nm, "the header's name %r, want %r" % (doc["header"]["name"], nm))
     check(("caf\u00e9").encode() in r.stdout, "the name's bytes are not passed through")
     pre = ("shmring-tooltest-odd-%d-" % os.getpid()).encode()
-    odd = pre + b"a\nb\x1b[31m\xc2\x9b2J\xff\xc3"  # \xc2\x9b: CSI, a C1 control
+    # \xc2\x9b: CSI, a C1 control; \xd8\x9c: ARABIC LETTER MARK, a bidi control
+    odd = pre + b"a\nb\x1b[31m\xc2\x9b2J\xd8\x9cZ\xff\xc3"
     oddpath = b"/dev/shm/" + odd
     shutil.copyfile("/dev/shm/" + nm, oddpath)
     try:
         r = run([SHMDUMP, "show", odd, "--json"])
         check(r.returncode == 0, "show --json of an odd name: exit %d %s" % (r.returncode, txt(r.stderr)))
         doc = json.loads(r.stdout.decode("utf-8"))
-        want = pre.decode() + "a\nb\x1b[31m\x9b2J\ufffd\ufffd"
+        want = pre.decode() + "a\nb\x1b[31m\x9b2J\u061cZ\ufffd\ufffd"
         check(doc["segment"] == want, "segment %r, want %r" % (doc["segment"], want))
         pat = "shmring-tooltest-odd-%d-*" % os.getpid()
         r = run([SHMDUMP, "list", pat])
         rows = [l for l in r.stdout.split(b"\n") if b"tooltest-odd" in l]
         check(len(rows) == 1, "list rows for the odd name: %r" % r.stdout)
-        check(pre + b"a?b?[31m??2J??" in rows[0], "list row %r" % rows[0])
+        check(pre + b"a?b?[31m?2J?Z??" in rows[0], "list row %r" % rows[0])
         check(not re.search(rb"[\x00-\x08\x0b-\x1f\x7f]", r.stdout), "control bytes in list: %r" % r.stdout)
         r = run([SHMDUMP, "show", odd])
-        check(b"segment          " + pre + b"a?b?[31m??2J??\n" in r.stdout, "show: %r" % r.stdout[:200])
+        check(b"segment          " + pre + b"a?b?[31m?2J?Z??\n" in r.stdout, "show: %r" % r.stdout[:200])
     finally:
         os.unlink(oddpath)
 
