@@ -195,8 +195,9 @@ int seg_view_open(struct seg_view *v, const char *arg, char *why, size_t wl)
 	}
 	/* a plain name is a segment in /dev/shm, unless only a file of that name exists */
 	/* the path made here, not by shmring_seg_path(): an inspector must reach names the
-	 * library would not create (control bytes), whoever planted them */
-	if (!strchr(arg, '/') && strlen(arg) <= SHMRING_NAME_MAX &&
+	 * library would not create (control bytes, more than SHMRING_NAME_MAX bytes) that
+	 * list shows, whoever planted them */
+	if (!strchr(arg, '/') && strlen(arg) <= NAME_MAX &&
 	    snprintf(p, sizeof(p), "/dev/shm/%s", arg) < (int)sizeof(p) &&
 	    (stat(p, &st) == 0 || stat(arg, &st) != 0))
 		return seg_view_open_devshm(v, arg, why, wl);

@@ -16,6 +16,7 @@
 #include "toolutil.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
@@ -352,6 +353,15 @@ int main(int argc, char **argv)
 		return usage_error("%s", "give exactly one of -w NAME and -r NAME");
 	if (!o.name[0])
 		return usage_error("%s", "empty ring name");
+	char path[PATH_MAX];
+	int nrc = shmring_seg_path(o.name, path, sizeof(path));
+	if (nrc == -ENAMETOOLONG) {
+		char m[64];
+		snprintf(m, sizeof(m), "ring name longer than %u bytes", SHMRING_NAME_MAX);
+		return usage_error("%s", m);
+	}
+	if (nrc < 0) /* a '/' inside, a control byte */
+		return usage_error("%s", "not a valid ring name (one path component, no control bytes)");
 	if (o.reader && (o.create || have_size || have_rs))
 		return usage_error("%s", "--create, --size and --record-size are for -w");
 	if (o.writer && have_wait)

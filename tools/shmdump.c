@@ -459,7 +459,7 @@ static int cmd_watch(const char *arg, double interval, long count)
 	return 0;
 }
 
-int main(int argc, char **argv)
+static int run(int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "json", no_argument, NULL, 'j' },
@@ -554,4 +554,15 @@ int main(int argc, char **argv)
 		return cmd_watch(target, interval, count);
 	}
 	return usage_error("unknown command '%s'", cmd);
+}
+
+int main(int argc, char **argv)
+{
+	int rc = run(argc, argv);
+	/* a listing that did not reach its reader (a full disk, a closed pipe) is a failure */
+	if (fflush(stdout) != 0 || ferror(stdout)) {
+		tool_msg("writing standard output: %s", strerror(errno ? errno : EIO));
+		return rc ? rc : EXIT_PROBLEM;
+	}
+	return rc;
 }

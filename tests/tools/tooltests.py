@@ -544,6 +544,23 @@ def t_dump_bad_input():
             r = run([SHMDUMP] + args)
             check(r.returncode == 2, "usage error %r: exit %d" % (args, r.returncode))
             one_line_error(r, " ".join(args))
+        # output that cannot be written is a failure, not a silent success
+        segtool(nm, mode="detach")
+        for args in (["list"], ["list", "--json"], ["show", nm], ["show", nm, "--json"]):
+            with open("/dev/full", "wb") as full:
+                r = run([SHMDUMP] + args, stdout=full)
+            line = one_line_error(r, "%s > /dev/full" % " ".join(args))
+            check("standard output" in line, "%s > /dev/full: %r" % (" ".join(args), line))
+        # a name longer than the library makes (planted by hand) that list shows can
+        # be shown by that name
+        long_nm = "shmring-tooltest-long-%d-" % os.getpid() + "L" * 70
+        os.rename("/dev/shm/" + nm, "/dev/shm/" + long_nm)
+        try:
+            r = run([SHMDUMP, "show", long_nm])
+            check(r.returncode == 0, "show of a %d-byte name: exit %d %r"
+                  % (len(long_nm), r.returncode, txt(r.stderr)))
+        finally:
+            os.unlink("/dev/shm/" + long_nm)
     finally:
         shutil.rmtree(tmp)
 
@@ -999,10 +1016,14 @@ def t_cat_bad_usage():
     for args in ([], ["-w", "a", "-r", "b"], ["-r", "x", "--create"], ["-w", "x", "--wait", "1"],
                  ["-w", "x", "--create", "--size", "lots"], ["-w", "x", "--size", "1M"],
                  ["-r"], ["-w", "x", "extra"], ["--bogus"],
-                 ["-w", "x", "--create", "--record-size", "0"]):
+                 ["-w", "x", "--create", "--record-size", "0"],
+                 # names the library refuses: said so, not blamed on the sizes
+                 ["-w", "a/b", "--create"], ["-r", "a\tb"], ["-r", "x" * 70]):
         r = run([SHMCAT] + args, stdin=subprocess.DEVNULL)
         check(r.returncode == 2, "usage %r: exit %d" % (args, r.returncode))
-        one_line_error(r, "usage %r" % args)
+        line = one_line_error(r, "usage %r" % args)
+        check(args[1:2] not in (["a/b"], ["a\tb"], ["x" * 70]) or "name" in line,
+              "usage %r: say the name is wrong: %r" % (args, line))
     # a record size the ring cannot take: one line, exit 1, nothing left behind
     r = run([SHMCAT, "-w", missing, "--create", "--size", "4K", "--record-size", "1M"],
             stdin=subprocess.DEVNULL)
