@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
@@ -118,6 +119,56 @@ static int consumer_seen(const struct shmring_seg *seg, uint32_t gen0)
 
 /* ---- writer ---- */
 
+/* Remove the ring's name if it still leads to the ring seg maps: once our reader has
+ * removed it, another pipeline may have made a new ring under it. (A new ring made
+ * between the look and the unlink, microseconds, is not caught.) */
+static void unlink_if_ours(const char *name, const struct shmring_seg *seg)
+{
+	struct stat mine, now;
+	char path[PATH_MAX];
+	if (seg->fd < 0 || fstat(seg->fd, &mine) != 0 ||
+	    shmring_seg_path(name, path, sizeof(path)) != 0 || stat(path, &now) != 0 ||
+	    now.st_dev != mine.st_dev || now.st_ino != mine.st_ino)
+		return;
+	shmring_seg_unlink(name);
+}
+
+/* --unlink: a writer interrupted (SIGINT, SIGTERM, SIGHUP) before its reader came
+ * removes the name on its way out, if it still leads to its ring; then it dies of the
+ * signal as it would have. */
+static char g_ring_path[PATH_MAX];
+static struct stat g_ring_st;
+static volatile sig_atomic_t g_ring_armed;
+
+static void on_interrupt(int sig)
+{
+	struct stat now; /* stat, unlink, signal, raise: async-signal-safe */
+	if (g_ring_armed && stat(g_ring_path, &now) == 0 && now.st_dev == g_ring_st.st_dev &&
+	    now.st_ino == g_ring_st.st_ino)
+		unlink(g_ring_path);
+	signal(sig, SIG_DFL);
+	raise(sig);
+}
+
+static void unlink_on_interrupt(const char *name, const struct shmring_seg *seg)
+{
+	if (seg->fd < 0 || fstat(seg->fd, &g_ring_st) != 0 ||
+	    shmring_seg_path(name, g_ring_path, sizeof(g_ring_path)) != 0)
+		return;
+	g_ring_armed = 1;
+	static const int sigs[] = { SIGINT, SIGTERM, SIGHUP };
+	for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++) {
+		struct sigaction sa, old;
+		/* one ignored when we started (a background job's SIGINT) stays ignored */
+		if (sigaction(sigs[i], NULL, &old) != 0 || old.sa_handler == SIG_IGN)
+			continue;
+		memset(&sa, 0, sizeof(sa));
+		sa.sa_handler = on_interrupt;
+		sigemptyset(&sa.sa_mask);
+		sigaction(sigs[i], &sa, NULL);
+	}
+}
+
 static int run_writer(const struct opts *o)
 {
 	struct shmring_spsc *r;
@@ -146,6 +197,8 @@ static int run_writer(const struct opts *o)
 		watch = NULL;
 	uint32_t gen0 = watch ? consumer_gen(watch) : 0;
 	int unlinked = 0;
+	if (watch)
+		unlink_on_interrupt(o->name, watch);
 
 	uint64_t rs = o->record_size;
 	uint64_t ring_max = seg->geo[SHMRING_SPSC_GEO_MAX_RECORD];
@@ -182,7 +235,7 @@ static int run_writer(const struct opts *o)
 			break;
 		}
 		if (watch && !unlinked && consumer_seen(watch, gen0)) {
-			shmring_seg_unlink(o->name);
+			unlink_if_ours(o->name, watch);
 			unlinked = 1;
 		}
 	}
@@ -196,7 +249,7 @@ static int run_writer(const struct opts *o)
 		while (status == 0 && !unlinked && !consumer_seen(watch, gen0))
 			nap();
 		if (!unlinked)
-			shmring_seg_unlink(o->name);
+			unlink_if_ours(o->name, watch);
 		shmring_seg_close(watch);
 	}
 	return status;
@@ -249,7 +302,7 @@ static int run_reader(const struct opts *o)
 	if (rc)
 		return fail_open(o->name, "cannot open the ring", rc);
 	if (o->unlink)
-		shmring_seg_unlink(o->name);
+		unlink_if_ours(o->name, shmring_spsc_seg(r));
 
 	struct iovec iov[READ_BATCH];
 	uint64_t total = 0;

@@ -935,6 +935,76 @@ def read_exactly(f, n, proc=None):
     return got
 
 
+def t_cat_unlink_keeps_a_new_ring():
+    """Writer and reader both with --unlink: the reader removes the name when it
+    attaches; a new pipeline may then create a ring under that name, which the old
+    writer must not remove when it gets round to its own unlink."""
+    nm = name("unlink-new")
+    w = subprocess.Popen([SHMCAT, "-w", nm, "--create", "--unlink"], stdin=subprocess.PIPE,
+                         stderr=subprocess.PIPE)
+    _procs.append(w)
+    first, second = b"first chunk\n", b"second chunk\n"
+    w.stdin.write(first)
+    w.stdin.flush()
+    rd = subprocess.Popen([SHMCAT, "-r", nm, "--wait", "30", "--unlink"],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    _procs.append(rd)
+    # it removed the name before it read anything
+    check(read_exactly(rd.stdout, len(first), rd) == first, "first chunk")
+    check(not os.path.exists("/dev/shm/" + nm), "the reader did not remove the name")
+    segtool(nm, mode="detach")  # the next pipeline's ring
+    ino = os.stat("/dev/shm/" + nm).st_ino
+    w.stdin.write(second)
+    w.stdin.close()
+    check(read_exactly(rd.stdout, len(second), rd) == second, "second chunk")
+    check(w.wait(timeout=60) == 0, "writer exit %d: %r" % (w.returncode, w.stderr.read()))
+    check(rd.wait(timeout=60) == 0, "reader exit %d" % rd.returncode)
+    check(os.path.exists("/dev/shm/" + nm) and os.stat("/dev/shm/" + nm).st_ino == ino,
+          "the old writer removed the new ring's name")
+
+
+def wait_caught(proc, sig):
+    """Synchronise on a process's signal disposition: until it catches sig."""
+    deadline = time.monotonic() + 60
+    while True:
+        with open("/proc/%d/status" % proc.pid) as f:
+            cgt = [l for l in f if l.startswith("SigCgt:")]
+        if cgt and int(cgt[0].split()[1], 16) & (1 << (sig - 1)):
+            return
+        check(proc.poll() is None and time.monotonic() < deadline,
+              "process %d never caught signal %d" % (proc.pid, sig))
+        os.sched_yield()
+
+
+def t_cat_unlink_writer_interrupted():
+    """A writer with --unlink interrupted before any reader came removes the name (and
+    dies of the signal); the name of a ring that is not its own stays."""
+    # SIGINT ignored here (a background job) is ignored by shmcat too, as it should be
+    sigs = [signal.SIGTERM, signal.SIGHUP]
+    if signal.getsignal(signal.SIGINT) != signal.SIG_IGN:
+        sigs.append(signal.SIGINT)
+    for sig in sigs:
+        nm = name("unlink-int")
+        w = subprocess.Popen([SHMCAT, "-w", nm, "--create", "--unlink"], stdin=subprocess.PIPE,
+                             stderr=subprocess.PIPE)
+        _procs.append(w)
+        wait_caught(w, sig)  # it is ready to clean up
+        w.send_signal(sig)
+        check(w.wait(timeout=60) == -sig, "writer exit %d after signal %d" % (w.returncode, sig))
+        check(not os.path.exists("/dev/shm/" + nm), "an interrupted writer left the ring (%d)" % sig)
+    # a ring made under the name meanwhile is not the writer's: it stays
+    nm = name("unlink-int-new")
+    w = subprocess.Popen([SHMCAT, "-w", nm, "--create", "--unlink"], stdin=subprocess.PIPE,
+                         stderr=subprocess.PIPE)
+    _procs.append(w)
+    wait_caught(w, signal.SIGTERM)
+    os.unlink("/dev/shm/" + nm)
+    segtool(nm, mode="detach")
+    w.send_signal(signal.SIGTERM)
+    check(w.wait(timeout=60) == -signal.SIGTERM, "writer exit %d" % w.returncode)
+    check(os.path.exists("/dev/shm/" + nm), "the interrupted writer removed another ring")
+
+
 def t_cat_producer_died():
     nm = name("died")
     wr = subprocess.Popen([SHMCAT, "-w", nm, "--create", "--record-size", "4096"],
