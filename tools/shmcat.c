@@ -257,13 +257,21 @@ static int run_writer(const struct opts *o)
 
 /* ---- reader ---- */
 
+/* A ring that exists but is still being created (a large one takes a while to
+ * allocate) is waited for, --wait or not, this long at least. */
+#define CREATING_GRACE_S 5.0
+
 static int open_reader(const struct opts *o, struct shmring_spsc **r)
 {
-	double deadline = tool_now() + o->wait_s;
+	double t0 = tool_now();
+	double deadline = t0 + o->wait_s;
+	double creating = t0 + (o->wait_s > CREATING_GRACE_S ? o->wait_s : CREATING_GRACE_S);
 	for (;;) {
 		int rc = shmring_spsc_open(o->name, SHMRING_ROLE_CONSUMER, r);
 		/* -ENOENT: not there yet; -EAGAIN: being created right now */
-		if (rc == 0 || (rc != -ENOENT && rc != -EAGAIN) || tool_now() >= deadline)
+		if (rc == 0 || (rc != -ENOENT && rc != -EAGAIN))
+			return rc;
+		if (tool_now() >= (rc == -EAGAIN ? creating : deadline))
 			return rc;
 		nap();
 	}
@@ -299,6 +307,12 @@ static int run_reader(const struct opts *o)
 	int rc = open_reader(o, &r);
 	if (rc == -ENOENT)
 		return fail(o->name, o->wait_s > 0 ? "no such ring (waited for it)" : "no such ring", rc);
+	if (rc == -EAGAIN) {
+		tool_msg("%s: the ring is still being created after %.0f s (or its creator died "
+			 "creating it: see 'shmdump check %s')",
+			 o->name, o->wait_s > CREATING_GRACE_S ? o->wait_s : CREATING_GRACE_S, o->name);
+		return EXIT_FAIL;
+	}
 	if (rc)
 		return fail_open(o->name, "cannot open the ring", rc);
 	if (o->unlink)

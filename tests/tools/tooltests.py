@@ -1005,6 +1005,17 @@ def t_cat_unlink_writer_interrupted():
     check(os.path.exists("/dev/shm/" + nm), "the interrupted writer removed another ring")
 
 
+def t_cat_reader_waits_for_a_ring_being_created():
+    """A file whose header has no magic yet is a ring being created: the reader waits
+    for it (--wait or not) and then says so in one line, rather than 'would block'."""
+    nm = name("creating")
+    with open("/dev/shm/" + nm, "wb") as f:
+        f.write(bytes(8192))
+    r = run([SHMCAT, "-r", nm])
+    line = one_line_error(r, "reader of a ring that never finishes being created")
+    check("still being created" in line, "reader: %r" % line)
+
+
 def t_cat_producer_died():
     nm = name("died")
     wr = subprocess.Popen([SHMCAT, "-w", nm, "--create", "--record-size", "4096"],
