@@ -217,8 +217,11 @@ static int attach(int fd, uint32_t kind, unsigned flags, const char *name, int b
 		return rc;
 	}
 	/* The header we validated was read before the mapping: check the mapping still
-	 * holds the same immutable bytes, so geometry and mapping agree. */
-	if (memcmp(e->base, raw, 256) != 0) {
+	 * holds the same immutable bytes, so geometry and mapping agree. The magic first,
+	 * with acquire: pairs with the creator's release store of it, so the control
+	 * region it initialised before is what we see (pread's copy orders nothing). */
+	if (shmring_load_acquire(&((struct shmring_hdr *)(void *)e->base)->magic) != SHMRING_MAGIC ||
+	    memcmp(e->base, raw, 256) != 0) {
 		shmring__reg_release(e);
 		free(s);
 		return shmring__fail(-EPROTO, "header changed during attach");
@@ -443,8 +446,7 @@ int shmring_seg_create(const char *name, const struct shmring_seg_params *p, str
 	uint64_t magic = SHMRING_MAGIC;
 	memcpy(tmp, &magic, sizeof(magic));
 	h->checksum = shmring_hdr_checksum(tmp);
-	/* pairs with the pread/mmap read of the header in attach() (another process reads
-	 * the page after the store; release orders the header before the magic) */
+	/* pairs with the acquire load of the magic through the mapping in attach() */
 	shmring_store_release(&h->magic, SHMRING_MAGIC);
 	*out = s;
 	return 0;

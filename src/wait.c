@@ -99,7 +99,7 @@ void shmring__wake_slow(struct shmring_seg *seg, struct shmring_waitq *q)
 	uint32_t s = shmring_load_relaxed(&q->seq);
 	/* W4: one waker per sleep generation clears the flag and wakes; a failed CAS
 	 * means another waker cleared it and wakes. Acquire: pairs with the sleepers'
-	 * seq_cst RMW (S1), so the semaphore branch below sees their `waiters`. */
+	 * seq_cst RMW (S1), so the semaphore branch below sees their `sem_pending`. */
 	for (;;) {
 		if (!(s & SHMRING_WAIT_PENDING))
 			return;

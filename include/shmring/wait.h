@@ -14,7 +14,7 @@
  *      waiters += 1          (relaxed, for    W2 fence(seq_cst)
  *                             inspectors)     W3 s = seq                   (relaxed)
  *   S3 fence(seq_cst)                         W4 if (s & 1) and CAS(seq, s, s + 1)
- *   S4 if (condition) { waiters -= 1; done }        (release; clears the flag)
+ *   S4 if (condition) { waiters -= 1; done }        (acquire; clears the flag)
  *   S5 futex_wait(&seq, v, deadline)          W5     futex_wake(&seq, all)
  *   S6 waiters -= 1; go to the top
  *
