@@ -206,8 +206,9 @@ int shmring__reg_acquire(int fd, int writable, uint64_t size, const char *name, 
 	 * a child has either none of it or the listed copy, which it closes. */
 	int lfd = shmring__reopen_fd(fd, writable ? O_RDWR : O_RDONLY);
 	if (lfd < 0) {
-		/* a file whose mode denies us a second open (a creator's mode without owner
-		 * write), or no /proc: lock through the mapped description, as a last resort */
+		/* a file whose mode denies us a second open (changed since our first; a
+		 * creator's own mode is set after this), or no /proc: lock through the mapped
+		 * description, as a last resort (a forked child then keeps our locks) */
 		lfd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
 	}
 	if (lfd < 0) {

@@ -365,10 +365,13 @@ int shmring_seg_create(const char *name, const struct shmring_seg_params *p, str
 		if (fd < 0)
 			return shmring__fail(-errno, "memfd_create: %s", strerror(errno));
 	} else {
-		fd = shm_open(n, O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, mode);
+		/* owner read-write until the registry has opened its second description for
+		 * the participant locks (it reopens the file, which a mode without owner write
+		 * would refuse); the mode asked for is set below */
+		fd = shm_open(n, O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, mode | 0600);
 		if (fd < 0)
 			return shmring__fail(-errno, "shm_open(%s, O_CREAT|O_EXCL): %s", n, strerror(errno));
-		if (fchmod(fd, mode) != 0) { /* exactly the mode asked for, whatever the umask */
+		if (fchmod(fd, mode | 0600) != 0) { /* whatever the umask */
 			int err = -errno;
 			shm_unlink(n);
 			close(fd);
@@ -390,6 +393,12 @@ int shmring_seg_create(const char *name, const struct shmring_seg_params *p, str
 	if (rc) {
 		if (!anon)
 			shm_unlink(n);
+		return rc;
+	}
+	if (!anon && (mode & 0600) != 0600 && fchmod(e->fd, mode) != 0) {
+		rc = shmring__fail(-errno, "fchmod(%s, 0%o): %s", n, (unsigned)mode, strerror(errno));
+		shmring__reg_release(e);
+		shm_unlink(n);
 		return rc;
 	}
 	struct shmring_seg *s = calloc(1, sizeof(*s));

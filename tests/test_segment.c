@@ -378,6 +378,60 @@ Test(segment, a_forked_child_does_not_keep_a_dead_participant_alive, .timeout = 
 	munmap(c, sizeof(*c));
 }
 
+/* The same with a creator whose segment's mode denies its owner write (0400: others
+ * read, nobody attaches after it): the library's second description for the locks must
+ * still be its own, not the mapped one. Root ignores modes, so the creator runs as
+ * nobody when the test runs as root. */
+static int forking_creator(void *a)
+{
+	struct forker_cfg *c = a;
+	struct shmring_seg *s;
+	uint32_t slot;
+	if (geteuid() == 0 && (setgid(65534) != 0 || setuid(65534) != 0))
+		return 9;
+	struct shmring_seg_params p = params(4096);
+	p.mode = 0400;
+	if (shmring_seg_create(c->name, &p, &s))
+		return 10;
+	if (shmring_part_join(s, SHMRING_ROLE_CONSUMER, 3, &slot) < 0)
+		return 11;
+	pid_t g = tu_fork_idle_child(c->hold);
+	if (g < 0)
+		return 12;
+	c->grandchild = g;
+	tu_gate_open(&c->joined);
+	for (;;)
+		pause(); /* killed by the test */
+}
+
+Test(segment, a_forked_child_does_not_keep_a_dead_creator_of_mode_0400_alive, .timeout = 60)
+{
+	struct forker_cfg *c = mmap(NULL, sizeof(*c), PROT_READ | PROT_WRITE,
+				    MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	cr_assert_neq(c, MAP_FAILED);
+	tu_name(c->name, sizeof(c->name), "forkmode");
+	tu_gate_init(&c->joined);
+	cr_assert_eq(pipe(c->hold), 0);
+	pid_t pid = tu_fork(forking_creator, c);
+	tu_gate_wait(&c->joined);
+	struct shmring_seg *s;
+	cr_assert_eq(shmring_seg_open(c->name, 0, SHMRING_O_RDONLY | SHMRING_O_NOREGISTRY, &s), 0);
+	struct stat st;
+	cr_assert_eq(fstat(s->fd, &st), 0);
+	cr_assert_eq(st.st_mode & 07777, 0400, "the mode asked for");
+	cr_assert_eq(shmring_part_alive(s, 3), 1);
+	kill(pid, SIGKILL);
+	cr_assert_eq(tu_wait(pid), -SIGKILL);
+	cr_assert_eq(kill(c->grandchild, 0), 0, "the grandchild is still running");
+	cr_assert_eq(shmring_part_alive(s, 3), 0, "dead, though its child lives on");
+	close(c->hold[1]);
+	close(c->hold[0]);
+	tu_gate_close(&c->joined);
+	shmring_seg_close(s);
+	shmring_seg_unlink(c->name);
+	munmap(c, sizeof(*c));
+}
+
 /* A thread with a descriptor table of its own (unshare(CLONE_FILES)) creates a ring
  * while the main thread has another file open under the same descriptor number. The
  * library reopens the segment's descriptor for its participant locks; through
