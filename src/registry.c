@@ -220,6 +220,14 @@ int shmring__reg_acquire(int fd, int writable, uint64_t size, const char *name, 
 		return shmring__fail(err, "descriptor for participant locks: %s", strerror(-err));
 	}
 	close(fd); /* the mapping keeps what it needs */
+	if (!private_map) {
+		/* the holder lock (layout.h): read-shared, held as long as the entry is. Only
+		 * a write lock someone else holds there refuses it: a hint for inspectors is
+		 * not worth failing the open for, so then we go without */
+		struct flock fl = { .l_type = F_RDLCK, .l_whence = SEEK_SET,
+				    .l_start = SHMRING_HOLDER_LOCK, .l_len = 1 };
+		(void)fcntl(lfd, F_OFD_SETLK, &fl);
+	}
 	e->dev = st.st_dev;
 	e->ino = st.st_ino;
 	e->writable = writable;

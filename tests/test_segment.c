@@ -164,6 +164,56 @@ Test(segment, unsealed_memfd_is_refused)
 	shmring_seg_close(s);
 }
 
+/* The holder lock (layout.h) is held from before the magic goes in: an inspector that
+ * looks at a segment being created (no participant yet) sees it in use. The init
+ * callback runs before the magic, and looks through a description of its own. */
+static int holder_seen(struct shmring_seg *s, void *arg)
+{
+	char path[128];
+	int *seen = arg;
+	snprintf(path, sizeof(path), "/dev/shm/%s", s->name);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET,
+			    .l_start = SHMRING_HOLDER_LOCK, .l_len = 1 };
+	*seen = fd >= 0 && fcntl(fd, F_OFD_GETLK, &fl) == 0 && fl.l_type != F_UNLCK;
+	if (fd >= 0)
+		close(fd);
+	return 0;
+}
+
+static int holder_locked(const char *name)
+{
+	char path[128];
+	snprintf(path, sizeof(path), "/dev/shm/%s", name);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	cr_assert_geq(fd, 0);
+	struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET,
+			    .l_start = SHMRING_HOLDER_LOCK, .l_len = 1 };
+	cr_assert_eq(fcntl(fd, F_OFD_GETLK, &fl), 0);
+	close(fd);
+	return fl.l_type != F_UNLCK;
+}
+
+Test(segment, the_holder_lock_is_held_from_before_the_magic_until_the_last_close)
+{
+	char name[64];
+	int seen = 0;
+	struct shmring_seg *s, *o, *q;
+	struct shmring_seg_params p = params(4096);
+	p.init = holder_seen;
+	p.init_arg = &seen;
+	cr_assert_eq(shmring_seg_create(tu_name(name, sizeof(name), "holder"), &p, &s), 0);
+	cr_assert(seen, "not held while the segment was being created");
+	cr_assert_eq(shmring_seg_open(name, 0, 0, &o), 0);
+	cr_assert_eq(shmring_seg_open(name, 0, SHMRING_O_NOREGISTRY | SHMRING_O_RDONLY, &q), 0);
+	shmring_seg_close(s);
+	cr_assert(holder_locked(name), "held while a handle is open");
+	shmring_seg_close(o);
+	cr_assert_not(holder_locked(name), "an inspector's handle (no registry) holds nothing");
+	shmring_seg_close(q);
+	shmring_seg_unlink(name);
+}
+
 /* A named segment whose name went (its users unlink it once everyone is in) is still the
  * segment a caller reached by name or path, unsealed as named segments are; handed over
  * as a bare descriptor it is as anonymous as a memfd, and refused unsealed. The path

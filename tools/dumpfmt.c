@@ -80,6 +80,15 @@ static void rec_json(void *arg, const struct shmring_dump_record *r)
 	jw_obj_end(o->w);
 }
 
+/* Whether a process has the segment open (the holder lock, layout.h). */
+static void held_json(struct jw *w, const struct seg_view *v)
+{
+	if (v->held_open < 0)
+		jw_null(w, "held_open");
+	else
+		jw_bool(w, "held_open", v->held_open);
+}
+
 /* ---- broadcast readers (not in the participant table; see segview.h) ---- */
 
 static void readers_json(struct jw *w, const struct seg_view *v)
@@ -137,8 +146,9 @@ void fmt_show_text(FILE *f, const struct seg_view *v, unsigned records)
 
 	fprintf(f, "segment          %s\n", v->label);
 	fprintf(f, "path             %s\n", v->label_path);
-	fprintf(f, "state            %s (%u live, %u dead participants)\n",
-		seg_state_name(v->state), v->live, v->dead);
+	fprintf(f, "state            %s (%u live, %u dead participants%s)\n",
+		seg_state_name(v->state), v->live, v->dead,
+		v->held_open > 0 && !v->live ? "; held open by a process" : "");
 	fprintf(f, "magic            0x%016llx%s\n", (unsigned long long)i->magic,
 		i->magic == SHMRING_MAGIC ? " (SHMRNG1)" : "");
 	fprintf(f, "kind             %s (%u)\n", i->kind_name, i->kind);
@@ -275,6 +285,7 @@ static void ident_json(struct jw *w, const struct seg_view *v)
 	jw_str(w, "segment", v->name);
 	jw_str(w, "path", v->path);
 	jw_str(w, "state", seg_state_name(v->state));
+	held_json(w, v);
 	jw_bool(w, "consistent", v->decode_rc == 0 && v->info.nproblems == 0);
 	jw_u64(w, "problem_count", v->info.nproblems);
 }
@@ -451,6 +462,7 @@ void fmt_list_json(struct jw *w, const struct seg_view *v)
 	jw_obj_end(w);
 	readers_json(w, v);
 	jw_str(w, "state", seg_state_name(v->state));
+	held_json(w, v);
 	jw_u64(w, "problem_count", i->nproblems);
 	jw_obj_end(w);
 }

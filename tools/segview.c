@@ -125,10 +125,13 @@ static void liveness(struct seg_view *v)
 		}
 	}
 	reader_liveness(v);
+	/* held open with no live participant (a creator that forks its workers, one
+	 * between its create and its join): in use, not stale */
+	v->held_open = v->len >= SHMRING_HDR_SIZE ? byte_locked(v->fd, SHMRING_HOLDER_LOCK) : -1;
 	if (v->decode_rc != 0 || i->nproblems != 0)
 		v->state = SEG_CORRUPT;
 	else
-		v->state = v->live ? SEG_OK : SEG_STALE;
+		v->state = v->live || v->held_open > 0 ? SEG_OK : SEG_STALE;
 }
 
 void seg_view_refresh(struct seg_view *v)

@@ -41,6 +41,8 @@ struct seg_view {
 	int readers_at_least;
 	int cons_exact;          /* 0: the consumer counts include broadcast readers, which
 				  * come from the reader page's count (see above) */
+	int held_open;           /* 1 some process holds the holder lock (layout.h: has the
+				  * segment open through the library), 0 none, -1 unknown */
 	enum seg_state state;
 };
 

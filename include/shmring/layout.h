@@ -30,6 +30,11 @@
 #define SHMRING_PART_SIZE 64u
 #define SHMRING_MAX_PARTS 48u /* (4096 - 1024) / 64 */
 #define SHMRING_CHECKSUM_OFF 248u /* XXH64 (seed 0) of bytes [0, 248) */
+/* The holder lock: every process that has the segment open through the library's
+ * registry holds an OFD read lock on this byte, from before the magic is written at
+ * creation until its last handle closes. An inspector that finds it held knows the
+ * segment is in use, participants or not (never written; see docs/FORMAT.md). */
+#define SHMRING_HOLDER_LOCK 520u
 
 /* Channel kinds (shmring_hdr.kind). */
 enum shmring_kind {

@@ -171,7 +171,7 @@ int main(int argc, char **argv)
 		return rehash(argv[2]);
 	if (argc != 8) {
 		fprintf(stderr, "usage: segtool spsc|mpmc|pool|bcast NAME CAPACITY RECORDS LEN CONSUME "
-			"hold|detach|producer|reader|lapped\n"
+			"hold|detach|producer|reader|lapped|open\n"
 			"       segtool rehash PATH\n");
 		return 2;
 	}
@@ -214,6 +214,19 @@ int main(int argc, char **argv)
 	if (strcmp(mode, "detach") == 0) {
 		shmring_spsc_detach(c);
 		shmring_spsc_detach(p);
+		return 0;
+	}
+	if (strcmp(mode, "open") == 0) {
+		/* both ends leave; this process keeps the segment open, as a creator that
+		 * forks its workers does */
+		struct shmring_seg *s;
+		rc = shmring_seg_open(name, SHMRING_KIND_SPSC, 0, &s);
+		if (rc)
+			return die("open segment", rc);
+		shmring_spsc_detach(c);
+		shmring_spsc_detach(p);
+		hold();
+		shmring_seg_close(s);
 		return 0;
 	}
 	if (strcmp(mode, "producer") == 0)

@@ -630,6 +630,29 @@ def t_dump_clean():
               "clean left its temporary name behind")
 
 
+def t_dump_clean_held_open():
+    """A segment with no live participant that a process holds open (a creator that
+    forks its workers) is in use: ok, kept by clean; once that process is gone, stale."""
+    nm = name("held")
+    p = segtool(nm, mode="open")
+    try:
+        r = run([SHMDUMP, "list", nm, "--json"])
+        rows = json.loads(r.stdout.decode())
+        check(len(rows) == 1 and rows[0]["state"] == "ok" and rows[0]["held_open"] is True
+              and rows[0]["producers"]["live"] == 0, "list of a held segment: %r" % rows)
+        r = run([SHMDUMP, "show", nm])
+        check("held open by a process" in txt(r.stdout), "show: %r" % txt(r.stdout)[:300])
+        r = run([SHMDUMP, "clean", nm])
+        check(r.returncode == 0 and "removed" not in txt(r.stdout)
+              and os.path.exists("/dev/shm/" + nm), "clean removed a held segment: %r"
+              % txt(r.stdout))
+    finally:
+        release(p)
+    r = run([SHMDUMP, "clean", nm])
+    check(r.returncode == 0 and "removed " + nm in txt(r.stdout),
+          "clean after the holder left: exit %d, %r" % (r.returncode, txt(r.stdout)))
+
+
 def t_dump_clean_killed():
     """A clean killed while a name was moved aside: the next clean puts it back."""
     live = name("cleank-live")
