@@ -68,12 +68,23 @@ static int take_back(struct shmring_waitq *q)
 #endif
 
 /* Sleep until woken, the value of seq changes, or the absolute deadline passes. */
-static void sleep_on(struct shmring_waitq *q, uint32_t v, uint64_t deadline_ns)
+static void sleep_on(struct shmring_waitq *q, uint32_t v, uint64_t deadline_ns,
+		     struct shmring_stats *st)
 {
 	struct timespec ts = abs_ts(deadline_ns);
 #if SHMRING_WAIT_SEM
-	(void)v;
-	if (sem_clockwait(q_sem(q), CLOCK_MONOTONIC, &ts) != 0 && !take_back(q)) {
+	if (sem_clockwait(q_sem(q), CLOCK_MONOTONIC, &ts) == 0) {
+		/* a post: not ours if no waker cleared our flag (seq is still v; acquire:
+		 * what the poster did before its post is visible, W4 included) and our
+		 * count is still pending (wait.h, "Posts carry no generation") */
+		if (shmring_load_acquire(&q->seq) == v && take_back(q) &&
+		    shmring_load_relaxed(&q->waiters) > 1) {
+			/* another sleeper's, most likely one of an earlier generation */
+			sem_post(q_sem(q));
+			atomic_fetch_add_explicit(&st->wake_syscalls, 1, memory_order_relaxed);
+			sched_yield(); /* its owner, woken by the post, takes it */
+		} /* else ours, or a post nobody is owed, now gone */
+	} else if (!take_back(q)) {
 		/* timed out or interrupted, and a waker took our count: its post is ours
 		 * (made, or about to be). Absorb it, or the next sleep of anyone here would
 		 * end at once, and each slice would leave one more behind */
@@ -81,6 +92,7 @@ static void sleep_on(struct shmring_waitq *q, uint32_t v, uint64_t deadline_ns)
 			;
 	}
 #else
+	(void)st;
 	/* FUTEX_WAIT_BITSET takes an absolute CLOCK_MONOTONIC deadline; shared (not
 	 * _PRIVATE) because the word is in memory mapped by several processes. EINTR,
 	 * EAGAIN (value changed) and ETIMEDOUT all send the caller back to its re-check. */
@@ -110,10 +122,11 @@ void shmring__wake_slow(struct shmring_seg *seg, struct shmring_waitq *q)
 #if SHMRING_WAIT_SEM
 	/* one post per announcement made before the flag we cleared (ordered by the CAS
 	 * above), each taken by exactly one waker; a surplus post (its sleeper found the
-	 * condition, timed out or died) only causes one spurious wakeup later */
+	 * condition, timed out or died) is dropped by the next sleeper that gets it (see
+	 * sleep_on()) */
 	uint32_t n = atomic_exchange_explicit(&q->sem_pending, 0, memory_order_relaxed);
-	if (n > 64)
-		n = 64; /* bound the work whatever shared memory says */
+	if (n > SHMRING__SEM_POSTS_MAX)
+		n = SHMRING__SEM_POSTS_MAX; /* bound the work whatever shared memory says */
 	for (uint32_t i = 0; i < n; i++) {
 		sem_post(q_sem(q));
 		atomic_fetch_add_explicit(&h->stats.wake_syscalls, 1, memory_order_relaxed);
@@ -166,7 +179,7 @@ int shmring_wait_for(const struct shmring_wait_ctx *c, int timeout_ms)
 		}
 		uint64_t slice = now + (uint64_t)SHMRING_PEER_CHECK_MS * 1000000u;
 		atomic_fetch_add_explicit(&st->sleeps, 1, memory_order_relaxed);
-		sleep_on(q, v, slice < deadline ? slice : deadline); /* S5 */
+		sleep_on(q, v, slice < deadline ? slice : deadline, st); /* S5 */
 		atomic_fetch_sub_explicit(&q->waiters, 1, memory_order_relaxed); /* S6 */
 		if ((r = c->poll(c->arg)) != 0)
 			return r;

@@ -59,15 +59,22 @@
  * inline waker above is backend-blind, so code built against these headers works with
  * either library). Before S1 the sleeper adds one to `sem_pending` (seq_cst): a post it
  * is owed. S5 is sem_clockwait() on the process-shared semaphore in the queue; W5 takes
- * `sem_pending` to 0 (exchange) and posts that many times. W4's CAS reads from S1 or a
- * later RMW, so the exchange sees the sleeper's increment unless an earlier waker took
- * it, and that waker posted for it. Posts are counted, so one made before the sleeper
- * reaches sem_clockwait is not lost. A sleeper that finds its condition at S4, or
- * whose sem_clockwait times out (a slice, the deadline) or is interrupted, takes its
- * increment back if it is still pending, and otherwise absorbs the post made for it
- * (sem_trywait); a post left over (made after that, or its sleeper died) causes one
- * spurious wakeup, then it is gone: the count of posts cannot grow with dead sleepers
- * the way a count of waiters would, nor with a sleeper's slices.
+ * `sem_pending` to 0 (exchange) and posts that many times (at most
+ * SHMRING__SEM_POSTS_MAX, a bound on the work whatever shared memory says). W4's CAS
+ * reads from S1 or a later RMW, so the exchange sees the sleeper's increment unless an
+ * earlier waker took it, and that waker posted for it. Posts are counted, so one made
+ * before the sleeper reaches sem_clockwait is not lost. A sleeper that finds its
+ * condition at S4, or whose sem_clockwait times out (a slice, the deadline) or is
+ * interrupted, takes its increment back if it is still pending, and otherwise absorbs
+ * the post made for it (sem_trywait).
+ * Posts carry no generation, so a sleeper checks the one it got: if seq still holds
+ * the value it slept on (no waker cleared its flag) and its increment is still pending
+ * (take it back: it succeeds), the post was not made for it. It was made for a sleeper
+ * of an earlier generation, which it hands the post on to (sem_post, then a yield so
+ * that one takes it) when other sleepers are about, or it is a post nobody is owed (its
+ * sleeper died, or found its condition after the post was made), which is then gone.
+ * So posts left over do not build up, and a sleeper that takes another's post does not
+ * leave that one asleep until its slice ends.
  * Trust: glibc aborts the process when the futex inside a sem_t it waits on was
  * corrupted, so a hostile peer can bring down a sleeper of this backend; the futex
  * backend (default) has no such state and is the one to use with untrusted peers.
@@ -80,6 +87,7 @@
 #define SHMRING_SPIN_DEFAULT 256
 #define SHMRING_WAIT_PENDING 1u /* bit 0 of waitq.seq: a sleeper may be asleep */
 #define SHMRING_PEER_CHECK_MS 20
+#define SHMRING__SEM_POSTS_MAX 65536u /* semaphore backend: posts one wake makes at most */
 
 /* poll: >0 ready (returned as is), 0 not yet, <0 error (returned as is).
  * peer_check: called after each sleep slice; <0 aborts the wait with that value. */

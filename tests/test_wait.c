@@ -1,0 +1,119 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The wait queue's own accounting (wait.h), seen from one queue in a segment: what the
+ * semaphore backend posts, and what a sleeper leaves behind. The cross-process
+ * wake-ups are tested through every kind's blocking calls.
+ */
+#include <criterion/criterion.h>
+#include <shmring/shmring.h>
+
+#include "shmring_config.h"
+
+#include <errno.h>
+#include <semaphore.h>
+#include <stdatomic.h>
+
+#include "testutil.h"
+
+struct queue {
+	char name[64];
+	struct shmring_seg *seg;
+	struct shmring_waitq *q;
+};
+
+static void queue_make(struct queue *t)
+{
+	struct shmring_seg_params p = { .kind = SHMRING_KIND_SPSC, .ctrl_size = 4096,
+					.data_size = 4096 };
+	p.geo[0] = 4096;
+	cr_assert_eq(shmring_seg_create(tu_name(t->name, sizeof(t->name), "wait"), &p, &t->seg), 0);
+	t->q = shmring_seg_ctrl(t->seg);
+	cr_assert_eq(shmring_waitq_init(t->seg, t->q), 0);
+}
+
+static void queue_drop(struct queue *t)
+{
+	shmring_seg_close(t->seg);
+	shmring_seg_unlink(t->name);
+}
+
+static uint64_t wakes(const struct queue *t)
+{
+	return atomic_load(&shmring_seg_hdr(t->seg)->stats.wake_syscalls);
+}
+
+static int never(void *arg)
+{
+	(void)arg;
+	return 0;
+}
+
+#if SHMRING_WAIT_SEM
+static int sem_value(const struct queue *t)
+{
+	int v = -1;
+	cr_assert_eq(sem_getvalue((sem_t *)(void *)t->q->sem_bytes, &v), 0);
+	return v;
+}
+#endif
+
+/* Broadcast readers are not bounded in number: a wake posts once for every sleeper
+ * announced (it posted 64 at most and dropped the rest, who slept out their slice). */
+Test(wait, a_wake_posts_for_every_announced_sleeper_beyond_64)
+{
+#if SHMRING_WAIT_SEM
+	struct queue t;
+	queue_make(&t);
+	atomic_store(&t.q->sem_pending, 100); /* as 100 sleepers leave it after S0 */
+	atomic_fetch_or(&t.q->seq, SHMRING_WAIT_PENDING);
+	uint64_t w0 = wakes(&t);
+	shmring_wake(t.seg, t.q);
+	cr_assert_eq(sem_value(&t), 100);
+	cr_assert_eq(wakes(&t) - w0, 100);
+	cr_assert_eq(atomic_load(&t.q->sem_pending), 0);
+	queue_drop(&t);
+#else
+	cr_skip_test("the futex backend wakes every sleeper with one call");
+#endif
+}
+
+/* Posts nobody is owed (their sleepers died, or found their condition after the post
+ * was made) are gone once a sleeper has met them: they used to come back after every
+ * sleep (the sleeper took one as its own and announced again), so every later sleep
+ * of the queue cost one spurious wakeup and one more post each. */
+Test(wait, posts_nobody_is_owed_do_not_outlive_a_sleep)
+{
+#if SHMRING_WAIT_SEM
+	struct queue t;
+	queue_make(&t);
+	for (int i = 0; i < 3; i++)
+		sem_post((sem_t *)(void *)t.q->sem_bytes);
+	struct shmring_wait_ctx c = { .seg = t.seg, .q = t.q, .poll = never, .spin = 0 };
+	cr_assert_eq(shmring_wait_for(&c, 30), -ETIMEDOUT);
+	cr_assert_eq(sem_value(&t), 0, "posts left in the semaphore");
+	cr_assert_eq(atomic_load(&t.q->sem_pending), 0, "posts owed to nobody");
+	/* and the next wake posts for nobody (no sleeper is announced) */
+	uint64_t w0 = wakes(&t);
+	shmring_wake(t.seg, t.q);
+	cr_assert_eq(wakes(&t) - w0, 0);
+	queue_drop(&t);
+#else
+	cr_skip_test("the futex backend has no posts to leave behind");
+#endif
+}
+
+/* Either backend: a sleeper that times out leaves nothing owed and its flag says a
+ * sleeper may be asleep, so the next wake is one call, and the one after none. */
+Test(wait, a_timed_out_sleeper_costs_the_next_wake_one_call)
+{
+	struct queue t;
+	queue_make(&t);
+	struct shmring_wait_ctx c = { .seg = t.seg, .q = t.q, .poll = never, .spin = 0 };
+	cr_assert_eq(shmring_wait_for(&c, 5), -ETIMEDOUT);
+	cr_assert_eq(atomic_load(&t.q->sem_pending), 0);
+	uint64_t w0 = wakes(&t);
+	shmring_wake(t.seg, t.q);
+	shmring_wake(t.seg, t.q);
+	cr_assert_leq(wakes(&t) - w0, 1);
+	queue_drop(&t);
+}
