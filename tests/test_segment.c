@@ -384,13 +384,10 @@ struct forker_cfg {
 	_Atomic int grandchild;
 };
 
-static int forking_joiner(void *a)
+/* Join slot 3 of s, fork the idle grandchild, say so, wait to be killed. */
+static int join_fork_and_wait(struct forker_cfg *c, struct shmring_seg *s)
 {
-	struct forker_cfg *c = a;
-	struct shmring_seg *s;
 	uint32_t slot;
-	if (shmring_seg_open(c->name, 0, 0, &s))
-		return 10;
 	if (shmring_part_join(s, SHMRING_ROLE_CONSUMER, 3, &slot) < 0)
 		return 11;
 	pid_t g = tu_fork_idle_child(c->hold);
@@ -400,6 +397,32 @@ static int forking_joiner(void *a)
 	tu_gate_open(&c->joined);
 	for (;;)
 		pause(); /* killed by the test */
+}
+
+static int forking_joiner(void *a)
+{
+	struct forker_cfg *c = a;
+	struct shmring_seg *s;
+	if (shmring_seg_open(c->name, 0, 0, &s))
+		return 10;
+	return join_fork_and_wait(c, s);
+}
+
+/* Kill the joiner pid (slot 3 of s, seen alive first): dead at once, though its child
+ * lives on. Then let the grandchild go and clean up. */
+static void kill_joiner_and_check(struct forker_cfg *c, pid_t pid, struct shmring_seg *s)
+{
+	cr_assert_eq(shmring_part_alive(s, 3), 1);
+	kill(pid, SIGKILL);
+	cr_assert_eq(tu_wait(pid), -SIGKILL);
+	cr_assert_eq(kill(c->grandchild, 0), 0, "the grandchild is still running");
+	cr_assert_eq(shmring_part_alive(s, 3), 0, "dead, though its child lives on");
+	close(c->hold[1]);
+	close(c->hold[0]);
+	tu_gate_close(&c->joined);
+	shmring_seg_close(s);
+	shmring_seg_unlink(c->name);
+	munmap(c, sizeof(*c));
 }
 
 Test(segment, a_forked_child_does_not_keep_a_dead_participant_alive, .timeout = 60)
@@ -414,18 +437,7 @@ Test(segment, a_forked_child_does_not_keep_a_dead_participant_alive, .timeout = 
 	cr_assert_eq(pipe(c->hold), 0);
 	pid_t pid = tu_fork(forking_joiner, c);
 	tu_gate_wait(&c->joined);
-	cr_assert_eq(shmring_part_alive(s, 3), 1);
-	kill(pid, SIGKILL);
-	cr_assert_eq(tu_wait(pid), -SIGKILL);
-	pid_t g = c->grandchild;
-	cr_assert_eq(kill(g, 0), 0, "the grandchild is still running");
-	cr_assert_eq(shmring_part_alive(s, 3), 0, "dead, though its child lives on");
-	close(c->hold[1]);
-	close(c->hold[0]);
-	tu_gate_close(&c->joined);
-	shmring_seg_close(s);
-	shmring_seg_unlink(c->name);
-	munmap(c, sizeof(*c));
+	kill_joiner_and_check(c, pid, s);
 }
 
 /* The same with a creator whose segment's mode denies its owner write (0400: others
@@ -436,22 +448,13 @@ static int forking_creator(void *a)
 {
 	struct forker_cfg *c = a;
 	struct shmring_seg *s;
-	uint32_t slot;
 	if (geteuid() == 0 && (setgid(65534) != 0 || setuid(65534) != 0))
 		return 9;
 	struct shmring_seg_params p = params(4096);
 	p.mode = 0400;
 	if (shmring_seg_create(c->name, &p, &s))
 		return 10;
-	if (shmring_part_join(s, SHMRING_ROLE_CONSUMER, 3, &slot) < 0)
-		return 11;
-	pid_t g = tu_fork_idle_child(c->hold);
-	if (g < 0)
-		return 12;
-	c->grandchild = g;
-	tu_gate_open(&c->joined);
-	for (;;)
-		pause(); /* killed by the test */
+	return join_fork_and_wait(c, s);
 }
 
 Test(segment, a_forked_child_does_not_keep_a_dead_creator_of_mode_0400_alive, .timeout = 60)
@@ -469,17 +472,7 @@ Test(segment, a_forked_child_does_not_keep_a_dead_creator_of_mode_0400_alive, .t
 	struct stat st;
 	cr_assert_eq(fstat(s->fd, &st), 0);
 	cr_assert_eq(st.st_mode & 07777, 0400, "the mode asked for");
-	cr_assert_eq(shmring_part_alive(s, 3), 1);
-	kill(pid, SIGKILL);
-	cr_assert_eq(tu_wait(pid), -SIGKILL);
-	cr_assert_eq(kill(c->grandchild, 0), 0, "the grandchild is still running");
-	cr_assert_eq(shmring_part_alive(s, 3), 0, "dead, though its child lives on");
-	close(c->hold[1]);
-	close(c->hold[0]);
-	tu_gate_close(&c->joined);
-	shmring_seg_close(s);
-	shmring_seg_unlink(c->name);
-	munmap(c, sizeof(*c));
+	kill_joiner_and_check(c, pid, s);
 }
 
 /* A thread with a descriptor table of its own (unshare(CLONE_FILES)) creates a ring
