@@ -252,6 +252,12 @@ void shmring__reg_release(struct shmring__reg_entry *e)
 		pthread_mutex_unlock(&reg_mutex);
 		return;
 	}
+	/* the lock descriptor goes now, under the mutex fork() takes first: once the
+	 * entry is off the list, a child forked before its close would keep it, and the
+	 * holder lock on it (walkers never use it; no handle is left) */
+	if (e->fd >= 0)
+		close(e->fd);
+	e->fd = -1;
 	struct shmring__reg_entry *_Atomic *link = &reg_head;
 	while (shmring_load_relaxed(link) != e)
 		link = &shmring_load_relaxed(link)->next;
@@ -263,8 +269,6 @@ void shmring__reg_release(struct shmring__reg_entry *e)
 	urcu_bp_synchronize_rcu();
 	GRACE_WRITER_DONE();
 	munmap(e->base, e->size);
-	if (e->fd >= 0)
-		close(e->fd);
 	free(e);
 }
 

@@ -67,9 +67,17 @@ static int take_back(struct shmring_waitq *q)
 }
 #endif
 
+/* A wait's record of the post it handed on (semaphore backend): at most one per
+ * value of seq it sleeps on, so that a post nobody is owed cannot go round forever
+ * between sleepers (waiters, which decides whether to hand on, counts dead ones). */
+struct handed {
+	int done;
+	uint32_t v;
+};
+
 /* Sleep until woken, the value of seq changes, or the absolute deadline passes. */
 static void sleep_on(struct shmring_waitq *q, uint32_t v, uint64_t deadline_ns,
-		     struct shmring_stats *st)
+		     struct shmring_stats *st, struct handed *h)
 {
 	struct timespec ts = abs_ts(deadline_ns);
 #if SHMRING_WAIT_SEM
@@ -78,12 +86,14 @@ static void sleep_on(struct shmring_waitq *q, uint32_t v, uint64_t deadline_ns,
 		 * what the poster did before its post is visible, W4 included) and our
 		 * count is still pending (wait.h, "Posts carry no generation") */
 		if (shmring_load_acquire(&q->seq) == v && take_back(q) &&
-		    shmring_load_relaxed(&q->waiters) > 1) {
-			/* another sleeper's, most likely one of an earlier generation */
+		    shmring_load_relaxed(&q->waiters) > 1 && !(h->done && h->v == v)) {
+			/* another sleeper's, most likely one of an earlier generation: once */
+			h->done = 1;
+			h->v = v;
 			sem_post(q_sem(q));
 			atomic_fetch_add_explicit(&st->wake_syscalls, 1, memory_order_relaxed);
 			sched_yield(); /* its owner, woken by the post, takes it */
-		} /* else ours, or a post nobody is owed, now gone */
+		} /* else ours, or a post nobody is owed (or one we handed on already), gone */
 	} else if (!take_back(q)) {
 		/* timed out or interrupted, and a waker took our count: its post is ours
 		 * (made, or about to be). Absorb it, or the next sleep of anyone here would
@@ -93,6 +103,7 @@ static void sleep_on(struct shmring_waitq *q, uint32_t v, uint64_t deadline_ns,
 	}
 #else
 	(void)st;
+	(void)h;
 	/* FUTEX_WAIT_BITSET takes an absolute CLOCK_MONOTONIC deadline; shared (not
 	 * _PRIVATE) because the word is in memory mapped by several processes. EINTR,
 	 * EAGAIN (value changed) and ETIMEDOUT all send the caller back to its re-check. */
@@ -155,6 +166,7 @@ int shmring_wait_for(const struct shmring_wait_ctx *c, int timeout_ms)
 	}
 	struct shmring_stats *st = stats_of(c);
 	struct shmring_waitq *q = c->q;
+	struct handed handed = { 0, 0 };
 	uint64_t now = shmring_now_ns();
 	uint64_t deadline = timeout_ms < 0 ? UINT64_MAX : now + (uint64_t)timeout_ms * 1000000u;
 	for (;;) {
@@ -179,7 +191,7 @@ int shmring_wait_for(const struct shmring_wait_ctx *c, int timeout_ms)
 		}
 		uint64_t slice = now + (uint64_t)SHMRING_PEER_CHECK_MS * 1000000u;
 		atomic_fetch_add_explicit(&st->sleeps, 1, memory_order_relaxed);
-		sleep_on(q, v, slice < deadline ? slice : deadline, st); /* S5 */
+		sleep_on(q, v, slice < deadline ? slice : deadline, st, &handed); /* S5 */
 		atomic_fetch_sub_explicit(&q->waiters, 1, memory_order_relaxed); /* S6 */
 		if ((r = c->poll(c->arg)) != 0)
 			return r;

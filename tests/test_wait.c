@@ -102,6 +102,30 @@ Test(wait, posts_nobody_is_owed_do_not_outlive_a_sleep)
 #endif
 }
 
+/* A sleeper that died asleep stays counted in waiters (nothing takes it out), so a
+ * live sleeper that meets a post nobody is owed thinks another sleeper may want it.
+ * It hands it on once; when the post comes back to it, it keeps it: it used to hand
+ * it on again and again, spinning at full speed for as long as it waited. */
+Test(wait, a_post_nobody_is_owed_is_handed_on_once_not_forever)
+{
+#if SHMRING_WAIT_SEM
+	struct queue t;
+	queue_make(&t);
+	atomic_fetch_add(&t.q->waiters, 1); /* a sleeper that died asleep */
+	sem_post((sem_t *)(void *)t.q->sem_bytes);
+	struct shmring_wait_ctx c = { .seg = t.seg, .q = t.q, .poll = never, .spin = 0 };
+	uint64_t s0 = atomic_load(&shmring_seg_hdr(t.seg)->stats.sleeps);
+	cr_assert_eq(shmring_wait_for(&c, 50), -ETIMEDOUT);
+	uint64_t sleeps = atomic_load(&shmring_seg_hdr(t.seg)->stats.sleeps) - s0;
+	/* the post twice (handed on, then kept), then slices of 20 ms up to 50 ms */
+	cr_assert_leq(sleeps, 8, "%llu sleeps in one 50 ms wait", (unsigned long long)sleeps);
+	cr_assert_eq(sem_value(&t), 0);
+	queue_drop(&t);
+#else
+	cr_skip_test("the futex backend has no posts to hand on");
+#endif
+}
+
 /* Either backend: a sleeper that times out leaves nothing owed and its flag says a
  * sleeper may be asleep, so the next wake is one call, and the one after none. */
 Test(wait, a_timed_out_sleeper_costs_the_next_wake_one_call)

@@ -73,8 +73,10 @@
  * of an earlier generation, which it hands the post on to (sem_post, then a yield so
  * that one takes it) when other sleepers are about, or it is a post nobody is owed (its
  * sleeper died, or found its condition after the post was made), which is then gone.
- * So posts left over do not build up, and a sleeper that takes another's post does not
- * leave that one asleep until its slice ends.
+ * A wait hands on at most one post per value it sleeps on (`waiters`, which says
+ * whether others are about, still counts sleepers that died): one that comes back to
+ * it is dropped. So posts left over do not build up or go round, and a sleeper that
+ * takes another's post seldom leaves that one asleep until its slice ends.
  * Trust: glibc aborts the process when the futex inside a sem_t it waits on was
  * corrupted, so a hostile peer can bring down a sleeper of this backend; the futex
  * backend (default) has no such state and is the one to use with untrusted peers.
