@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -151,8 +152,11 @@ static void free_names(char **names)
 }
 
 /* clean moves a name aside to /dev/shm/.shmdump-clean-PID-NAME while it compares the
- * file with the one it looked at. A clean killed inside that window leaves the file
- * there: the next clean puts it back (it may be someone's live segment). */
+ * file with the one it looked at, holding flock(LOCK_EX) on the file from before the
+ * move until it is done (the library never uses flock). A clean killed inside that
+ * window leaves the file there, unlocked: the next clean puts it back (it may be
+ * someone's live segment). The lock, not the pid, says whether a clean is still at it
+ * (pids are reused, and a clean in another pid namespace shares /dev/shm). */
 #define ASIDE_PREFIX ".shmdump-clean-"
 
 static int aside_path(char *buf, size_t len, pid_t pid, const char *name)
@@ -163,29 +167,22 @@ static int aside_path(char *buf, size_t len, pid_t pid, const char *name)
 	return 0;
 }
 
-/* If ent is a name moved aside by a clean that is gone: its pid, and *name the name
- * it had; else 0. */
-static pid_t aside_of_dead_clean(const char *ent, const char **name)
+/* If ent is a name clean moved aside: the name it had; else NULL. */
+static const char *aside_name(const char *ent)
 {
 	if (strncmp(ent, ASIDE_PREFIX, strlen(ASIDE_PREFIX)) != 0)
-		return 0;
+		return NULL;
 	const char *p = ent + strlen(ASIDE_PREFIX);
-	char *end;
-	errno = 0;
-	long pid = strtol(p, &end, 10);
-	if (errno || end == p || *end != '-' || end[1] == '\0' || pid <= 0 || pid > INT32_MAX ||
-	    (pid_t)pid == getpid())
-		return 0;
-	/* alive (or a process of another user with that pid): not ours to touch */
-	if (kill((pid_t)pid, 0) == 0 || errno != ESRCH)
-		return 0;
-	*name = end + 1;
-	return (pid_t)pid;
+	size_t digits = strspn(p, "0123456789");
+	if (digits == 0 || p[digits] != '-' || p[digits + 1] == '\0')
+		return NULL;
+	return p + digits + 1;
 }
 
-/* Put back the names a killed clean moved aside (those matching the patterns); with
- * dry_run, say what would be put back. list only tells (put_back < 0). Returns 0, or
- * EXIT_PROBLEM if a name could not go back. */
+/* Put back the names a clean that did not finish moved aside (those matching the
+ * patterns): files of ours that no clean holds locked. With dry_run, say what would be
+ * done; list only tells (put_back < 0). Returns 0, or EXIT_PROBLEM if a name could not
+ * go back (or, dry_run, would not). */
 static int leftovers(char **pat, int npat, int put_back, int dry_run)
 {
 	DIR *d = opendir(SHM_DIR);
@@ -194,27 +191,39 @@ static int leftovers(char **pat, int npat, int put_back, int dry_run)
 		return 0; /* our_segments() says why */
 	struct dirent *e;
 	while ((e = readdir(d)) != NULL) {
-		const char *name;
-		pid_t pid = aside_of_dead_clean(e->d_name, &name);
-		if (!pid || !wanted(name, pat, npat))
+		const char *name = aside_name(e->d_name);
+		if (!name || !wanted(name, pat, npat) || !seg_file_is_ours(dirfd(d), e->d_name))
 			continue;
-		char buf[128];
-		const char *shown = tool_printable(name, buf, sizeof(buf));
+		int fd = openat(dirfd(d), e->d_name,
+				O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+		if (fd < 0)
+			continue; /* put back meanwhile, or not ours to read */
+		if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+			close(fd); /* a clean is at it now */
+			continue;
+		}
+		char nb[NAME_MAX + 1], eb[NAME_MAX + 1];
+		const char *shown = tool_printable(name, nb, sizeof(nb));
+		const char *ent = tool_printable(e->d_name, eb, sizeof(eb));
+		struct stat st;
+		int taken = fstatat(dirfd(d), name, &st, AT_SYMLINK_NOFOLLOW) == 0;
 		if (put_back < 0) {
-			tool_msg("%s/" ASIDE_PREFIX "%ld-%s: moved aside by a 'shmdump clean' that did not "
-				 "finish; 'shmdump clean' puts it back",
-				 SHM_DIR, (long)pid, shown);
+			tool_msg("%s/%s: moved aside by a 'shmdump clean' that did not finish; %s",
+				 SHM_DIR, ent, taken ? "its name is taken now: move it back by hand"
+						     : "'shmdump clean' puts it back");
+		} else if (dry_run && taken) {
+			tool_msg("%s/%s: would not put it back: the name is taken", SHM_DIR, ent);
+			rc = EXIT_PROBLEM;
 		} else if (dry_run) {
-			printf("would put back %s (moved aside by a clean that did not finish, pid %ld)\n",
-			       shown, (long)pid);
+			printf("would put back %s (moved aside by a clean that did not finish)\n", shown);
 		} else if (renameat2(dirfd(d), e->d_name, dirfd(d), name, RENAME_NOREPLACE) == 0) {
-			printf("put back %s (moved aside by a clean that did not finish, pid %ld)\n",
-			       shown, (long)pid);
+			printf("put back %s (moved aside by a clean that did not finish)\n", shown);
 		} else if (errno != ENOENT) { /* ENOENT: another clean put it back first */
-			tool_msg("%s/" ASIDE_PREFIX "%ld-%s: cannot put it back: %s", SHM_DIR, (long)pid,
-				 shown, errno == EEXIST ? "the name is taken" : strerror(errno));
+			tool_msg("%s/%s: cannot put it back: %s", SHM_DIR, ent,
+				 errno == EEXIST ? "the name is taken" : strerror(errno));
 			rc = EXIT_PROBLEM;
 		}
+		close(fd);
 	}
 	closedir(d);
 	return rc;
@@ -262,16 +271,26 @@ static int cmd_list(char **pat, int npat, int json)
 /* Remove v's file by its /dev/shm name, if the name still leads to it: an application
  * that restarts (unlink, create again) between our look and the unlink must not lose
  * its new, live segment. The name is moved aside first, so the file checked is the one
- * removed. 0 removed (or already gone), 1 the name leads to another file now (left
- * where it was), or -errno. */
-static int unlink_same_file(const struct seg_view *v, const char *name)
+ * removed. Returns 0 removed (or already gone), 1 the name leads to another file now
+ * (left where it was), 2 that file is left at moved (the name was taken yet again), 3
+ * another clean is removing it, or -errno. */
+static int unlink_same_file(const struct seg_view *v, const char *name, char *moved, size_t ml)
 {
 	struct stat mine, now;
 	char tmp[PATH_MAX];
 	if (fstat(v->fd, &mine) != 0)
 		return -errno;
-	if (aside_path(tmp, sizeof(tmp), getpid(), name) != 0)
-		return -ENAMETOOLONG;
+	/* ours until we close v (see ASIDE_PREFIX) */
+	if (flock(v->fd, LOCK_EX | LOCK_NB) != 0)
+		return errno == EWOULDBLOCK ? 3 : -errno;
+	if (aside_path(tmp, sizeof(tmp), getpid(), name) != 0) {
+		/* a name too long to move aside (the library makes none): look, then unlink */
+		if (stat(v->path, &now) != 0)
+			return errno == ENOENT ? 0 : -errno;
+		if (now.st_dev != mine.st_dev || now.st_ino != mine.st_ino)
+			return 1;
+		return unlink(v->path) == 0 || errno == ENOENT ? 0 : -errno;
+	}
 	/* never over a file that has the temporary name already (anyone may make one) */
 	if (renameat2(AT_FDCWD, v->path, AT_FDCWD, tmp, RENAME_NOREPLACE) != 0)
 		return errno == ENOENT ? 0 : -errno;
@@ -279,10 +298,12 @@ static int unlink_same_file(const struct seg_view *v, const char *name)
 		return unlink(tmp) == 0 || errno == ENOENT ? 0 : -errno;
 	/* someone else's file: put it back, unless the name was taken yet again */
 	if (renameat2(AT_FDCWD, tmp, AT_FDCWD, v->path, RENAME_NOREPLACE) != 0) {
-		int e = errno;
-		tool_msg("%s: a new segment took the name meanwhile and is now %s: %s", v->label, tmp,
-			 strerror(e));
-		return -e;
+		if (errno == ENOENT)
+			return 1; /* another clean put it back */
+		if (errno != EEXIST)
+			return -errno;
+		snprintf(moved, ml, "%s", tmp);
+		return 2;
 	}
 	return 1;
 }
@@ -315,12 +336,20 @@ static int cmd_clean(char **pat, int npat, int dry_run)
 				printf("would remove %s (stale: %u dead participant%s)\n", v->label,
 				       v->dead, v->dead == 1 ? "" : "s");
 			} else {
-				int e = unlink_same_file(v, names[k]);
+				char moved[PATH_MAX], mb[PATH_MAX];
+				int e = unlink_same_file(v, names[k], moved, sizeof(moved));
 				if (e == 0) {
 					printf("removed %s (stale: %u dead participant%s)\n", v->label,
 					       v->dead, v->dead == 1 ? "" : "s");
 				} else if (e == 1) {
 					printf("kept %s: a new segment took the name meanwhile\n", v->label);
+				} else if (e == 3) {
+					printf("kept %s: another shmdump clean is removing it\n", v->label);
+				} else if (e == 2) {
+					tool_msg("%s: new segments took the name twice meanwhile; the one "
+						 "moved aside is now %s", v->label,
+						 tool_printable(moved, mb, sizeof(mb)));
+					rc = EXIT_PROBLEM;
 				} else {
 					tool_msg("%s: cannot remove: %s", v->label, shmring_strerror(e));
 					rc = EXIT_PROBLEM;
@@ -453,6 +482,8 @@ static int cmd_watch(const char *arg, double interval, long count)
 		}
 		prev = *s;
 		tprev = now;
+		if (ferror(stdout))
+			break; /* nobody reads it: main() says so */
 	}
 	seg_view_close(v);
 	free(v);
@@ -559,9 +590,15 @@ static int run(int argc, char **argv)
 int main(int argc, char **argv)
 {
 	int rc = run(argc, argv);
-	/* a listing that did not reach its reader (a full disk, a closed pipe) is a failure */
-	if (fflush(stdout) != 0 || ferror(stdout)) {
-		tool_msg("writing standard output: %s", strerror(errno ? errno : EIO));
+	/* a listing that did not reach its reader (a full disk, a closed pipe) is a failure;
+	 * the errno of the write that failed is gone by now, unless this flush is it */
+	errno = 0;
+	int flushed = fflush(stdout) == 0;
+	if (!flushed || ferror(stdout)) {
+		if (!flushed && errno)
+			tool_msg("writing standard output: %s", strerror(errno));
+		else
+			tool_msg("writing standard output failed");
 		return rc ? rc : EXIT_PROBLEM;
 	}
 	return rc;

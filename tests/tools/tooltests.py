@@ -11,6 +11,7 @@ SHMRING_UPDATE_GOLDEN=1 rewrites the golden files instead of comparing.
 No sleeps to let another process catch up: every wait is on a pipe, a process exit or
 the ring itself. Segment names hold this process's pid and are removed at the end.
 """
+import fcntl
 import hashlib
 import json
 import os
@@ -546,9 +547,11 @@ def t_dump_bad_input():
             one_line_error(r, " ".join(args))
         # output that cannot be written is a failure, not a silent success
         segtool(nm, mode="detach")
-        for args in (["list"], ["list", "--json"], ["show", nm], ["show", nm, "--json"]):
+        # (watch without --count would run for ever into it)
+        for args in (["list"], ["list", "--json"], ["show", nm], ["show", nm, "--json"],
+                     ["watch", nm, "--interval", "0.01"]):
             with open("/dev/full", "wb") as full:
-                r = run([SHMDUMP] + args, stdout=full)
+                r = run([SHMDUMP] + args, stdout=full, timeout=60)
             line = one_line_error(r, "%s > /dev/full" % " ".join(args))
             check("standard output" in line, "%s > /dev/full: %r" % (" ".join(args), line))
         # a name longer than the library makes (planted by hand) that list shows can
@@ -628,6 +631,19 @@ def t_dump_clean():
         check(not [f for f in os.listdir("/dev/shm")
                    if f.startswith(".shmdump-clean-") and f.endswith(again)],
               "clean left its temporary name behind")
+    # a stale segment under a name too long to move aside (not one the library makes)
+    longn = "shmring-tooltest-cleanlong-%d-" % os.getpid() + "L" * 220
+    segtool(name("clean-long"), mode="detach")
+    os.rename("/dev/shm/" + _made[-1], "/dev/shm/" + longn)
+    try:
+        r = run([SHMDUMP, "clean", longn])
+        check(r.returncode == 0 and "removed" in txt(r.stdout) and
+              not os.path.exists("/dev/shm/" + longn),
+              "clean of a %d-byte name: exit %d, %r %r" % (len(longn), r.returncode,
+                                                        txt(r.stdout), txt(r.stderr)))
+    finally:
+        if os.path.exists("/dev/shm/" + longn):
+            os.unlink("/dev/shm/" + longn)
 
 
 def t_dump_clean_held_open():
@@ -671,18 +687,25 @@ def t_dump_clean_killed():
         return "/dev/shm/.shmdump-clean-%d-%s" % (pid, nm)
 
     os.rename("/dev/shm/" + live, aside(live, gone))
-    os.rename("/dev/shm/" + stale, aside(stale, gone))
-    os.rename("/dev/shm/" + busy, aside(busy, os.getpid()))  # a clean still running
+    # pid 1 is alive, but not the clean that made this: a clean in another pid
+    # namespace (a container sharing /dev/shm), killed. The lock is what counts
+    os.rename("/dev/shm/" + stale, aside(stale, 1))
+    os.rename("/dev/shm/" + busy, aside(busy, os.getpid()))  # a clean still running:
+    running = open(aside(busy, os.getpid()), "rb")           # it holds the file locked
+    fcntl.flock(running, fcntl.LOCK_EX)
     shutil.copy("/dev/shm/" + taken, aside(taken, gone))  # its name was taken again
     try:
         r = run([SHMDUMP, "list", pat])
         err = txt(r.stderr)
-        check(r.returncode == 0 and aside(live, gone) in err and aside(stale, gone) in err
+        check(r.returncode == 0 and aside(live, gone) in err and aside(stale, 1) in err
               and busy not in err, "list of moved-aside names: exit %d, %r" % (r.returncode, err))
         r = run([SHMDUMP, "clean", pat, "--dry-run"])
         out = txt(r.stdout)
         check("would put back " + live in out and "would put back " + stale in out
               and busy not in out, "clean --dry-run: %r" % out)
+        # the dry run says what the real one will: the taken name cannot go back
+        check(r.returncode == 1 and "would not put it back: the name is taken" in txt(r.stderr),
+              "clean --dry-run with a name taken: exit %d, %r" % (r.returncode, txt(r.stderr)))
         check(os.path.exists(aside(live, gone)), "the dry run moved a file")
         r = run([SHMDUMP, "clean", pat])
         out, err = txt(r.stdout), txt(r.stderr)
@@ -711,8 +734,9 @@ def t_dump_clean_killed():
               "clean beside a file with its temporary name: exit %d, %r, %r"
               % (r.returncode, mine, txt(r.stderr)))
     finally:
+        running.close()
         release(p_live)
-        for f in (aside(live, gone), aside(stale, gone), aside(busy, os.getpid()),
+        for f in (aside(live, gone), aside(stale, 1), aside(busy, os.getpid()),
                   aside(taken, gone)):
             if os.path.exists(f):
                 os.unlink(f)
