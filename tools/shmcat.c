@@ -122,15 +122,19 @@ static int consumer_seen(const struct shmring_seg *seg, uint32_t gen0)
 /* Remove the ring's name if it still leads to the ring seg maps: once our reader has
  * removed it, another pipeline may have made a new ring under it. (A new ring made
  * between the look and the unlink, microseconds, is not caught.) */
-static void unlink_if_ours(const char *name, const struct shmring_seg *seg)
+static int name_is_ours(const char *name, const struct shmring_seg *seg)
 {
 	struct stat mine, now;
 	char path[PATH_MAX];
-	if (seg->fd < 0 || fstat(seg->fd, &mine) != 0 ||
-	    shmring_seg_path(name, path, sizeof(path)) != 0 || stat(path, &now) != 0 ||
-	    now.st_dev != mine.st_dev || now.st_ino != mine.st_ino)
-		return;
-	shmring_seg_unlink(name);
+	return seg->fd >= 0 && fstat(seg->fd, &mine) == 0 &&
+	       shmring_seg_path(name, path, sizeof(path)) == 0 && stat(path, &now) == 0 &&
+	       now.st_dev == mine.st_dev && now.st_ino == mine.st_ino;
+}
+
+static void unlink_if_ours(const char *name, const struct shmring_seg *seg)
+{
+	if (name_is_ours(name, seg))
+		shmring_seg_unlink(name);
 }
 
 /* --unlink: a writer interrupted (SIGINT, SIGTERM, SIGHUP) before its reader came
@@ -173,6 +177,15 @@ static int run_writer(const struct opts *o)
 {
 	struct shmring_spsc *r;
 	int rc;
+	/* --unlink: an interruption while the ring is being made (a large one takes a
+	 * while) waits until the handler that removes it is in place */
+	sigset_t block, old;
+	sigemptyset(&block);
+	sigaddset(&block, SIGINT);
+	sigaddset(&block, SIGTERM);
+	sigaddset(&block, SIGHUP);
+	if (o->unlink)
+		sigprocmask(SIG_BLOCK, &block, &old);
 
 	if (o->create) {
 		/* without --record-size, a small ring takes the largest records it can */
@@ -181,24 +194,31 @@ static int run_writer(const struct opts *o)
 			.max_record = o->record_size_given ? (uint32_t)o->record_size : 0,
 		};
 		rc = shmring_spsc_create(o->name, &so, SHMRING_ROLE_PRODUCER, &r);
-		if (rc == -EINVAL)
-			return fail(o->name, "cannot create the ring with that --size and --record-size", rc);
 	} else {
 		rc = shmring_spsc_open(o->name, SHMRING_ROLE_PRODUCER, &r);
 	}
-	if (rc)
+	if (rc) {
+		if (o->unlink)
+			sigprocmask(SIG_SETMASK, &old, NULL);
+		if (o->create && rc == -EINVAL)
+			return fail(o->name, "cannot create the ring with that --size and --record-size", rc);
 		return fail_open(o->name, o->create ? "cannot create the ring" : "cannot open the ring", rc);
+	}
 
 	struct shmring_seg *seg = shmring_spsc_seg(r);
-	/* kept past close(): the name is removed once a reader has attached */
+	/* kept past close(): the name is removed once a reader has attached. Through the
+	 * registry, so that it holds the ring open (the holder lock) while the writer waits
+	 * for its reader with its producer handle closed: shmdump clean keeps it */
 	struct shmring_seg *watch = NULL;
-	if (o->unlink && shmring_seg_open(o->name, SHMRING_KIND_SPSC,
-					  SHMRING_O_RDONLY | SHMRING_O_NOREGISTRY, &watch) != 0)
+	if (o->unlink && shmring_seg_open_fd(shmring_spsc_fd(r), SHMRING_KIND_SPSC,
+					     SHMRING_O_RDONLY, &watch) != 0)
 		watch = NULL;
 	uint32_t gen0 = watch ? consumer_gen(watch) : 0;
 	int unlinked = 0;
 	if (watch)
 		unlink_on_interrupt(o->name, watch);
+	if (o->unlink)
+		sigprocmask(SIG_SETMASK, &old, NULL);
 
 	uint64_t rs = o->record_size;
 	uint64_t ring_max = seg->geo[SHMRING_SPSC_GEO_MAX_RECORD];
@@ -246,8 +266,16 @@ static int run_writer(const struct opts *o)
 		shmring_spsc_detach(r);
 	if (watch) {
 		/* like a FIFO's writer, wait for the reader to come before the name goes */
-		while (status == 0 && !unlinked && !consumer_seen(watch, gen0))
+		while (status == 0 && !unlinked && !consumer_seen(watch, gen0)) {
+			/* the name gone (or another ring's) before a reader came: none will */
+			if (!name_is_ours(o->name, watch) && !consumer_seen(watch, gen0)) {
+				tool_msg("%s: the ring's name was removed before a reader came: what "
+					 "was written is lost", o->name);
+				status = EXIT_FAIL;
+				break;
+			}
 			nap();
+		}
 		if (!unlinked)
 			unlink_if_ours(o->name, watch);
 		shmring_seg_close(watch);

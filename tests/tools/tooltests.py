@@ -1063,6 +1063,50 @@ def t_cat_reader_waits_for_a_ring_being_created():
     check("still being created" in line, "reader: %r" % line)
 
 
+def t_cat_unlink_writer_waiting():
+    """A writer with --unlink at the end of its input waits for a reader with its
+    producer handle closed: the ring is held open (shmdump clean keeps it), and if its
+    name goes before a reader came, the writer says the data is lost and stops."""
+    data = b"waiting for a reader\n"
+    for remove in (False, True):
+        nm = name("unlink-wait")
+        w = subprocess.Popen([SHMCAT, "-w", nm, "--create", "--unlink"], stdin=subprocess.PIPE,
+                             stderr=subprocess.PIPE)
+        _procs.append(w)
+        w.stdin.write(data)
+        w.stdin.close()
+        wait_slot(nm, 0, (2, 1), w)  # the producer closed: the writer waits now
+        r = run([SHMDUMP, "clean", nm])
+        check(r.returncode == 0 and "removed" not in txt(r.stdout)
+              and os.path.exists("/dev/shm/" + nm),
+              "clean removed the ring of a writer waiting for its reader: %r" % txt(r.stdout))
+        if remove:
+            os.unlink("/dev/shm/" + nm)
+            check(w.wait(timeout=60) == 1, "writer exit %d with its name gone" % w.returncode)
+            check("lost" in txt(w.stderr.read()), "the writer did not say the data is lost")
+        else:
+            rd = run([SHMCAT, "-r", nm])
+            check(rd.returncode == 0 and rd.stdout == data, "reader: exit %d, %r"
+                  % (rd.returncode, rd.stdout))
+            check(w.wait(timeout=60) == 0, "writer exit %d" % w.returncode)
+
+
+def t_cat_unlink_writer_interrupted_creating():
+    """A writer with --unlink interrupted while its ring is being made (a large ring
+    takes a moment to allocate) removes it too: the signal waits for the handler."""
+    nm = name("unlink-creating")
+    w = subprocess.Popen([SHMCAT, "-w", nm, "--create", "--unlink", "--size", "256M"],
+                         stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+    _procs.append(w)
+    deadline = time.monotonic() + 60
+    while not os.path.exists("/dev/shm/" + nm):  # the file is there: creation is under way
+        check(w.poll() is None and time.monotonic() < deadline, "the writer made no file")
+        os.sched_yield()
+    w.send_signal(signal.SIGTERM)
+    check(w.wait(timeout=60) == -signal.SIGTERM, "writer exit %d" % w.returncode)
+    check(not os.path.exists("/dev/shm/" + nm), "a writer interrupted while creating left its ring")
+
+
 def t_cat_producer_died():
     nm = name("died")
     wr = subprocess.Popen([SHMCAT, "-w", nm, "--create", "--record-size", "4096"],
