@@ -210,9 +210,23 @@ static int run_writer(const struct opts *o)
 	 * registry, so that it holds the ring open (the holder lock) while the writer waits
 	 * for its reader with its producer handle closed: shmdump clean keeps it */
 	struct shmring_seg *watch = NULL;
-	if (o->unlink && shmring_seg_open_fd(shmring_spsc_fd(r), SHMRING_KIND_SPSC,
-					     SHMRING_O_RDONLY, &watch) != 0)
-		watch = NULL;
+	if (o->unlink) {
+		/* our own file by its /proc link (a path: a name removed meanwhile is no
+		 * reason to refuse it), or by its descriptor where there is no /proc */
+		char self[64];
+		snprintf(self, sizeof(self), "/proc/self/fd/%d", shmring_spsc_fd(r));
+		rc = shmring_seg_open_path(self, SHMRING_KIND_SPSC, SHMRING_O_RDONLY, &watch);
+		if (rc == -ENOENT)
+			rc = shmring_seg_open_fd(shmring_spsc_fd(r), SHMRING_KIND_SPSC,
+						 SHMRING_O_RDONLY, &watch);
+		if (rc) {
+			/* nothing written yet: give up cleanly rather than without --unlink */
+			unlink_if_ours(o->name, seg);
+			shmring_spsc_detach(r);
+			sigprocmask(SIG_SETMASK, &old, NULL);
+			return fail(o->name, "cannot keep the ring open for --unlink", rc);
+		}
+	}
 	uint32_t gen0 = watch ? consumer_gen(watch) : 0;
 	int unlinked = 0;
 	if (watch)

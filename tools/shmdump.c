@@ -179,10 +179,30 @@ static const char *aside_name(const char *ent)
 	return p + digits + 1;
 }
 
+/* The dry run's word on a segment it would put back: what the real run does next. */
+static void dry_assess(const char *ent, const char *shown)
+{
+	char path[PATH_MAX], why[256];
+	struct seg_view *v = malloc(sizeof(*v));
+	snprintf(path, sizeof(path), SHM_DIR "/%s", ent);
+	if (!v)
+		return;
+	if (seg_view_open(v, path, why, sizeof(why)) == 0) {
+		if (v->state == SEG_STALE)
+			printf("would remove %s (stale: %u dead participant%s)\n", shown, v->dead,
+			       v->dead == 1 ? "" : "s");
+		else if (v->state == SEG_CORRUPT)
+			printf("would keep %s: corrupt, not removed\n", shown);
+		seg_view_close(v);
+	}
+	free(v);
+}
+
 /* Put back the names a clean that did not finish moved aside (those matching the
- * patterns): files of ours that no clean holds locked. With dry_run, say what would be
- * done; list only tells (put_back < 0). Returns 0, or EXIT_PROBLEM if a name could not
- * go back (or, dry_run, would not). */
+ * patterns): regular files at an aside name that no clean holds locked (the file clean
+ * moves may be anything that took the name; the put-back never replaces a file). With
+ * dry_run, say what would be done; list only tells (put_back < 0). Returns 0, or
+ * EXIT_PROBLEM if a name could not go back (or, dry_run, would not). */
 static int leftovers(char **pat, int npat, int put_back, int dry_run)
 {
 	DIR *d = opendir(SHM_DIR);
@@ -192,14 +212,15 @@ static int leftovers(char **pat, int npat, int put_back, int dry_run)
 	struct dirent *e;
 	while ((e = readdir(d)) != NULL) {
 		const char *name = aside_name(e->d_name);
-		if (!name || !wanted(name, pat, npat) || !seg_file_is_ours(dirfd(d), e->d_name))
+		if (!name || !wanted(name, pat, npat))
 			continue;
 		int fd = openat(dirfd(d), e->d_name,
 				O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
 		if (fd < 0)
 			continue; /* put back meanwhile, or not ours to read */
-		if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
-			close(fd); /* a clean is at it now */
+		struct stat fst;
+		if (fstat(fd, &fst) != 0 || !S_ISREG(fst.st_mode) || flock(fd, LOCK_EX | LOCK_NB) != 0) {
+			close(fd); /* not a file clean moves, or a clean is at it now */
 			continue;
 		}
 		char nb[NAME_MAX + 1], eb[NAME_MAX + 1];
@@ -216,6 +237,8 @@ static int leftovers(char **pat, int npat, int put_back, int dry_run)
 			rc = EXIT_PROBLEM;
 		} else if (dry_run) {
 			printf("would put back %s (moved aside by a clean that did not finish)\n", shown);
+			if (wanted(name, pat, npat) && seg_file_is_ours(dirfd(d), e->d_name))
+				dry_assess(e->d_name, shown);
 		} else if (renameat2(dirfd(d), e->d_name, dirfd(d), name, RENAME_NOREPLACE) == 0) {
 			printf("put back %s (moved aside by a clean that did not finish)\n", shown);
 		} else if (errno != ENOENT) { /* ENOENT: another clean put it back first */

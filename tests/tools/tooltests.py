@@ -694,6 +694,9 @@ def t_dump_clean_killed():
     running = open(aside(busy, os.getpid()), "rb")           # it holds the file locked
     fcntl.flock(running, fcntl.LOCK_EX)
     shutil.copy("/dev/shm/" + taken, aside(taken, gone))  # its name was taken again
+    plain = name("cleank-plain")  # not a segment: a file that took a name meanwhile
+    with open(aside(plain, gone), "w") as f:
+        f.write("someone's file\n")
     try:
         r = run([SHMDUMP, "list", pat])
         err = txt(r.stderr)
@@ -703,6 +706,8 @@ def t_dump_clean_killed():
         out = txt(r.stdout)
         check("would put back " + live in out and "would put back " + stale in out
               and busy not in out, "clean --dry-run: %r" % out)
+        check("would remove " + stale in out and "would remove " + live not in out,
+              "clean --dry-run, what comes after the put-back: %r" % out)
         # the dry run says what the real one will: the taken name cannot go back
         check(r.returncode == 1 and "would not put it back: the name is taken" in txt(r.stderr),
               "clean --dry-run with a name taken: exit %d, %r" % (r.returncode, txt(r.stderr)))
@@ -718,6 +723,8 @@ def t_dump_clean_killed():
         check(os.path.exists(aside(busy, os.getpid())), "clean took a running clean's file")
         check("the name is taken" in err and os.path.exists(aside(taken, gone)),
               "a file whose name was taken: %r" % err)
+        check(os.path.exists("/dev/shm/" + plain) and not os.path.exists(aside(plain, gone)),
+              "a file that is not a segment was not put back")
         # a file that has clean's temporary name already (anyone may make one) is not
         # replaced: the shell makes it under its own pid, then becomes shmdump
         again = name("cleank-again")
@@ -737,7 +744,7 @@ def t_dump_clean_killed():
         running.close()
         release(p_live)
         for f in (aside(live, gone), aside(stale, 1), aside(busy, os.getpid()),
-                  aside(taken, gone)):
+                  aside(taken, gone), aside(plain, gone)):
             if os.path.exists(f):
                 os.unlink(f)
 
