@@ -67,17 +67,32 @@ static int take_back(struct shmring_waitq *q)
 }
 #endif
 
-/* A wait's record of the post it handed on (semaphore backend): at most one per
- * value of seq it sleeps on, so that a post nobody is owed cannot go round forever
- * between sleepers (waiters, which decides whether to hand on, counts dead ones). */
-struct handed {
-	int done;
-	uint32_t v;
-};
+#if SHMRING_WAIT_SEM
+/* Hand a post that was not ours on to its owner, which the post wakes, and give it
+ * SHMRING__SEM_HANDON_NS to take it; not waiting on the semaphore meanwhile, so that
+ * we cannot take it back ourselves. Nobody took it: it was owed to nobody (a sleeper
+ * that died, whom waiters still counts): it goes. */
+static void hand_on(struct shmring_waitq *q, struct shmring_stats *st)
+{
+	int before = 0, now = 0;
+	sem_post(q_sem(q));
+	atomic_fetch_add_explicit(&st->wake_syscalls, 1, memory_order_relaxed);
+	if (sem_getvalue(q_sem(q), &before) != 0)
+		return;
+	uint64_t until = shmring_now_ns() + SHMRING__SEM_HANDON_NS;
+	do {
+		sched_yield();
+		if (sem_getvalue(q_sem(q), &now) != 0 || now < before)
+			return; /* taken (some post was) */
+	} while (shmring_now_ns() < until);
+	while (sem_trywait(q_sem(q)) != 0 && errno == EINTR)
+		;
+}
+#endif
 
 /* Sleep until woken, the value of seq changes, or the absolute deadline passes. */
 static void sleep_on(struct shmring_waitq *q, uint32_t v, uint64_t deadline_ns,
-		     struct shmring_stats *st, struct handed *h)
+		     struct shmring_stats *st)
 {
 	struct timespec ts = abs_ts(deadline_ns);
 #if SHMRING_WAIT_SEM
@@ -86,14 +101,9 @@ static void sleep_on(struct shmring_waitq *q, uint32_t v, uint64_t deadline_ns,
 		 * what the poster did before its post is visible, W4 included) and our
 		 * count is still pending (wait.h, "Posts carry no generation") */
 		if (shmring_load_acquire(&q->seq) == v && take_back(q) &&
-		    shmring_load_relaxed(&q->waiters) > 1 && !(h->done && h->v == v)) {
-			/* another sleeper's, most likely one of an earlier generation: once */
-			h->done = 1;
-			h->v = v;
-			sem_post(q_sem(q));
-			atomic_fetch_add_explicit(&st->wake_syscalls, 1, memory_order_relaxed);
-			sched_yield(); /* its owner, woken by the post, takes it */
-		} /* else ours, or a post nobody is owed (or one we handed on already), gone */
+		    shmring_load_relaxed(&q->waiters) > 1)
+			hand_on(q, st); /* another sleeper's, most likely of an earlier generation */
+		/* else ours, or one nobody is owed (no other sleeper about): gone */
 	} else if (!take_back(q)) {
 		/* timed out or interrupted, and a waker took our count: its post is ours
 		 * (made, or about to be). Absorb it, or the next sleep of anyone here would
@@ -103,7 +113,6 @@ static void sleep_on(struct shmring_waitq *q, uint32_t v, uint64_t deadline_ns,
 	}
 #else
 	(void)st;
-	(void)h;
 	/* FUTEX_WAIT_BITSET takes an absolute CLOCK_MONOTONIC deadline; shared (not
 	 * _PRIVATE) because the word is in memory mapped by several processes. EINTR,
 	 * EAGAIN (value changed) and ETIMEDOUT all send the caller back to its re-check. */
@@ -166,7 +175,6 @@ int shmring_wait_for(const struct shmring_wait_ctx *c, int timeout_ms)
 	}
 	struct shmring_stats *st = stats_of(c);
 	struct shmring_waitq *q = c->q;
-	struct handed handed = { 0, 0 };
 	uint64_t now = shmring_now_ns();
 	uint64_t deadline = timeout_ms < 0 ? UINT64_MAX : now + (uint64_t)timeout_ms * 1000000u;
 	for (;;) {
@@ -191,7 +199,7 @@ int shmring_wait_for(const struct shmring_wait_ctx *c, int timeout_ms)
 		}
 		uint64_t slice = now + (uint64_t)SHMRING_PEER_CHECK_MS * 1000000u;
 		atomic_fetch_add_explicit(&st->sleeps, 1, memory_order_relaxed);
-		sleep_on(q, v, slice < deadline ? slice : deadline, st, &handed); /* S5 */
+		sleep_on(q, v, slice < deadline ? slice : deadline, st); /* S5 */
 		atomic_fetch_sub_explicit(&q->waiters, 1, memory_order_relaxed); /* S6 */
 		if ((r = c->poll(c->arg)) != 0)
 			return r;

@@ -70,13 +70,16 @@
  * Posts carry no generation, so a sleeper checks the one it got: if seq still holds
  * the value it slept on (no waker cleared its flag) and its increment is still pending
  * (take it back: it succeeds), the post was not made for it. It was made for a sleeper
- * of an earlier generation, which it hands the post on to (sem_post, then a yield so
- * that one takes it) when other sleepers are about, or it is a post nobody is owed (its
- * sleeper died, or found its condition after the post was made), which is then gone.
- * A wait hands on at most one post per value it sleeps on (`waiters`, which says
- * whether others are about, still counts sleepers that died): one that comes back to
- * it is dropped. So posts left over do not build up or go round, and a sleeper that
- * takes another's post seldom leaves that one asleep until its slice ends.
+ * of an earlier generation, which it hands the post on to when other sleepers are about
+ * (sem_post, then it yields, not waiting on the semaphore, until some post is taken or
+ * SHMRING__SEM_HANDON_NS passed), or it is a post nobody is owed (its sleeper died, or
+ * found its condition after the post was made), which is then gone: dropped at once
+ * when no other sleeper is about, and after that time when nobody took it (`waiters`
+ * still counts sleepers that died). So posts left over do not build up or go round.
+ * What this backend cannot do is tie a post to a generation: with several sleepers, a
+ * wakeup can still come late by up to one sleep slice (SHMRING_PEER_CHECK_MS), never
+ * later, when counts taken back and posts taken cross between sleepers. The futex
+ * backend has no such case.
  * Trust: glibc aborts the process when the futex inside a sem_t it waits on was
  * corrupted, so a hostile peer can bring down a sleeper of this backend; the futex
  * backend (default) has no such state and is the one to use with untrusted peers.
@@ -90,6 +93,8 @@
 #define SHMRING_WAIT_PENDING 1u /* bit 0 of waitq.seq: a sleeper may be asleep */
 #define SHMRING_PEER_CHECK_MS 20
 #define SHMRING__SEM_POSTS_MAX 65536u /* semaphore backend: posts one wake makes at most */
+#define SHMRING__SEM_HANDON_NS 1000000u /* semaphore backend: a post handed on is left for
+					  * its owner this long (see wait.h) */
 
 /* poll: >0 ready (returned as is), 0 not yet, <0 error (returned as is).
  * peer_check: called after each sleep slice; <0 aborts the wait with that value. */
