@@ -75,16 +75,19 @@ static int take_back(struct shmring_waitq *q)
 static void hand_on(struct shmring_waitq *q, struct shmring_stats *st)
 {
 	int before = 0, now = 0;
+	/* the value before our post: the owner, woken by it, may take it at once */
+	if (sem_getvalue(q_sem(q), &before) != 0)
+		before = 0;
 	sem_post(q_sem(q));
 	atomic_fetch_add_explicit(&st->wake_syscalls, 1, memory_order_relaxed);
-	if (sem_getvalue(q_sem(q), &before) != 0)
-		return;
 	uint64_t until = shmring_now_ns() + SHMRING__SEM_HANDON_NS;
-	do {
-		sched_yield();
-		if (sem_getvalue(q_sem(q), &now) != 0 || now < before)
+	for (;;) {
+		if (sem_getvalue(q_sem(q), &now) != 0 || now <= before)
 			return; /* taken (some post was) */
-	} while (shmring_now_ns() < until);
+		if (shmring_now_ns() >= until)
+			break;
+		sched_yield();
+	}
 	while (sem_trywait(q_sem(q)) != 0 && errno == EINTR)
 		;
 }

@@ -78,8 +78,11 @@
  * still counts sleepers that died). So posts left over do not build up or go round.
  * What this backend cannot do is tie a post to a generation: with several sleepers, a
  * wakeup can still come late by up to one sleep slice (SHMRING_PEER_CHECK_MS), never
- * later, when counts taken back and posts taken cross between sleepers. The futex
- * backend has no such case.
+ * later, when counts taken back and posts taken cross between sleepers. With two or
+ * four sleepers that was not seen on a 2-CPU machine; with 8 to 16 sleepers on busy
+ * CPUs, a few percent of wakeups (up to a fifth under heavy load) came that late, and
+ * the sleepers made about 18 posts and twice the sleeps per wake. The futex backend
+ * has none of this: use it with more than a few sleepers on one queue.
  * Trust: glibc aborts the process when the futex inside a sem_t it waits on was
  * corrupted, so a hostile peer can bring down a sleeper of this backend; the futex
  * backend (default) has no such state and is the one to use with untrusted peers.
