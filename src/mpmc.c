@@ -510,16 +510,15 @@ int shmring_mpmc_close(struct shmring_mpmc *r)
 {
 	if (!r)
 		return -EINVAL;
-	if (shmring__seg_inherited(r->seg)) {
-		/* the parent's handle, copied by fork(): what it holds and counts is the
-		 * parent's to finish and flush */
-	} else if (r->held_n) {
-		if (r->role == SHMRING_ROLE_PRODUCER)
-			shmring_mpmc_enqueue_finish(r, 0, NULL); /* unpublished: gaps */
-		else
-			shmring_mpmc_dequeue_finish(r);
-	}
+	/* a handle copied by fork() is the parent's: what it holds and counts is the
+	 * parent's to finish and flush */
 	if (!shmring__seg_inherited(r->seg)) {
+		if (r->held_n) {
+			if (r->role == SHMRING_ROLE_PRODUCER)
+				shmring_mpmc_enqueue_finish(r, 0, NULL); /* unpublished: gaps */
+			else
+				shmring_mpmc_dequeue_finish(r);
+		}
 		shmring__mpmc_flush_stats(r);
 		if (r->joined) {
 			shmring_part_leave(r->seg, r->slot);

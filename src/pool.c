@@ -1130,8 +1130,6 @@ int shmring_pool_close(struct shmring_pool *p)
 	struct shmring_pool_ctrl *c = p->ctrl;
 	if (shmring__seg_inherited(p->seg)) {
 		/* the parent's handle, copied by fork(): its producer or subscription goes on */
-		if (p->role != SHMRING_ROLE_PRODUCER)
-			munmap(p->rodata, p->data_size);
 	} else if (p->role == SHMRING_ROLE_PRODUCER) {
 		if (p->loaned) {
 			/* as shmring_pool_cancel(): the bit first, then the loan word */
@@ -1156,8 +1154,9 @@ int shmring_pool_close(struct shmring_pool *p)
 			/* release: pairs with the acquire load in reclaim_record() */
 			shmring_store_release(&r->state,
 					      SHMRING_POOL_ID(SHMRING_POOL_SUB_LEAVING, 0, 0));
-		munmap(p->rodata, p->data_size);
 	}
+	if (p->role != SHMRING_ROLE_PRODUCER)
+		munmap(p->rodata, p->data_size); /* the subscriber's read-only view */
 	shmring_part_leave(p->seg, p->pslot);
 	shmring_seg_close(p->seg);
 	free(p);

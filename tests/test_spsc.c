@@ -790,15 +790,23 @@ static int storm_consumer(void *arg)
  * the producer commits n records one by one: the first commit clears the sleeper's
  * flag and wakes, the others find the flag clear.
  */
+/* Create c's ring as its producer (*p, its header *h) and fork storm_consumer on it. */
+static pid_t storm_start(struct storm_cfg *c, const char *tag, struct shmring_spsc **p,
+			 struct shmring_hdr **h)
+{
+	struct shmring_spsc_opts o = { .capacity = 1 << 16 };
+	tu_name(c->name, sizeof(c->name), tag);
+	cr_assert_eq(shmring_spsc_create(c->name, &o, SHMRING_ROLE_PRODUCER, p), 0);
+	*h = shmring_seg_hdr(shmring_spsc_seg(*p));
+	return tu_fork(storm_consumer, c);
+}
+
 Test(spsc, one_wake_syscall_per_sleep_however_many_commits, .timeout = 60)
 {
 	struct storm_cfg c = { .n = 1000 };
 	struct shmring_spsc *p;
-	struct shmring_spsc_opts o = { .capacity = 1 << 16 };
-	tu_name(c.name, sizeof(c.name), "storm");
-	cr_assert_eq(shmring_spsc_create(c.name, &o, SHMRING_ROLE_PRODUCER, &p), 0);
-	struct shmring_hdr *h = shmring_seg_hdr(shmring_spsc_seg(p));
-	pid_t pid = tu_fork(storm_consumer, &c);
+	struct shmring_hdr *h;
+	pid_t pid = storm_start(&c, "storm", &p, &h);
 	/* synchronise on the consumer's sleep itself: its counter in the segment */
 	while (shmring_load_relaxed(&h->stats.sleeps) == 0)
 		sched_yield();
@@ -824,11 +832,8 @@ Test(spsc, one_wake_syscall_after_a_long_idle_wait, .timeout = 60)
 {
 	struct storm_cfg c = { .n = 2 };
 	struct shmring_spsc *p;
-	struct shmring_spsc_opts o = { .capacity = 1 << 16 };
-	tu_name(c.name, sizeof(c.name), "idle");
-	cr_assert_eq(shmring_spsc_create(c.name, &o, SHMRING_ROLE_PRODUCER, &p), 0);
-	struct shmring_hdr *h = shmring_seg_hdr(shmring_spsc_seg(p));
-	pid_t pid = tu_fork(storm_consumer, &c);
+	struct shmring_hdr *h;
+	pid_t pid = storm_start(&c, "idle", &p, &h);
 	for (uint64_t i = 0; i < c.n; i++) {
 		uint64_t s0 = shmring_load_relaxed(&h->stats.sleeps);
 		/* synchronise on the consumer's slices themselves: its counter in the segment */
@@ -1455,6 +1460,16 @@ static void rewrite_header(const char *name, void (*edit)(struct shmring_hdr *, 
 	close(fd);
 }
 
+/* A 4 KiB ring under a new name, its producer gone (detached): one to rewrite. */
+static void make_left_ring(char *name, size_t len, const char *tag)
+{
+	struct shmring_spsc *p;
+	struct shmring_spsc_opts o = { .capacity = 4096 };
+	tu_name(name, len, tag);
+	cr_assert_eq(shmring_spsc_create(name, &o, SHMRING_ROLE_PRODUCER, &p), 0);
+	shmring_spsc_detach(p);
+}
+
 static void set_max_parts(struct shmring_hdr *h, void *arg)
 {
 	h->max_parts = *(uint32_t *)arg;
@@ -1466,10 +1481,7 @@ Test(spsc, header_without_two_participant_slots_is_refused)
 {
 	char name[64];
 	struct shmring_spsc *p;
-	tu_name(name, sizeof(name), "parts");
-	struct shmring_spsc_opts o = { .capacity = 4096 };
-	cr_assert_eq(shmring_spsc_create(name, &o, SHMRING_ROLE_PRODUCER, &p), 0);
-	shmring_spsc_detach(p);
+	make_left_ring(name, sizeof(name), "parts");
 	uint32_t bad[] = { 1, 3 };
 	for (int i = 0; i < 2; i++) {
 		rewrite_header(name, set_max_parts, &bad[i]);
@@ -1494,10 +1506,7 @@ Test(spsc, unknown_kind_flags_are_refused)
 {
 	char name[64];
 	struct shmring_spsc *p;
-	tu_name(name, sizeof(name), "kflags");
-	struct shmring_spsc_opts o = { .capacity = 4096 };
-	cr_assert_eq(shmring_spsc_create(name, &o, SHMRING_ROLE_PRODUCER, &p), 0);
-	shmring_spsc_detach(p);
+	make_left_ring(name, sizeof(name), "kflags");
 	uint32_t bit = UINT32_C(1) << 20;
 	rewrite_header(name, set_kind_flag, &bit);
 	cr_assert_eq(shmring_spsc_open(name, SHMRING_ROLE_PRODUCER, &p), -EPROTO);
