@@ -336,6 +336,55 @@ static int reserve_space(int fd, uint64_t total, const char *what)
 	return 0;
 }
 
+/* A named segment is made without a name (O_TMPFILE in /dev/shm) and linked under its
+ * name only once complete (publish()): a creator killed halfway leaves nothing, where a
+ * name made first would be left on a file that is no segment, refusing the next create
+ * with -EEXIST and invisible to shmdump. Where O_TMPFILE is refused (a file system or
+ * kernel without it), the name is made first with shm_open(O_EXCL); *early_name says so. */
+static int create_file(const char *n, mode_t mode, int *early_name)
+{
+	char path[sizeof("/dev/shm") + SHMRING_NAME_MAX + 1];
+	struct stat st;
+	snprintf(path, sizeof(path), "/dev/shm%s", n);
+	/* the common refusal, before the allocation: publish() decides a race */
+	if (lstat(path, &st) == 0)
+		return shmring__fail(-EEXIST, "%s exists", path);
+	int fd = open("/dev/shm", O_TMPFILE | O_RDWR | O_CLOEXEC, mode);
+	*early_name = fd < 0 && (errno == EOPNOTSUPP || errno == EISDIR || errno == EINVAL);
+	if (*early_name)
+		fd = shm_open(n, O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, mode);
+	if (fd < 0)
+		return shmring__fail(-errno, "creating %s: %s", path, strerror(errno));
+	if (fchmod(fd, mode) != 0) { /* whatever the umask */
+		int err = -errno;
+		if (*early_name)
+			shm_unlink(n);
+		close(fd);
+		return err;
+	}
+	return fd;
+}
+
+/* Give the complete segment on fd its name: link(2) makes it atomically, or fails with
+ * EEXIST if another creator got there first. Through the descriptor's /proc link (no
+ * privilege needed), else AT_EMPTY_PATH (CAP_DAC_READ_SEARCH) where /proc is missing. */
+static int publish(int fd, const char *n)
+{
+	char path[sizeof("/dev/shm") + SHMRING_NAME_MAX + 1], from[64];
+	snprintf(path, sizeof(path), "/dev/shm%s", n);
+	snprintf(from, sizeof(from), "/proc/thread-self/fd/%d", fd);
+	int rc = linkat(AT_FDCWD, from, AT_FDCWD, path, AT_SYMLINK_FOLLOW);
+	if (rc != 0 && errno == ENOENT) {
+		snprintf(from, sizeof(from), "/proc/self/fd/%d", fd);
+		rc = linkat(AT_FDCWD, from, AT_FDCWD, path, AT_SYMLINK_FOLLOW);
+	}
+	if (rc != 0 && errno == ENOENT)
+		rc = linkat(fd, "", AT_FDCWD, path, AT_EMPTY_PATH);
+	if (rc != 0)
+		return shmring__fail(-errno, "naming %s: %s", path, strerror(errno));
+	return 0;
+}
+
 int shmring_seg_create(const char *name, const struct shmring_seg_params *p, struct shmring_seg **out)
 {
 	char n[SHMRING_NAME_MAX + 2] = "";
@@ -360,6 +409,9 @@ int shmring_seg_create(const char *name, const struct shmring_seg_params *p, str
 
 	int fd;
 	mode_t mode = p->mode ? p->mode : 0600;
+	/* early_name: the name exists from the start (the fallback), so every failure
+	 * below must remove it */
+	int early_name = 0;
 	if (anon) {
 		fd = memfd_create("shmring", MFD_CLOEXEC | MFD_ALLOW_SEALING);
 		if (fd < 0)
@@ -368,22 +420,16 @@ int shmring_seg_create(const char *name, const struct shmring_seg_params *p, str
 		/* owner read-write until the registry has opened its second description for
 		 * the participant locks (it reopens the file, which a mode without owner write
 		 * would refuse); the mode asked for is set below */
-		fd = shm_open(n, O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, mode | 0600);
+		fd = create_file(n, mode | 0600, &early_name);
 		if (fd < 0)
-			return shmring__fail(-errno, "shm_open(%s, O_CREAT|O_EXCL): %s", n, strerror(errno));
-		if (fchmod(fd, mode | 0600) != 0) { /* whatever the umask */
-			int err = -errno;
-			shm_unlink(n);
-			close(fd);
-			return err;
-		}
+			return fd;
 	}
 	int rc = reserve_space(fd, total, anon ? "anonymous segment" : n);
 	if (rc == 0 && anon &&
 	    fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) != 0)
 		rc = shmring__fail(-errno, "sealing the memfd: %s", strerror(errno));
 	if (rc) {
-		if (!anon)
+		if (early_name)
 			shm_unlink(n);
 		close(fd);
 		return rc;
@@ -391,20 +437,21 @@ int shmring_seg_create(const char *name, const struct shmring_seg_params *p, str
 	struct shmring__reg_entry *e;
 	rc = shmring__reg_acquire(fd, 1, total, anon ? "" : n + 1, 0, &e);
 	if (rc) {
-		if (!anon)
+		if (early_name)
 			shm_unlink(n);
 		return rc;
 	}
 	if (!anon && (mode & 0600) != 0600 && fchmod(e->fd, mode) != 0) {
 		rc = shmring__fail(-errno, "fchmod(%s, 0%o): %s", n, (unsigned)mode, strerror(errno));
 		shmring__reg_release(e);
-		shm_unlink(n);
+		if (early_name)
+			shm_unlink(n);
 		return rc;
 	}
 	struct shmring_seg *s = calloc(1, sizeof(*s));
 	if (!s) {
 		shmring__reg_release(e);
-		if (!anon)
+		if (early_name)
 			shm_unlink(n);
 		return -ENOMEM;
 	}
@@ -444,7 +491,7 @@ int shmring_seg_create(const char *name, const struct shmring_seg_params *p, str
 
 	if (p->init && (rc = p->init(s, p->init_arg)) != 0) {
 		shmring_seg_close(s);
-		if (!anon)
+		if (early_name)
 			shm_unlink(n);
 		return rc;
 	}
@@ -457,6 +504,10 @@ int shmring_seg_create(const char *name, const struct shmring_seg_params *p, str
 	h->checksum = shmring_hdr_checksum(tmp);
 	/* pairs with the acquire load of the magic through the mapping in attach() */
 	shmring_store_release(&h->magic, SHMRING_MAGIC);
+	if (!anon && !early_name && (rc = publish(s->fd, n)) != 0) {
+		shmring_seg_close(s);
+		return rc;
+	}
 	*out = s;
 	return 0;
 }

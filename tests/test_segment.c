@@ -12,6 +12,7 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "shmring/shmring.h"
@@ -166,16 +167,24 @@ Test(segment, unsealed_memfd_is_refused)
 
 /* The holder lock (layout.h) is held from before the magic goes in: an inspector that
  * looks at a segment being created (no participant yet) sees it in use. The init
- * callback runs before the magic, and looks through a description of its own. */
+ * callback runs before the magic, before the segment has its name, and looks through a
+ * description of its own (the descriptor's /proc link). */
+struct holder_probe {
+	int seen;     /* the holder lock was held */
+	int unnamed;  /* the name did not exist yet */
+};
+
 static int holder_seen(struct shmring_seg *s, void *arg)
 {
 	char path[128];
-	int *seen = arg;
+	struct holder_probe *hp = arg;
 	snprintf(path, sizeof(path), "/dev/shm/%s", s->name);
+	hp->unnamed = access(path, F_OK) != 0 && errno == ENOENT;
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", s->fd);
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET,
 			    .l_start = SHMRING_HOLDER_LOCK, .l_len = 1 };
-	*seen = fd >= 0 && fcntl(fd, F_OFD_GETLK, &fl) == 0 && fl.l_type != F_UNLCK;
+	hp->seen = fd >= 0 && fcntl(fd, F_OFD_GETLK, &fl) == 0 && fl.l_type != F_UNLCK;
 	if (fd >= 0)
 		close(fd);
 	return 0;
@@ -197,13 +206,14 @@ static int holder_locked(const char *name)
 Test(segment, the_holder_lock_is_held_from_before_the_magic_until_the_last_close)
 {
 	char name[64];
-	int seen = 0;
+	struct holder_probe hp = { 0, 0 };
 	struct shmring_seg *s, *o, *q;
 	struct shmring_seg_params p = params(4096);
 	p.init = holder_seen;
-	p.init_arg = &seen;
+	p.init_arg = &hp;
 	cr_assert_eq(shmring_seg_create(tu_name(name, sizeof(name), "holder"), &p, &s), 0);
-	cr_assert(seen, "not held while the segment was being created");
+	cr_assert(hp.seen, "not held while the segment was being created");
+	cr_assert(hp.unnamed, "the name existed before the segment was complete");
 	cr_assert_eq(shmring_seg_open(name, 0, 0, &o), 0);
 	cr_assert_eq(shmring_seg_open(name, 0, SHMRING_O_NOREGISTRY | SHMRING_O_RDONLY, &q), 0);
 	shmring_seg_close(s);
@@ -211,6 +221,91 @@ Test(segment, the_holder_lock_is_held_from_before_the_magic_until_the_last_close
 	shmring_seg_close(o);
 	cr_assert_not(holder_locked(name), "an inspector's handle (no registry) holds nothing");
 	shmring_seg_close(q);
+	shmring_seg_unlink(name);
+}
+
+/* A creator stopped inside its init callback: it says so on a pipe, then waits for
+ * the other pipe (or for its SIGKILL). */
+struct stalled_creator {
+	int said[2], go[2];
+	const char *name;
+};
+
+static int stall_in_init(struct shmring_seg *s, void *arg)
+{
+	(void)s;
+	struct stalled_creator *c = arg;
+	char b = 1;
+	if (write(c->said[1], &b, 1) != 1 || read(c->go[0], &b, 1) != 1)
+		return -EIO;
+	return 0;
+}
+
+static pid_t start_stalled_creator(struct stalled_creator *c)
+{
+	cr_assert_eq(pipe(c->said), 0);
+	cr_assert_eq(pipe(c->go), 0);
+	pid_t pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		/* a test that fails before it lets us go must not leave us waiting */
+		close(c->go[1]);
+		close(c->said[0]);
+		struct shmring_seg *s;
+		struct shmring_seg_params p = params(1 << 20);
+		p.init = stall_in_init;
+		p.init_arg = c;
+		int rc = shmring_seg_create(c->name, &p, &s);
+		_exit(rc == 0 ? 0 : rc == -EEXIST ? 17 : 1);
+	}
+	char b;
+	cr_assert_eq(read(c->said[0], &b, 1), 1, "the creator reached its init");
+	return pid;
+}
+
+/* A creator killed halfway (here inside init, after the file was sized) leaves no name
+ * behind: the name would be a file that is no segment, invisible to shmdump, refusing
+ * the next create with -EEXIST. */
+Test(segment, a_creator_killed_while_creating_leaves_no_name, .timeout = 30)
+{
+	char name[64], path[128];
+	struct stalled_creator c = { .name = tu_name(name, sizeof(name), "killedcreate") };
+	pid_t pid = start_stalled_creator(&c);
+	shmring_seg_path(name, path, sizeof(path));
+	cr_assert_eq(access(path, F_OK), -1, "no name while the segment is being made");
+	cr_assert_eq(errno, ENOENT);
+	cr_assert_eq(kill(pid, SIGKILL), 0);
+	int st;
+	cr_assert_eq(waitpid(pid, &st, 0), pid);
+	cr_assert(WIFSIGNALED(st));
+	cr_assert_eq(access(path, F_OK), -1, "nothing left behind");
+	struct shmring_seg *s;
+	struct shmring_seg_params p = params(4096);
+	cr_assert_eq(shmring_seg_create(name, &p, &s), 0, "the name can be made again");
+	shmring_seg_close(s);
+	shmring_seg_unlink(name);
+}
+
+/* Two creators of one name: the one that completes first gets it; the other's create
+ * fails with -EEXIST at the end and leaves the first one's segment as it was. */
+Test(segment, of_two_creators_of_a_name_the_first_to_complete_gets_it, .timeout = 30)
+{
+	char name[64];
+	struct stalled_creator c = { .name = tu_name(name, sizeof(name), "tworace") };
+	pid_t pid = start_stalled_creator(&c);
+	struct shmring_seg *s, *o;
+	struct shmring_seg_params p = params(4096);
+	cr_assert_eq(shmring_seg_create(name, &p, &s), 0);
+	char b = 1;
+	cr_assert_eq(write(c.go[1], &b, 1), 1);
+	int st;
+	cr_assert_eq(waitpid(pid, &st, 0), pid);
+	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 17, "the later creator got -EEXIST (status %d)", st);
+	cr_assert_eq(shmring_seg_open(name, SHMRING_KIND_SPSC, 0, &o), 0);
+	cr_assert_eq(o->data_size, 4096, "still the first creator's segment");
+	cr_assert_eq(o->creator_pid, getpid());
+	shmring_seg_close(o);
+	shmring_seg_close(s);
 	shmring_seg_unlink(name);
 }
 

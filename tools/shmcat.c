@@ -299,8 +299,9 @@ static int run_writer(const struct opts *o)
 
 /* ---- reader ---- */
 
-/* A ring that exists but is still being created (a large one takes a while to
- * allocate) is waited for, --wait or not, this long at least. */
+/* A ring that exists but is still being created (the library names a ring only once it
+ * is complete, except where /dev/shm refuses O_TMPFILE; other creators may name it
+ * first) is waited for, --wait or not, this long at least. */
 #define CREATING_GRACE_S 5.0
 
 static int open_reader(const struct opts *o, struct shmring_spsc **r)

@@ -22,7 +22,7 @@
  * shmring_last_error_detail() for the size needed); -EPROTO not a shmring segment, an
  * unknown layout version, a wrong kind or impossible geometry; -EBADMSG checksum
  * mismatch; -EAGAIN the segment is still being created (file still empty, or magic
- * not yet written);
+ * not yet written: a file made by a creator that names it first, see create);
  * -ENOMEM; -EUSERS participant table full; -EBUSY slot held by a live participant;
  * other negative errnos from the system calls, unchanged.
  */
@@ -69,7 +69,13 @@ struct shmring_seg_params {
 
 /* Create a segment. name: "NAME" or "/NAME" for a named segment (one path component,
  * no control byte, else -EINVAL; at most SHMRING_NAME_MAX bytes, else -ENAMETOOLONG),
- * NULL or "" for an anonymous memfd segment (sealed against shrinking and growing). */
+ * NULL or "" for an anonymous memfd segment (sealed against shrinking and growing).
+ * A named segment gets its name only once complete (made as an O_TMPFILE in /dev/shm,
+ * then linked): nobody can open it half-made, and a creator killed halfway leaves
+ * nothing behind. A name that exists already fails at once with -EEXIST; of two
+ * creators racing for one name, the first to complete gets it and the other gets
+ * -EEXIST at its end. Where /dev/shm refuses O_TMPFILE, the name is made first
+ * (shm_open O_EXCL) and openers see -EAGAIN until the segment is complete. */
 SHMRING_API int shmring_seg_create(const char *name, const struct shmring_seg_params *p,
 				   struct shmring_seg **out);
 /* Open a named segment. kind 0 accepts any kind. */
