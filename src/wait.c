@@ -34,11 +34,13 @@ static struct timespec abs_ts(uint64_t ns)
 }
 
 #if SHMRING_WAIT_SEM
-static sem_t *q_sem(struct shmring_waitq *q)
+/* the semaphore and the count of posts owed for sleepers of wake generation gen's parity */
+static sem_t *q_sem(struct shmring_waitq *q, uint32_t gen)
 {
-	return (sem_t *)(void *)q->sem_bytes;
+	return (sem_t *)(void *)q->sem_bytes[gen & 1];
 }
-_Static_assert(sizeof(sem_t) <= 64, "sem_t fits the wait queue");
+_Static_assert(sizeof(sem_t) <= sizeof(((struct shmring_waitq *)0)->sem_bytes[0]),
+	       "two sem_t fit the wait queue");
 #endif
 
 int shmring_waitq_init(struct shmring_seg *seg, struct shmring_waitq *q)
@@ -46,24 +48,42 @@ int shmring_waitq_init(struct shmring_seg *seg, struct shmring_waitq *q)
 	(void)seg;
 	shmring_store_relaxed(&q->seq, 0);
 	shmring_store_relaxed(&q->waiters, 0);
-	shmring_store_relaxed(&q->sem_pending, 0);
+	shmring_store_relaxed(&q->sem_pending[0], 0);
+	shmring_store_relaxed(&q->sem_pending[1], 0);
 #if SHMRING_WAIT_SEM
-	if (sem_init(q_sem(q), 1, 0) != 0)
+	if (sem_init(q_sem(q, 0), 1, 0) != 0 || sem_init(q_sem(q, 1), 1, 0) != 0)
 		return -errno;
 #endif
 	return 0;
 }
 
 #if SHMRING_WAIT_SEM
-/* Take back a post owed to a sleeper (S0) if no waker took it yet: 1 if one was. Any
- * sleeper's will do: the counts are interchangeable. */
-static int take_back(struct shmring_waitq *q)
+/* Take back a post owed to a sleeper of gen's parity (S2) if no waker took it yet: 1
+ * if one was. Any sleeper's of the same generation will do: the counts are
+ * interchangeable. */
+static int take_back(struct shmring_waitq *q, uint32_t gen)
 {
-	uint32_t p = shmring_load_relaxed(&q->sem_pending);
-	while (p && !atomic_compare_exchange_weak_explicit(&q->sem_pending, &p, p - 1,
+	_Atomic uint32_t *pending = &q->sem_pending[gen & 1];
+	uint32_t p = shmring_load_relaxed(pending);
+	while (p && !atomic_compare_exchange_weak_explicit(pending, &p, p - 1,
 							   memory_order_relaxed, memory_order_relaxed))
 		;
 	return p != 0;
+}
+
+/* Our count is gone to a waker, so a post is ours on gen's semaphore (made, or about
+ * to be): absorb it, or the next sleep of gen's parity would end at once. */
+static void absorb(struct shmring_waitq *q, uint32_t gen)
+{
+	while (sem_trywait(q_sem(q, gen)) != 0 && errno == EINTR)
+		;
+}
+
+/* Withdraw the count a sleeper of gen announced at S2 (it will not sleep on it). */
+static void withdraw(struct shmring_waitq *q, uint32_t gen)
+{
+	if (!take_back(q, gen))
+		absorb(q, gen);
 }
 #endif
 
@@ -72,24 +92,24 @@ static int take_back(struct shmring_waitq *q)
  * SHMRING__SEM_HANDON_NS to take it; not waiting on the semaphore meanwhile, so that
  * we cannot take it back ourselves. Nobody took it: it was owed to nobody (a sleeper
  * that died, whom waiters still counts): it goes. */
-static void hand_on(struct shmring_waitq *q, struct shmring_stats *st)
+static void hand_on(struct shmring_waitq *q, uint32_t gen, struct shmring_stats *st)
 {
+	sem_t *sem = q_sem(q, gen);
 	int before = 0, now = 0;
 	/* the value before our post: the owner, woken by it, may take it at once */
-	if (sem_getvalue(q_sem(q), &before) != 0)
+	if (sem_getvalue(sem, &before) != 0)
 		before = 0;
-	sem_post(q_sem(q));
+	sem_post(sem);
 	atomic_fetch_add_explicit(&st->wake_syscalls, 1, memory_order_relaxed);
 	uint64_t until = shmring_now_ns() + SHMRING__SEM_HANDON_NS;
 	for (;;) {
-		if (sem_getvalue(q_sem(q), &now) != 0 || now <= before)
+		if (sem_getvalue(sem, &now) != 0 || now <= before)
 			return; /* taken (some post was) */
 		if (shmring_now_ns() >= until)
 			break;
 		sched_yield();
 	}
-	while (sem_trywait(q_sem(q)) != 0 && errno == EINTR)
-		;
+	absorb(q, gen);
 }
 #endif
 
@@ -99,20 +119,19 @@ static void sleep_on(struct shmring_waitq *q, uint32_t v, uint64_t deadline_ns,
 {
 	struct timespec ts = abs_ts(deadline_ns);
 #if SHMRING_WAIT_SEM
-	if (sem_clockwait(q_sem(q), CLOCK_MONOTONIC, &ts) == 0) {
+	uint32_t gen = v >> 1;
+	if (sem_clockwait(q_sem(q, gen), CLOCK_MONOTONIC, &ts) == 0) {
 		/* a post: not ours if no waker cleared our flag (seq is still v; acquire:
 		 * what the poster did before its post is visible, W4 included) and our
-		 * count is still pending (wait.h, "Posts carry no generation") */
-		if (shmring_load_acquire(&q->seq) == v && take_back(q) &&
+		 * count is still pending (wait.h, "A post not made for its taker") */
+		if (shmring_load_acquire(&q->seq) == v && take_back(q, gen) &&
 		    shmring_load_relaxed(&q->waiters) > 1)
-			hand_on(q, st); /* another sleeper's, most likely of an earlier generation */
+			hand_on(q, gen, st); /* a sleeper's of two generations back, most likely */
 		/* else ours, or one nobody is owed (no other sleeper about): gone */
-	} else if (!take_back(q)) {
-		/* timed out or interrupted, and a waker took our count: its post is ours
-		 * (made, or about to be). Absorb it, or the next sleep of anyone here would
-		 * end at once, and each slice would leave one more behind */
-		while (sem_trywait(q_sem(q)) != 0 && errno == EINTR)
-			;
+	} else {
+		/* timed out or interrupted: if a waker took our count, its post is ours.
+		 * Absorbed, or each slice would leave one more behind */
+		withdraw(q, gen);
 	}
 #else
 	(void)st;
@@ -133,25 +152,29 @@ void shmring__wake_slow(struct shmring_seg *seg, struct shmring_waitq *q)
 	struct shmring_hdr *h = shmring_seg_hdr(seg);
 	uint32_t s = shmring_load_relaxed(&q->seq);
 	/* W4: one waker per sleep generation clears the flag and wakes; a failed CAS
-	 * means another waker cleared it and wakes. Acquire: pairs with the sleepers'
-	 * seq_cst RMW (S1), so the semaphore branch below sees their `sem_pending`. */
+	 * means another waker cleared it and wakes. seq_cst (acquire would do for the
+	 * futex): the semaphore branch below must see the `sem_pending` count of every
+	 * sleeper whose S3' read seq before this CAS (wait.h). */
 	for (;;) {
 		if (!(s & SHMRING_WAIT_PENDING))
 			return;
-		if (atomic_compare_exchange_weak_explicit(&q->seq, &s, s + 1, memory_order_acquire,
+		if (atomic_compare_exchange_weak_explicit(&q->seq, &s, s + 1, memory_order_seq_cst,
 							  memory_order_relaxed))
 			break;
 	}
 #if SHMRING_WAIT_SEM
-	/* one post per announcement made before the flag we cleared (ordered by the CAS
-	 * above), each taken by exactly one waker; a surplus post (its sleeper found the
-	 * condition, timed out or died) is dropped by the next sleeper that gets it (see
-	 * sleep_on()) */
-	uint32_t n = atomic_exchange_explicit(&q->sem_pending, 0, memory_order_relaxed);
+	/* one post per announcement of the generation whose flag we cleared, on that
+	 * generation's semaphore; each count taken by exactly one waker (the next waker of
+	 * this parity is two generations on). seq_cst: the sleepers' S2 and S3' are, and
+	 * a sleeper whose S3' read seq before our CAS has its count seen here (wait.h). A
+	 * surplus post (its sleeper found the condition, timed out or died) is dropped by
+	 * the next sleeper that gets it (see sleep_on()) */
+	uint32_t gen = s >> 1;
+	uint32_t n = atomic_exchange_explicit(&q->sem_pending[gen & 1], 0, memory_order_seq_cst);
 	if (n > SHMRING__SEM_POSTS_MAX)
 		n = SHMRING__SEM_POSTS_MAX; /* bound the work whatever shared memory says */
 	for (uint32_t i = 0; i < n; i++) {
-		sem_post(q_sem(q));
+		sem_post(q_sem(q, gen));
 		atomic_fetch_add_explicit(&h->stats.wake_syscalls, 1, memory_order_relaxed);
 	}
 #else
@@ -182,27 +205,38 @@ int shmring_wait_for(const struct shmring_wait_ctx *c, int timeout_ms)
 	uint64_t deadline = timeout_ms < 0 ? UINT64_MAX : now + (uint64_t)timeout_ms * 1000000u;
 	for (;;) {
 		atomic_fetch_add_explicit(&q->waiters, 1, memory_order_relaxed); /* for inspectors */
-#if SHMRING_WAIT_SEM
-		/* S0: a post owed to us; the waker that clears the flag raised after this
-		 * takes it (its CAS reads from S1 or later, which this precedes) */
-		atomic_fetch_add_explicit(&q->sem_pending, 1, memory_order_seq_cst);
-#endif
 		/* S1: raise the flag; seq_cst so that W3 after a later W2 sees it (or a waker
 		 * that cleared it after us). The value we sleep on includes the flag. */
 		uint32_t v = atomic_fetch_or_explicit(&q->seq, SHMRING_WAIT_PENDING, memory_order_seq_cst) |
 			     SHMRING_WAIT_PENDING;
+#if SHMRING_WAIT_SEM
+		/* S2: a post owed to us, counted for our generation (v >> 1) */
+		atomic_fetch_add_explicit(&q->sem_pending[(v >> 1) & 1], 1, memory_order_seq_cst);
+#endif
 		shmring_fence_seq_cst(); /* S3: pairs with W2 in shmring_wake() */
 		r = c->poll(c->arg);     /* S4 */
 		if (r != 0) {
 			atomic_fetch_sub_explicit(&q->waiters, 1, memory_order_relaxed);
 #if SHMRING_WAIT_SEM
-			take_back(q); /* our post, if no waker took it yet: no surplus */
+			withdraw(q, v >> 1); /* our post, if no waker took it yet: no surplus */
 #endif
 			return r;
 		}
+		int missed = 0;
+#if SHMRING_WAIT_SEM
+		/* S3': a waker that cleared our flag may have counted its posts before S2:
+		 * then nobody posts for us, and we must not sleep. We go round as after a
+		 * wakeup (the fence of the next turn makes that waker's condition visible to
+		 * its S4; the deadline and peer checks below still bound the loop). */
+		missed = atomic_load_explicit(&q->seq, memory_order_seq_cst) != v;
+		if (missed)
+			withdraw(q, v >> 1);
+#endif
 		uint64_t slice = now + (uint64_t)SHMRING_PEER_CHECK_MS * 1000000u;
-		atomic_fetch_add_explicit(&st->sleeps, 1, memory_order_relaxed);
-		sleep_on(q, v, slice < deadline ? slice : deadline, st); /* S5 */
+		if (!missed) {
+			atomic_fetch_add_explicit(&st->sleeps, 1, memory_order_relaxed);
+			sleep_on(q, v, slice < deadline ? slice : deadline, st); /* S5 */
+		}
 		atomic_fetch_sub_explicit(&q->waiters, 1, memory_order_relaxed); /* S6 */
 		if ((r = c->poll(c->arg)) != 0)
 			return r;

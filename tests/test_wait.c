@@ -49,10 +49,15 @@ static int never(void *arg)
 }
 
 #if SHMRING_WAIT_SEM
-static int sem_value(const struct queue *t)
+static sem_t *sem_of(const struct queue *t, uint32_t gen)
+{
+	return (sem_t *)(void *)t->q->sem_bytes[gen & 1];
+}
+
+static int sem_value(const struct queue *t, uint32_t gen)
 {
 	int v = -1;
-	cr_assert_eq(sem_getvalue((sem_t *)(void *)t->q->sem_bytes, &v), 0);
+	cr_assert_eq(sem_getvalue(sem_of(t, gen), &v), 0);
 	return v;
 }
 #endif
@@ -64,13 +69,13 @@ Test(wait, a_wake_posts_for_every_announced_sleeper_beyond_64)
 #if SHMRING_WAIT_SEM
 	struct queue t;
 	queue_make(&t);
-	atomic_store(&t.q->sem_pending, 100); /* as 100 sleepers leave it after S0 */
-	atomic_fetch_or(&t.q->seq, SHMRING_WAIT_PENDING);
+	atomic_fetch_or(&t.q->seq, SHMRING_WAIT_PENDING); /* as 100 sleepers of generation 0 */
+	atomic_store(&t.q->sem_pending[0], 100);          /* leave them after S1 and S2 */
 	uint64_t w0 = wakes(&t);
 	shmring_wake(t.seg, t.q);
-	cr_assert_eq(sem_value(&t), 100);
+	cr_assert_eq(sem_value(&t, 0), 100);
 	cr_assert_eq(wakes(&t) - w0, 100);
-	cr_assert_eq(atomic_load(&t.q->sem_pending), 0);
+	cr_assert_eq(atomic_load(&t.q->sem_pending[0]), 0);
 	queue_drop(&t);
 #else
 	cr_skip_test("the futex backend wakes every sleeper with one call");
@@ -87,11 +92,11 @@ Test(wait, posts_nobody_is_owed_do_not_outlive_a_sleep)
 	struct queue t;
 	queue_make(&t);
 	for (int i = 0; i < 3; i++)
-		sem_post((sem_t *)(void *)t.q->sem_bytes);
+		sem_post(sem_of(&t, 0));
 	struct shmring_wait_ctx c = { .seg = t.seg, .q = t.q, .poll = never, .spin = 0 };
 	cr_assert_eq(shmring_wait_for(&c, 30), -ETIMEDOUT);
-	cr_assert_eq(sem_value(&t), 0, "posts left in the semaphore");
-	cr_assert_eq(atomic_load(&t.q->sem_pending), 0, "posts owed to nobody");
+	cr_assert_eq(sem_value(&t, 0), 0, "posts left in the semaphore");
+	cr_assert_eq(atomic_load(&t.q->sem_pending[0]), 0, "posts owed to nobody");
 	/* and the next wake posts for nobody (no sleeper is announced) */
 	uint64_t w0 = wakes(&t);
 	shmring_wake(t.seg, t.q);
@@ -112,14 +117,14 @@ Test(wait, a_post_nobody_is_owed_is_handed_on_then_dropped_not_forever)
 	struct queue t;
 	queue_make(&t);
 	atomic_fetch_add(&t.q->waiters, 1); /* a sleeper that died asleep */
-	sem_post((sem_t *)(void *)t.q->sem_bytes);
+	sem_post(sem_of(&t, 0));
 	struct shmring_wait_ctx c = { .seg = t.seg, .q = t.q, .poll = never, .spin = 0 };
 	uint64_t s0 = atomic_load(&shmring_seg_hdr(t.seg)->stats.sleeps);
 	cr_assert_eq(shmring_wait_for(&c, 50), -ETIMEDOUT);
 	uint64_t sleeps = atomic_load(&shmring_seg_hdr(t.seg)->stats.sleeps) - s0;
 	/* the post (handed on, left 1 ms, dropped), then slices of 20 ms up to 50 ms */
 	cr_assert_leq(sleeps, 8, "%llu sleeps in one 50 ms wait", (unsigned long long)sleeps);
-	cr_assert_eq(sem_value(&t), 0);
+	cr_assert_eq(sem_value(&t, 0), 0);
 	queue_drop(&t);
 #else
 	cr_skip_test("the futex backend has no posts to hand on");
@@ -134,10 +139,78 @@ Test(wait, a_timed_out_sleeper_costs_the_next_wake_one_call)
 	queue_make(&t);
 	struct shmring_wait_ctx c = { .seg = t.seg, .q = t.q, .poll = never, .spin = 0 };
 	cr_assert_eq(shmring_wait_for(&c, 5), -ETIMEDOUT);
-	cr_assert_eq(atomic_load(&t.q->sem_pending), 0);
+	cr_assert_eq(atomic_load(&t.q->sem_pending[0]), 0);
+	cr_assert_eq(atomic_load(&t.q->sem_pending[1]), 0);
 	uint64_t w0 = wakes(&t);
 	shmring_wake(t.seg, t.q);
 	shmring_wake(t.seg, t.q);
 	cr_assert_leq(wakes(&t) - w0, 1);
 	queue_drop(&t);
+}
+
+/* Posts are made on the semaphore of the generation woken. A sleeper of the next
+ * generation sleeps on the other one, so it cannot take a post made for a sleeper of
+ * the last generation that has not reached its semaphore yet (on one semaphore it did,
+ * and the owner slept out its slice: wakeups up to 20 ms late with many sleepers). */
+Test(wait, a_sleeper_of_the_next_generation_leaves_the_last_ones_post)
+{
+#if SHMRING_WAIT_SEM
+	struct queue t;
+	queue_make(&t);
+	/* a sleeper of generation 0 after S1 and S2, not yet asleep (it is slow) */
+	atomic_fetch_add(&t.q->waiters, 1);
+	atomic_fetch_or(&t.q->seq, SHMRING_WAIT_PENDING);
+	atomic_fetch_add(&t.q->sem_pending[0], 1);
+	shmring_wake(t.seg, t.q); /* generation 0 woken: its post is made */
+	cr_assert_eq(sem_value(&t, 0), 1);
+	struct shmring_wait_ctx c = { .seg = t.seg, .q = t.q, .poll = never, .spin = 0 };
+	cr_assert_eq(shmring_wait_for(&c, 30), -ETIMEDOUT); /* a sleeper of generation 1 */
+	cr_assert_eq(sem_value(&t, 0), 1, "the slow sleeper's post was taken");
+	cr_assert_eq(sem_trywait(sem_of(&t, 0)), 0); /* and it takes it */
+	queue_drop(&t);
+#else
+	cr_skip_test("the futex backend has no posts");
+#endif
+}
+
+#if SHMRING_WAIT_SEM
+/* A waker that clears the flag between a sleeper's S1 and S2, and counts its posts (none)
+ * before S2: emulated from inside the sleeper's S4 poll by clearing the flag alone; the
+ * sleeper's count stays. Then the condition. */
+struct missed {
+	struct shmring_waitq *q;
+	int polls;
+};
+
+static int woken_before_counted(void *arg)
+{
+	struct missed *m = arg;
+	if (m->polls++ == 1) { /* S4 of the first announcement (poll 0: the first look) */
+		atomic_fetch_add(&m->q->seq, 1);
+		return 0;
+	}
+	return m->polls > 2;
+}
+#endif
+
+/* ...does not sleep: nobody will post for it (its count came after the waker's). It
+ * takes its count back (no post owed to nobody is left) and goes round, and finds the
+ * condition, without a sleep slice. */
+Test(wait, a_sleeper_woken_before_it_counted_itself_does_not_sleep)
+{
+#if SHMRING_WAIT_SEM
+	struct queue t;
+	queue_make(&t);
+	struct missed m = { .q = t.q };
+	struct shmring_wait_ctx c = { .seg = t.seg, .q = t.q, .poll = woken_before_counted,
+				      .arg = &m, .spin = 0 };
+	uint64_t s0 = atomic_load(&shmring_seg_hdr(t.seg)->stats.sleeps);
+	cr_assert_eq(shmring_wait_for(&c, SHMRING_FOREVER), 1);
+	cr_assert_eq(atomic_load(&shmring_seg_hdr(t.seg)->stats.sleeps) - s0, 0, "it slept");
+	cr_assert_eq(atomic_load(&t.q->sem_pending[0]) + atomic_load(&t.q->sem_pending[1]), 0);
+	cr_assert_eq(sem_value(&t, 0) + sem_value(&t, 1), 0);
+	queue_drop(&t);
+#else
+	cr_skip_test("the futex backend compares the word as it sleeps");
+#endif
 }

@@ -150,7 +150,7 @@ _Static_assert(sizeof(struct shmring_hdr) == SHMRING_HDR_SIZE, "header is one pa
 
 /*
  * A wait queue: one futex word and one count of announced sleepers, on a line of
- * their own, plus room for a process-shared sem_t (semaphore backend). The layout is
+ * their own, plus two process-shared sem_t and their counts (semaphore backend). The layout is
  * the same for both backends; the header flag SHMRING_SEG_F_SEMWAIT says which one the
  * segment was created for, and attach refuses a mismatch.
  */
@@ -158,10 +158,12 @@ struct shmring_waitq {
 	_Atomic uint32_t seq;     /* futex word: bit 0 a sleeper is pending, above it the
 	                           * wake generation (see wait.h for the protocol) */
 	_Atomic uint32_t waiters; /* sleepers announced (see wait.h for the protocol) */
-	_Atomic uint32_t sem_pending; /* semaphore backend: announcements not yet posted */
-	uint8_t pad0[52];
+	/* semaphore backend: announcements not yet posted, and the semaphores posted, by
+	 * parity of the wake generation a sleeper announced in (see wait.h) */
+	_Atomic uint32_t sem_pending[2];
+	uint8_t pad0[48];
 	union {
-		uint8_t sem_bytes[64]; /* sem_t (32 B on glibc) for the semaphore backend */
+		uint8_t sem_bytes[2][32]; /* sem_t (32 B on glibc) for the semaphore backend */
 		uint64_t sem_align;
 	};
 };

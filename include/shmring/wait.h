@@ -57,32 +57,42 @@
  *
  * Semaphore backend (meson -Dwait_backend=sem): the flag works the same way (the
  * inline waker above is backend-blind, so code built against these headers works with
- * either library). Before S1 the sleeper adds one to `sem_pending` (seq_cst): a post it
- * is owed. S5 is sem_clockwait() on the process-shared semaphore in the queue; W5 takes
- * `sem_pending` to 0 (exchange) and posts that many times (at most
- * SHMRING__SEM_POSTS_MAX, a bound on the work whatever shared memory says). W4's CAS
- * reads from S1 or a later RMW, so the exchange sees the sleeper's increment unless an
- * earlier waker took it, and that waker posted for it. Posts are counted, so one made
- * before the sleeper reaches sem_clockwait is not lost. A sleeper that finds its
- * condition at S4, or whose sem_clockwait times out (a slice, the deadline) or is
- * interrupted, takes its increment back if it is still pending, and otherwise absorbs
- * the post made for it (sem_trywait).
- * Posts carry no generation, so a sleeper checks the one it got: if seq still holds
- * the value it slept on (no waker cleared its flag) and its increment is still pending
- * (take it back: it succeeds), the post was not made for it. It was made for a sleeper
- * of an earlier generation, which it hands the post on to when other sleepers are about
- * (sem_post, then it yields, not waiting on the semaphore, until some post is taken or
- * SHMRING__SEM_HANDON_NS passed), or it is a post nobody is owed (its sleeper died, or
- * found its condition after the post was made), which is then gone: dropped at once
- * when no other sleeper is about, and after that time when nobody took it (`waiters`
- * still counts sleepers that died). So posts left over do not build up or go round.
- * What this backend cannot do is tie a post to a generation: with several sleepers, a
- * wakeup can still come late by up to one sleep slice (SHMRING_PEER_CHECK_MS), never
- * later, when counts taken back and posts taken cross between sleepers. With two or
- * four sleepers that was not seen on a 2-CPU machine; with 8 to 16 sleepers on busy
- * CPUs, a few percent of wakeups (up to a fifth under heavy load) came that late, and
- * the sleepers made about 18 posts and twice the sleeps per wake. The futex backend
- * has none of this: use it with more than a few sleepers on one queue.
+ * either library). The queue holds two process-shared semaphores and two counts of
+ * posts owed, one of each per parity of the wake generation (seq >> 1). After S1 the
+ * sleeper adds one to the count of its generation's parity, `sem_pending[g & 1]` (S2,
+ * seq_cst). S5 is sem_clockwait() on that generation's semaphore. W4's CAS is
+ * seq_cst; W5 takes the count of the generation whose flag it cleared to 0 (exchange)
+ * and posts that many times on its semaphore (at most SHMRING__SEM_POSTS_MAX, a bound
+ * on the work whatever shared memory says). Posts are counted, so one made before the
+ * sleeper reaches sem_clockwait is not lost.
+ *  - S3': after S4 the sleeper reads seq again (seq_cst). If it still holds v, no
+ *    waker has cleared the flag yet, and the one that will (its CAS comes after that
+ *    read in the order of all seq_cst operations, its exchange after its CAS) sees
+ *    the count. If seq moved, a waker cleared the flag, perhaps counting its posts
+ *    before S2: the sleeper does not sleep; it withdraws its count and goes round
+ *    (the fence of the next turn makes that waker's condition visible to its S4).
+ *  - Withdraw (the condition found at S4, a timeout or interruption, or S3'): take the
+ *    count back if still pending; if a waker took it, absorb the post it made
+ *    (sem_trywait).
+ *  - The next waker of the same parity is two generations on: a sleeper woken by a
+ *    post cannot have taken it from a sleeper of the generation just before its own
+ *    (one semaphore for all, it could, and that sleeper slept out its 20 ms slice:
+ *    with 16 sleepers on two busy CPUs, most wakeups came that late). What is left:
+ *    a post met by a sleeper whose flag no waker cleared (seq still v, its count
+ *    still pending) is not its own. It was made for a sleeper two generations back
+ *    that has not reached the semaphore yet, which it hands the post on to when other
+ *    sleepers are about (sem_post, then it yields, not waiting on the semaphore, until
+ *    some post is taken or SHMRING__SEM_HANDON_NS passed), or it is a post nobody is
+ *    owed (its sleeper died, or a withdrawal's sem_trywait came before the post), which
+ *    is then gone: dropped at once when no other sleeper is about, and after that time
+ *    when nobody took it (`waiters` still counts sleepers that died). So posts left
+ *    over do not build up or go round.
+ * What this backend still costs: a wake is one sem_post per sleeper, where the futex
+ * wakes all with one call, so under CPU contention the last sleepers of a wake run
+ * later. With 16 sleepers woken every millisecond beside two CPU hogs on a 2-CPU
+ * machine, 0.4-1.4% of wakeups came over 5 ms late (the worst 11 ms; the futex
+ * backend none, worst 4 ms); with 2 to 8 sleepers, or on idle CPUs, almost none. The
+ * futex backend remains the one to use with many sleepers on one queue.
  * Trust: glibc aborts the process when the futex inside a sem_t it waits on was
  * corrupted, so a hostile peer can bring down a sleeper of this backend; the futex
  * backend (default) has no such state and is the one to use with untrusted peers.
