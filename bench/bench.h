@@ -380,6 +380,7 @@ void bench_print(enum bench_fmt f, const struct bench_result *rs, size_t n,
 int bench_write_cdf(const char *path, const struct bench_result *rs, size_t n);
 const char *bench_test_name(enum bench_test t);
 const char *bench_mode_name(enum bench_mode m);
+const char *bench_place_name(const struct bench_spec *s); /* cross, same or single */
 void bench_print_machine(void);
 double bench_loadavg(void);
 

@@ -60,7 +60,7 @@ static void add_np(struct plan *p, enum bench_test t, const struct bench_transpo
 			       .same_cpu = same, .batch = batch ? batch : 1,
 			       .nprod = np ? np : 1, .ncons = np ? np : 1};
 	int k = snprintf(s.id, sizeof s.id, "%s/%s/%zu/%s/%s", bench_test_name(t), tr->name, size,
-			 bench_mode_name(mode), same ? "same" : "cross");
+			 bench_mode_name(mode), bench_place_name(&s));
 	if (s.batch > 1)
 		k += snprintf(s.id + k, sizeof s.id - (size_t)k, "/b%u", s.batch);
 	if (s.nprod > 1)
@@ -245,6 +245,20 @@ static void usage(FILE *f)
 		"  -q, --quiet       no progress on stderr\n");
 }
 
+/* Flush stdout and say whether what was printed to it (fd 1, which --save points at a
+ * file for a while) was lost: one line naming where. The error is cleared, so the
+ * next destination starts clean. */
+static int out_failed(const char *where)
+{
+	int bad = fflush(stdout) != 0 || ferror(stdout);
+	if (bad) {
+		fprintf(stderr, "shmring-bench: writing the results to %s: %s\n", where,
+			strerror(errno ? errno : EIO));
+		clearerr(stdout);
+	}
+	return bad;
+}
+
 int main(int argc, char **argv)
 {
 	struct bench_cfg cfg = {
@@ -374,6 +388,11 @@ int main(int argc, char **argv)
 			return 2;
 		}
 	}
+	if (optind < argc) {
+		fprintf(stderr, "shmring-bench: unexpected argument '%s' (tests are chosen with "
+			"--filter)\n", argv[optind]);
+		return 2;
+	}
 	if (cfg.quick) {
 		cfg.budget_s = 0.05;
 		cfg.warm_s = 0.015;
@@ -388,16 +407,16 @@ int main(int argc, char **argv)
 		cfg.warm_s = time_s / 4;
 	}
 	make_plan(&plan, batch, &cfg);
-	if (list) {
-		for (size_t i = 0; i < plan.n; i++)
-			printf("%s\n", plan.v[i].id);
-		plan_free(&plan);
-		return 0;
-	}
 	if (plan.n == 0) {
 		fprintf(stderr, "shmring-bench: no test matches the filter\n");
 		plan_free(&plan);
 		return 2;
+	}
+	if (list) {
+		for (size_t i = 0; i < plan.n; i++)
+			printf("%s\n", plan.v[i].id);
+		plan_free(&plan);
+		return out_failed("standard output") ? 1 : 0;
 	}
 	bench_clock_init(cfg.quick);
 	struct bench_result *rs = calloc(plan.n, sizeof *rs);
@@ -487,8 +506,12 @@ int main(int argc, char **argv)
 		       "the two probes.\n");
 	}
 	bench_print(fmt, rs, plan.n, &cfg);
-	if (cdf && bench_write_cdf(cdf, rs, plan.n) != 0)
+	/* results that could not be written are a failed run, not exit 0 */
+	int lost = out_failed("standard output");
+	if (cdf && bench_write_cdf(cdf, rs, plan.n) != 0) {
 		perror(cdf);
+		lost = 1;
+	}
 	if (save) {
 		/* the same run in every format, for RESULTS.md and bench/plot.py */
 		static const struct { const char *ext; enum bench_fmt f; } outs[] = {
@@ -501,6 +524,7 @@ int main(int argc, char **argv)
 			int keep = dup(1);
 			if (fd < 0 || keep < 0 || dup2(fd, 1) < 0) {
 				perror(path);
+				lost = 1;
 			} else {
 				if (outs[k].f == BENCH_FMT_TABLE) {
 					bench_print_machine();
@@ -514,7 +538,7 @@ int main(int argc, char **argv)
 						       "streaming rate), with that run's probes\n", repeat);
 				}
 				bench_print(outs[k].f, rs, plan.n, &cfg);
-				fflush(stdout);
+				lost |= out_failed(path);
 				dup2(keep, 1);
 			}
 			if (fd >= 0)
@@ -523,13 +547,15 @@ int main(int argc, char **argv)
 				close(keep);
 		}
 		snprintf(path, sizeof path, "%s.cdf.csv", save);
-		if (bench_write_cdf(path, rs, plan.n) != 0)
+		if (bench_write_cdf(path, rs, plan.n) != 0) {
 			perror(path);
+			lost = 1;
+		}
 	}
 	if (!quiet)
 		fprintf(stderr, "shmring-bench: %zu tests x %d, %d failed, %.1f s\n", plan.n, repeat,
 			failed, secs);
 	free(rs);
 	plan_free(&plan);
-	return failed ? 1 : 0;
+	return failed || lost ? 1 : 0;
 }

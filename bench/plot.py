@@ -39,13 +39,31 @@ def series_name(row):
         name += " batch=%s" % row["batch"]
     p, c = int(row.get("producers") or 1), int(row.get("consumers") or 1)
     if p > 1 or c > 1:
-        name += " %dp%dc" % (p, c)
+        name += " p%dc%d" % (p, c)  # as in shmring-bench's test ids
     return name
 
 
-def read_csv(path):
-    with open(path, newline="") as f:
-        return [r for r in csv.DictReader(f)]
+RESULT_COLUMNS = ("test", "transport", "size", "mode", "ok", "p50_ns", "msgs_per_s",
+                  "bytes_per_s")
+CDF_COLUMNS = ("test", "transport", "size", "mode", "q", "ns")
+
+
+def fail(msg):
+    print("plot.py: " + msg, file=sys.stderr)
+    sys.exit(2)
+
+
+def read_csv(path, columns, what):
+    """The rows of a shmring-bench CSV file, or one line and exit 2."""
+    try:
+        with open(path, newline="") as f:
+            rd = csv.DictReader(f)
+            missing = [c for c in columns if c not in (rd.fieldnames or [])]
+            if missing:
+                fail("%s is not %s (no column %s)" % (path, what, missing[0]))
+            return [r for r in rd]
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        fail("%s: %s" % (path, e.strerror if isinstance(e, OSError) and e.strerror else e))
 
 
 def fnum(v):
@@ -235,7 +253,13 @@ def main():
                     os.execve(py, [py] + sys.argv, env)
 
     os.makedirs(a.out, exist_ok=True)
-    cdfs, thr = collect(read_csv(a.results), read_csv(a.cdf) if a.cdf else [])
+    cdfs, thr = collect(read_csv(a.results, RESULT_COLUMNS, "shmring-bench --csv output"),
+                        read_csv(a.cdf, CDF_COLUMNS, "a shmring-bench --cdf file")
+                        if a.cdf else [])
+    if not cdfs and not any(thr.values()):
+        print("plot.py: nothing to plot: %s has no successful round trip or stream"
+              % a.results, file=sys.stderr)
+        return 1
     if not a.gnuplot and have_matplotlib():
         files = plot_matplotlib(cdfs, thr, a.out)
     else:
