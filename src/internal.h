@@ -65,6 +65,10 @@ struct shmring__lock_fd {
 SHMRING_HIDDEN int shmring__lock_fd_open(int fd, struct shmring__lock_fd **out);
 /* Unlist, close (dropping its locks) and free. NULL is a no-op. */
 SHMRING_HIDDEN void shmring__lock_fd_close(struct shmring__lock_fd *l);
+/* A socket bound to the abstract address "\0" key, listed like a lock descriptor (a
+ * forked child keeps no copy); closed with shmring__lock_fd_close(). -EADDRINUSE: the
+ * address is held (by another process, most likely). */
+SHMRING_HIDDEN int shmring__guard_open(const char *key, struct shmring__lock_fd **out);
 
 /* Process start time (clock ticks after boot), 0 if unknown. */
 SHMRING_HIDDEN uint64_t shmring__proc_start_time(pid_t pid);

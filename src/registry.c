@@ -15,7 +15,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stddef.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <urcu/urcu-bp.h>
@@ -104,16 +107,18 @@ int shmring__reopen_fd(int fd, int oflags)
 	return nfd;
 }
 
-int shmring__lock_fd_open(int fd, struct shmring__lock_fd **out)
+/* Open a descriptor with opener() and list it, under the mutex that fork() takes
+ * first: a child cannot get a copy of the descriptor that its handler does not know
+ * of (atfork_child closes the listed ones). */
+static int listed_open(int (*opener)(const void *arg), const void *arg,
+		       struct shmring__lock_fd **out)
 {
 	struct shmring__lock_fd *l = calloc(1, sizeof(*l));
 	if (!l)
 		return -ENOMEM;
 	pthread_once(&reg_once, reg_init);
-	/* opened and listed under the mutex that fork() takes first: a child cannot get
-	 * a copy of the descriptor that its handler does not know of */
 	pthread_mutex_lock(&reg_mutex);
-	int nfd = shmring__reopen_fd(fd, O_RDONLY);
+	int nfd = opener(arg);
 	if (nfd >= 0) {
 		l->fd = nfd;
 		l->next = lock_fds;
@@ -128,6 +133,40 @@ int shmring__lock_fd_open(int fd, struct shmring__lock_fd **out)
 	}
 	*out = l;
 	return 0;
+}
+
+static int reopen_rdonly(const void *fd)
+{
+	return shmring__reopen_fd(*(const int *)fd, O_RDONLY);
+}
+
+int shmring__lock_fd_open(int fd, struct shmring__lock_fd **out)
+{
+	return listed_open(reopen_rdonly, &fd, out);
+}
+
+/* a socket bound to the abstract address "\0" key */
+static int bind_abstract(const void *key)
+{
+	struct sockaddr_un a = { .sun_family = AF_UNIX };
+	size_t len = strlen(key);
+	if (len + 1 > sizeof(a.sun_path))
+		return -ENAMETOOLONG;
+	memcpy(a.sun_path + 1, key, len);
+	int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	if (bind(fd, (struct sockaddr *)&a, (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + len)) != 0) {
+		int err = -errno;
+		close(fd);
+		return err;
+	}
+	return fd;
+}
+
+int shmring__guard_open(const char *key, struct shmring__lock_fd **out)
+{
+	return listed_open(bind_abstract, key, out);
 }
 
 void shmring__lock_fd_close(struct shmring__lock_fd *l)

@@ -341,12 +341,12 @@ static int reserve_space(int fd, uint64_t total, const char *what)
  * name made first would be left on a file that is no segment, refusing the next create
  * with -EEXIST and invisible to shmdump. Where O_TMPFILE is refused (a file system or
  * kernel without it), the name is made first with shm_open(O_EXCL); *early_name says so. */
-static int create_file(const char *n, mode_t mode, int *early_name)
+static int create_file(const char *n, const char *path, mode_t mode, int *early_name)
 {
-	char path[sizeof("/dev/shm") + SHMRING_NAME_MAX + 1];
 	struct stat st;
-	snprintf(path, sizeof(path), "/dev/shm%s", n);
-	/* the common refusal, before the allocation: publish() decides a race */
+	/* the common refusal, before the allocation; creators of one name take turns
+	 * (take_turn()), so that two do not both allocate where only one fits (-ENOSPC
+	 * for both); publish() decides a race all the same */
 	if (lstat(path, &st) == 0)
 		return shmring__fail(-EEXIST, "%s exists", path);
 	int fd = open("/dev/shm", O_TMPFILE | O_RDWR | O_CLOEXEC, mode);
@@ -368,36 +368,38 @@ static int create_file(const char *n, mode_t mode, int *early_name)
 /* Give the complete segment on fd its name: link(2) makes it atomically, or fails with
  * EEXIST if another creator got there first. Through the descriptor's /proc link (no
  * privilege needed), else AT_EMPTY_PATH (CAP_DAC_READ_SEARCH) where /proc is missing. */
-static int publish(int fd, const char *n)
+static int publish(int fd, const char *path)
 {
-	char path[sizeof("/dev/shm") + SHMRING_NAME_MAX + 1], from[64];
-	snprintf(path, sizeof(path), "/dev/shm%s", n);
+	char from[64];
 	snprintf(from, sizeof(from), "/proc/thread-self/fd/%d", fd);
 	int rc = linkat(AT_FDCWD, from, AT_FDCWD, path, AT_SYMLINK_FOLLOW);
-	if (rc != 0 && errno == ENOENT) {
+	int via_self = 0;
+	/* before Linux 3.17 (no thread-self): self is the leader's table, which is ours
+	 * unless this thread unshared its own: checked below */
+	if (rc != 0 && errno == ENOENT && access("/proc/thread-self", F_OK) != 0) {
 		snprintf(from, sizeof(from), "/proc/self/fd/%d", fd);
 		rc = linkat(AT_FDCWD, from, AT_FDCWD, path, AT_SYMLINK_FOLLOW);
+		via_self = 1;
 	}
-	if (rc != 0 && errno == ENOENT)
+	if (rc != 0 && errno == ENOENT && access("/proc/self", F_OK) != 0) {
 		rc = linkat(fd, "", AT_FDCWD, path, AT_EMPTY_PATH);
+		via_self = 0;
+	}
 	if (rc != 0)
 		return shmring__fail(-errno, "naming %s: %s", path, strerror(errno));
+	struct stat a, b;
+	if (via_self && fstat(fd, &a) == 0 && lstat(path, &b) == 0 &&
+	    (a.st_dev != b.st_dev || a.st_ino != b.st_ino)) {
+		unlink(path); /* the link we just made, to the file another thread's fd N is */
+		return shmring__fail(-ESTALE, "naming %s: /proc/self gave another file", path);
+	}
 	return 0;
 }
 
-int shmring_seg_create(const char *name, const struct shmring_seg_params *p, struct shmring_seg **out)
+/* n: "/NAME", or "" for an anonymous segment */
+static int create(const char *n, const struct shmring_seg_params *p, struct shmring_seg **out)
 {
-	char n[SHMRING_NAME_MAX + 2] = "";
-	shmring__clear_detail();
-	if (!p || !out || p->kind < SHMRING_KIND_SPSC || p->kind > SHMRING_KIND_BCAST ||
-	    p->max_parts > SHMRING_MAX_PARTS || (p->flags & 0xffffu) || (p->mode & ~07777u))
-		return shmring__fail(-EINVAL, "invalid segment parameters");
-	int anon = !name || !*name;
-	if (!anon) {
-		int rc = norm_name(name, n, sizeof(n));
-		if (rc)
-			return rc;
-	}
+	int anon = !*n;
 	uint64_t ctrl_size = PAGE_UP(p->ctrl_size ? p->ctrl_size : SHMRING_PAGE);
 	uint64_t data_size = PAGE_UP(p->data_size);
 	if (ctrl_size < p->ctrl_size || data_size < p->data_size ||
@@ -406,6 +408,8 @@ int shmring_seg_create(const char *name, const struct shmring_seg_params *p, str
 	uint64_t ctrl_off = SHMRING_HDR_SIZE;
 	uint64_t data_off = ctrl_off + ctrl_size;
 	uint64_t total = data_off + data_size;
+	char path[sizeof("/dev/shm") + SHMRING_NAME_MAX + 1];
+	snprintf(path, sizeof(path), "/dev/shm%s", n);
 
 	int fd;
 	mode_t mode = p->mode ? p->mode : 0600;
@@ -420,7 +424,7 @@ int shmring_seg_create(const char *name, const struct shmring_seg_params *p, str
 		/* owner read-write until the registry has opened its second description for
 		 * the participant locks (it reopens the file, which a mode without owner write
 		 * would refuse); the mode asked for is set below */
-		fd = create_file(n, mode | 0600, &early_name);
+		fd = create_file(n, path, mode | 0600, &early_name);
 		if (fd < 0)
 			return fd;
 	}
@@ -504,10 +508,54 @@ int shmring_seg_create(const char *name, const struct shmring_seg_params *p, str
 	h->checksum = shmring_hdr_checksum(tmp);
 	/* pairs with the acquire load of the magic through the mapping in attach() */
 	shmring_store_release(&h->magic, SHMRING_MAGIC);
-	if (!anon && !early_name && (rc = publish(s->fd, n)) != 0) {
+	if (!anon && !early_name && (rc = publish(s->fd, path)) != 0) {
 		shmring_seg_close(s);
 		return rc;
 	}
 	*out = s;
 	return 0;
+}
+
+/* Creators of one name take turns (see create_file()): each holds an abstract socket
+ * address made from /dev/shm's identity and the name while it creates. The address
+ * goes with the last descriptor, so a creator that dies leaves nothing behind, and
+ * the registry lists the descriptor so that a fork()ed child keeps no copy. Without
+ * AF_UNIX (a sandbox), creators do not take turns: link(2) still decides. */
+static int take_turn(const char *path, struct shmring__lock_fd **guard)
+{
+	struct stat st;
+	*guard = NULL;
+	if (stat("/dev/shm", &st) != 0)
+		return 0;
+	uint64_t id[2] = { (uint64_t)st.st_dev, (uint64_t)st.st_ino };
+	char key[64];
+	snprintf(key, sizeof(key), "shmring-create-%016llx",
+		 (unsigned long long)XXH64(path, strlen(path), XXH64(id, sizeof(id), 0)));
+	int rc = shmring__guard_open(key, guard);
+	if (rc == -EADDRINUSE)
+		return shmring__fail(-EEXIST, "%s is being created by another process "
+				     "(it holds the abstract socket @%s)", path, key);
+	return 0;
+}
+
+int shmring_seg_create(const char *name, const struct shmring_seg_params *p, struct shmring_seg **out)
+{
+	char n[SHMRING_NAME_MAX + 2] = "";
+	shmring__clear_detail();
+	if (!p || !out || p->kind < SHMRING_KIND_SPSC || p->kind > SHMRING_KIND_BCAST ||
+	    p->max_parts > SHMRING_MAX_PARTS || (p->flags & 0xffffu) || (p->mode & ~07777u))
+		return shmring__fail(-EINVAL, "invalid segment parameters");
+	if (!name || !*name)
+		return create("", p, out);
+	int rc = norm_name(name, n, sizeof(n));
+	if (rc)
+		return rc;
+	char path[sizeof("/dev/shm") + SHMRING_NAME_MAX + 1];
+	snprintf(path, sizeof(path), "/dev/shm%s", n);
+	struct shmring__lock_fd *guard;
+	if ((rc = take_turn(path, &guard)) != 0)
+		return rc;
+	rc = create(n, p, out);
+	shmring__lock_fd_close(guard);
+	return rc;
 }

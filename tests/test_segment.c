@@ -286,27 +286,104 @@ Test(segment, a_creator_killed_while_creating_leaves_no_name, .timeout = 30)
 	shmring_seg_unlink(name);
 }
 
-/* Two creators of one name: the one that completes first gets it; the other's create
- * fails with -EEXIST at the end and leaves the first one's segment as it was. */
-Test(segment, of_two_creators_of_a_name_the_first_to_complete_gets_it, .timeout = 30)
+/* Creators of one name take turns: one that comes while another is creating gets
+ * -EEXIST at once (it used to, when the name was made first), rather than allocating a
+ * second copy where /dev/shm may hold only one (then both failed with -ENOSPC). */
+Test(segment, a_second_creator_of_a_name_being_created_gets_eexist_at_once, .timeout = 30)
 {
 	char name[64];
-	struct stalled_creator c = { .name = tu_name(name, sizeof(name), "tworace") };
+	struct stalled_creator c = { .name = tu_name(name, sizeof(name), "turns") };
 	pid_t pid = start_stalled_creator(&c);
 	struct shmring_seg *s, *o;
 	struct shmring_seg_params p = params(4096);
-	cr_assert_eq(shmring_seg_create(name, &p, &s), 0);
+	cr_assert_eq(shmring_seg_create(name, &p, &s), -EEXIST);
+	cr_assert(strstr(shmring_last_error_detail(), "being created"), "detail: %s",
+		  shmring_last_error_detail());
 	char b = 1;
 	cr_assert_eq(write(c.go[1], &b, 1), 1);
 	int st;
 	cr_assert_eq(waitpid(pid, &st, 0), pid);
-	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 17, "the later creator got -EEXIST (status %d)", st);
+	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "the first creator got the name (status %d)", st);
 	cr_assert_eq(shmring_seg_open(name, SHMRING_KIND_SPSC, 0, &o), 0);
-	cr_assert_eq(o->data_size, 4096, "still the first creator's segment");
-	cr_assert_eq(o->creator_pid, getpid());
+	cr_assert_eq(o->creator_pid, pid);
 	shmring_seg_close(o);
+	shmring_seg_unlink(name);
+	cr_assert_eq(shmring_seg_create(name, &p, &s), 0, "its turn ended with it");
 	shmring_seg_close(s);
 	shmring_seg_unlink(name);
+}
+
+/* A child forked while its parent creates does not hold the parent's turn: once the
+ * parent is done, the name can be created again while the child lives. (The child
+ * holds a copy of the descriptor from fork() until its fork handler closes it: the
+ * test waits for the child to run.) */
+struct fork_in_init {
+	int hold[2], ran[2];
+	pid_t child;
+};
+
+static int fork_during_init(struct shmring_seg *s, void *arg)
+{
+	(void)s;
+	struct fork_in_init *f = arg;
+	f->child = fork();
+	if (f->child == 0) {
+		char b = 1;
+		close(f->hold[1]);
+		if (write(f->ran[1], &b, 1) != 1)
+			_exit(1);
+		_exit(read(f->hold[0], &b, 1) < 0);
+	}
+	return f->child > 0 ? 0 : -errno;
+}
+
+Test(segment, a_child_forked_during_a_create_does_not_hold_the_turn, .timeout = 30)
+{
+	char name[64];
+	struct fork_in_init f;
+	cr_assert_eq(pipe(f.hold), 0);
+	cr_assert_eq(pipe(f.ran), 0);
+	struct shmring_seg *s, *t;
+	struct shmring_seg_params p = params(4096);
+	p.init = fork_during_init;
+	p.init_arg = &f;
+	cr_assert_eq(shmring_seg_create(tu_name(name, sizeof(name), "forkturn"), &p, &s), 0);
+	close(f.hold[0]);
+	char b;
+	cr_assert_eq(read(f.ran[0], &b, 1), 1, "the child ran");
+	shmring_seg_close(s);
+	shmring_seg_unlink(name);
+	struct shmring_seg_params q = params(4096);
+	cr_assert_eq(shmring_seg_create(name, &q, &t), 0, "%s", shmring_last_error_detail());
+	shmring_seg_close(t);
+	shmring_seg_unlink(name);
+	close(f.hold[1]); /* the child ends */
+	int st;
+	cr_assert_eq(waitpid(f.child, &st, 0), f.child);
+}
+
+/* The name is decided by link(2): a file put under the name meanwhile by other means
+ * (no turn taken) wins, the creator gets -EEXIST at its end and leaves that file as
+ * it was. */
+Test(segment, a_file_made_under_the_name_meanwhile_wins_over_the_creator, .timeout = 30)
+{
+	char name[64], path[128];
+	struct stalled_creator c = { .name = tu_name(name, sizeof(name), "linkrace") };
+	pid_t pid = start_stalled_creator(&c);
+	shmring_seg_path(name, path, sizeof(path));
+	int fd = open(path, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0600);
+	cr_assert_geq(fd, 0);
+	cr_assert_eq(write(fd, "other", 5), 5);
+	close(fd);
+	char b = 1;
+	cr_assert_eq(write(c.go[1], &b, 1), 1);
+	int st;
+	cr_assert_eq(waitpid(pid, &st, 0), pid);
+	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 17, "the creator got -EEXIST (status %d)", st);
+	struct stat sb;
+	cr_assert_eq(stat(path, &sb), 0);
+	cr_assert_eq(sb.st_size, 5, "the other file is as it was");
+	unlink(path);
 }
 
 /* A named segment whose name went (its users unlink it once everyone is in) is still the

@@ -72,10 +72,14 @@ struct shmring_seg_params {
  * NULL or "" for an anonymous memfd segment (sealed against shrinking and growing).
  * A named segment gets its name only once complete (made as an O_TMPFILE in /dev/shm,
  * then linked): nobody can open it half-made, and a creator killed halfway leaves
- * nothing behind. A name that exists already fails at once with -EEXIST; of two
- * creators racing for one name, the first to complete gets it and the other gets
- * -EEXIST at its end. Where /dev/shm refuses O_TMPFILE, the name is made first
- * (shm_open O_EXCL) and openers see -EAGAIN until the segment is complete. */
+ * nothing behind. A name that exists already fails at once with -EEXIST, and so does
+ * a name another process is creating: creators of one name take turns (each holds an
+ * abstract Unix socket address made from the name while it creates, gone with the
+ * process), so two do not each allocate a copy where /dev/shm holds one. link(2)
+ * decides what taking turns cannot (a file put under the name by other means meanwhile,
+ * creators in other network namespaces): the later one gets -EEXIST at its end. Where
+ * /dev/shm refuses O_TMPFILE, the name is made first (shm_open O_EXCL) and openers see
+ * -EAGAIN until the segment is complete. */
 SHMRING_API int shmring_seg_create(const char *name, const struct shmring_seg_params *p,
 				   struct shmring_seg **out);
 /* Open a named segment. kind 0 accepts any kind. */
