@@ -171,8 +171,13 @@ void shmring__wake_slow(struct shmring_seg *seg, struct shmring_waitq *q)
 	 * the next sleeper that gets it (see sleep_on()) */
 	uint32_t gen = s >> 1;
 	uint32_t n = atomic_exchange_explicit(&q->sem_pending[gen & 1], 0, memory_order_seq_cst);
-	if (n > SHMRING__SEM_POSTS_MAX)
-		n = SHMRING__SEM_POSTS_MAX; /* bound the work whatever shared memory says */
+	/* bound the work whatever shared memory says: a count is never above the sleepers
+	 * announced (each adds to `waiters` first) but for those finishing a withdrawal;
+	 * a corrupt count made 65,536 posts, and sleepers handed them on for half a minute */
+	uint32_t w = shmring_load_relaxed(&q->waiters);
+	uint32_t cap = w < SHMRING__SEM_POSTS_MAX - 64 ? w + 64 : SHMRING__SEM_POSTS_MAX;
+	if (n > cap)
+		n = cap;
 	for (uint32_t i = 0; i < n; i++) {
 		sem_post(q_sem(q, gen));
 		atomic_fetch_add_explicit(&h->stats.wake_syscalls, 1, memory_order_relaxed);

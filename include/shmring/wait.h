@@ -10,9 +10,9 @@
  * Bit 0 of seq is the "sleeper pending" flag; the bits above count wake generations.
  *
  *   sleeper                                   waker
- *   S1 v = (seq |= 1)        (seq_cst RMW)    W1 publish the condition (release store)
- *      waiters += 1          (relaxed, for    W2 fence(seq_cst)
- *                             inspectors)     W3 s = seq                   (relaxed)
+ *      waiters += 1          (relaxed)        W1 publish the condition (release store)
+ *   S1 v = (seq |= 1)        (seq_cst RMW)    W2 fence(seq_cst)
+ *                                             W3 s = seq                   (relaxed)
  *   S3 fence(seq_cst)                         W4 if (s & 1) and CAS(seq, s, s + 1)
  *   S4 if (condition) { waiters -= 1; done }        (acquire; clears the flag)
  *   S5 futex_wait(&seq, v, deadline)          W5     futex_wake(&seq, all)
@@ -39,7 +39,8 @@
  * its condition at S4 leaves the flag set (clearing it without a wake could strand
  * another sleeper of the same generation): the next waker makes one needless wake. A
  * sleeper that dies leaves the flag set too: one needless wake, then it is clear.
- * `waiters` is only informative on this backend (shmdump shows it).
+ * `waiters` is only informative on this backend (shmdump shows it); the semaphore
+ * backend reads it (below).
  *
  * Spin, then sleep: a waiter first polls its condition for a short, bounded spin
  * (SHMRING_SPIN_DEFAULT polls with a pause between), because a wakeup across CPUs costs
@@ -62,9 +63,9 @@
  * sleeper adds one to the count of its generation's parity, `sem_pending[g & 1]` (S2,
  * seq_cst). S5 is sem_clockwait() on that generation's semaphore. W4's CAS is
  * seq_cst; W5 takes the count of the generation whose flag it cleared to 0 (exchange)
- * and posts that many times on its semaphore (at most SHMRING__SEM_POSTS_MAX, a bound
- * on the work whatever shared memory says). Posts are counted, so one made before the
- * sleeper reaches sem_clockwait is not lost.
+ * and posts that many times on its semaphore (at most 64 more than `waiters`, and at
+ * most SHMRING__SEM_POSTS_MAX: bounds on the work whatever shared memory says). Posts
+ * are counted, so one made before the sleeper reaches sem_clockwait is not lost.
  *  - S3': after S4 the sleeper reads seq again (seq_cst). If it still holds v, no
  *    waker has cleared the flag yet, and the one that will (its CAS comes after that
  *    read in the order of all seq_cst operations, its exchange after its CAS) sees
@@ -86,13 +87,17 @@
  *    owed (its sleeper died, or a withdrawal's sem_trywait came before the post), which
  *    is then gone: dropped at once when no other sleeper is about, and after that time
  *    when nobody took it (`waiters` still counts sleepers that died). So posts left
- *    over do not build up or go round.
+ *    over do not build up or go round. The price of that bound: an owner still alive
+ *    but kept off its CPU for longer (between S3' and its sem_clockwait) loses its post
+ *    and sleeps out its slice.
  * What this backend still costs: a wake is one sem_post per sleeper, where the futex
  * wakes all with one call, so under CPU contention the last sleepers of a wake run
- * later. With 16 sleepers woken every millisecond beside two CPU hogs on a 2-CPU
- * machine, 0.4-1.4% of wakeups came over 5 ms late (the worst 11 ms; the futex
- * backend none, worst 4 ms); with 2 to 8 sleepers, or on idle CPUs, almost none. The
- * futex backend remains the one to use with many sleepers on one queue.
+ * later; and the lost post above. With 16 sleepers woken every millisecond for 3 s on
+ * a 2-CPU machine: beside two CPU hogs, 0.02-4.3% of wakeups came over 5 ms late (one
+ * semaphore for all generations: 70-87%), the worst 6-64 ms; beside three, 3-7%, of
+ * which 0.2% over 15 ms. The futex backend, the same runs: none to 6 late, the worst
+ * 3-16 ms. With 2 to 8 sleepers, or on idle CPUs, few. The futex backend is the one
+ * to use with many sleepers on one queue.
  * Trust: glibc aborts the process when the futex inside a sem_t it waits on was
  * corrupted, so a hostile peer can bring down a sleeper of this backend; the futex
  * backend (default) has no such state and is the one to use with untrusted peers.
