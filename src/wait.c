@@ -113,28 +113,60 @@ static void hand_on(struct shmring_waitq *q, uint32_t gen, struct shmring_stats 
 }
 #endif
 
+#if SHMRING_WAIT_SEM
+/* A post we took that was not made for us (wait.h). More posts waiting than sleepers
+ * announced cannot all be owed (posted by a hostile or buggy peer): those beyond go at
+ * once, within a bound, rather than be handed on one by one for minutes. Else it is a
+ * sleeper's of two generations back, most likely, which it is handed on to when other
+ * sleepers are about; one nobody is owed (no other sleeper about) is gone. */
+static void not_ours(struct shmring_waitq *q, uint32_t gen, struct shmring_stats *st)
+{
+	uint32_t w = shmring_load_relaxed(&q->waiters);
+	int val = 0;
+	if (sem_getvalue(q_sem(q, gen), &val) == 0 && val > 0 && (uint32_t)val > w) {
+		uint32_t extra = (uint32_t)val - w;
+		for (uint32_t i = 0; i < extra && i < SHMRING__SEM_POSTS_MAX; i++)
+			if (sem_trywait(q_sem(q, gen)) != 0 && errno != EINTR)
+				break;
+		return;
+	}
+	if (w > 1)
+		hand_on(q, gen, st);
+}
+#endif
+
 /* Sleep until woken, the value of seq changes, or the absolute deadline passes. */
 static void sleep_on(struct shmring_waitq *q, uint32_t v, uint64_t deadline_ns,
 		     struct shmring_stats *st)
 {
-	struct timespec ts = abs_ts(deadline_ns);
 #if SHMRING_WAIT_SEM
 	uint32_t gen = v >> 1;
-	if (sem_clockwait(q_sem(q, gen), CLOCK_MONOTONIC, &ts) == 0) {
-		/* a post: not ours if no waker cleared our flag (seq is still v; acquire:
-		 * what the poster did before its post is visible, W4 included) and our
-		 * count is still pending (wait.h, "A post not made for its taker") */
-		if (shmring_load_acquire(&q->seq) == v && take_back(q, gen) &&
-		    shmring_load_relaxed(&q->waiters) > 1)
-			hand_on(q, gen, st); /* a sleeper's of two generations back, most likely */
-		/* else ours, or one nobody is owed (no other sleeper about): gone */
-	} else {
-		/* timed out or interrupted: if a waker took our count, its post is ours.
-		 * Absorbed, or each slice would leave one more behind */
-		withdraw(q, gen);
+	for (;;) {
+		/* our generation woken, but no post for us in sight: it was taken and
+		 * dropped by hand_on() while we were off the CPU (wait.h). Looked at before
+		 * each part of the sleep, so such a loss costs a part, not the slice */
+		if (shmring_load_acquire(&q->seq) != v)
+			break;
+		uint64_t part = shmring_now_ns() + (uint64_t)SHMRING__SEM_PART_MS * 1000000u;
+		struct timespec ts = abs_ts(part < deadline_ns ? part : deadline_ns);
+		if (sem_clockwait(q_sem(q, gen), CLOCK_MONOTONIC, &ts) == 0) {
+			/* a post: not ours if no waker cleared our flag (seq is still v;
+			 * acquire: what the poster did before its post is visible, W4
+			 * included) and our count is still pending (wait.h) */
+			if (shmring_load_acquire(&q->seq) == v && take_back(q, gen))
+				not_ours(q, gen, st);
+			/* else ours */
+			return;
+		}
+		if (errno != ETIMEDOUT || part >= deadline_ns)
+			break;
 	}
+	/* timed out, interrupted or woken without a post: if a waker took our count, its
+	 * post is ours. Absorbed, or each slice would leave one more behind */
+	withdraw(q, gen);
 #else
 	(void)st;
+	struct timespec ts = abs_ts(deadline_ns);
 	/* FUTEX_WAIT_BITSET takes an absolute CLOCK_MONOTONIC deadline; shared (not
 	 * _PRIVATE) because the word is in memory mapped by several processes. EINTR,
 	 * EAGAIN (value changed) and ETIMEDOUT all send the caller back to its re-check. */

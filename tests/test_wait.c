@@ -153,6 +153,30 @@ Test(wait, a_post_nobody_is_owed_is_handed_on_then_dropped_not_forever)
 #endif
 }
 
+/* Posts beyond the sleepers announced cannot all be owed (a buggy or hostile peer
+ * posted them): a sleeper that meets one drops those beyond at once. Handed on one by
+ * one (up to 1 ms each), 65,536 of them kept two idle sleepers at full CPU for half a
+ * minute. */
+Test(wait, posts_beyond_the_sleepers_announced_go_at_once)
+{
+#if SHMRING_WAIT_SEM
+	struct queue t;
+	queue_make(&t);
+	atomic_fetch_add(&t.q->waiters, 1); /* a sleeper that died asleep */
+	for (int i = 0; i < 10000; i++)
+		sem_post(sem_of(&t, 0));
+	struct shmring_wait_ctx c = { .seg = t.seg, .q = t.q, .poll = never, .spin = 0 };
+	uint64_t s0 = atomic_load(&shmring_seg_hdr(t.seg)->stats.sleeps);
+	cr_assert_eq(shmring_wait_for(&c, 50), -ETIMEDOUT);
+	uint64_t sleeps = atomic_load(&shmring_seg_hdr(t.seg)->stats.sleeps) - s0;
+	cr_assert_leq(sleeps, 8, "%llu sleeps in one 50 ms wait", (unsigned long long)sleeps);
+	cr_assert_eq(sem_value(&t, 0), 0, "posts left");
+	queue_drop(&t);
+#else
+	cr_skip_test("the futex backend has no posts");
+#endif
+}
+
 /* Either backend: a sleeper that times out leaves nothing owed and its flag says a
  * sleeper may be asleep, so the next wake is one call, and the one after none. */
 Test(wait, a_timed_out_sleeper_costs_the_next_wake_one_call)

@@ -87,20 +87,26 @@
  *    owed (its sleeper died, or a withdrawal's sem_trywait came before the post), which
  *    is then gone: dropped at once when no other sleeper is about, and after that time
  *    when nobody took it (`waiters` still counts sleepers that died). So posts left
- *    over do not build up or go round. The price of that bound: an owner still alive
- *    but kept off its CPU for longer (between S3' and its sem_clockwait) loses its post
- *    and sleeps out its slice.
+ *    over do not build up or go round; and posts beyond the sleepers announced
+ *    (`waiters`), which cannot all be owed, go at once. The price of that bound: an
+ *    owner still alive but kept off its CPU for longer loses its post. So a sleeper
+ *    sleeps its slice in parts of SHMRING__SEM_PART_MS, and looks at seq before each:
+ *    woken without a post, it stops sleeping (withdraws, as after a timeout). A lost
+ *    post costs at most one part, at the price of a wakeup per part of an idle
+ *    sleeper (its CPU: about 0.4% here, against 0.2% with whole slices).
  * What this backend still costs: a wake is one sem_post per sleeper, where the futex
  * wakes all with one call, so under CPU contention the last sleepers of a wake run
- * later; and the lost post above. With 16 sleepers woken every millisecond for 3 s on
- * a 2-CPU machine: beside two CPU hogs, 0.02-4.3% of wakeups came over 5 ms late (one
- * semaphore for all generations: 70-87%), the worst 6-64 ms; beside three, 3-7%, of
- * which 0.2% over 15 ms. The futex backend, the same runs: none to 6 late, the worst
- * 3-16 ms. With 2 to 8 sleepers, or on idle CPUs, few. The futex backend is the one
- * to use with many sleepers on one queue.
+ * later, and a lost post costs a part. With 16 sleepers woken every millisecond for
+ * 3 s on a 2-CPU machine beside three CPU hogs: 0.3% of wakeups came over 5 ms late,
+ * the worst 8.6 ms (whole slices: 8% and 18.8 ms; one semaphore for all generations,
+ * beside two hogs: 70-87%, the worst 20-24 ms). The futex backend, the same kind of
+ * runs: none to 6 late, the worst 3-16 ms. With 2 to 8 sleepers, or on idle CPUs, few.
+ * The futex backend is the one to use with many sleepers on one queue.
  * Trust: glibc aborts the process when the futex inside a sem_t it waits on was
- * corrupted, so a hostile peer can bring down a sleeper of this backend; the futex
- * backend (default) has no such state and is the one to use with untrusted peers.
+ * corrupted, so a hostile peer can bring down a sleeper of this backend (and once, in
+ * tests/stress/test_hostile.c run beside other tests, a reader blocked inside glibc
+ * past its timeout); the futex backend (default) has no such state and is the one to
+ * use with untrusted peers.
  */
 #ifndef SHMRING_WAIT_H
 #define SHMRING_WAIT_H
@@ -113,6 +119,8 @@
 #define SHMRING__SEM_POSTS_MAX 65536u /* semaphore backend: posts one wake makes at most */
 #define SHMRING__SEM_HANDON_NS 1000000u /* semaphore backend: a post handed on is left for
 					  * its owner this long (see wait.h) */
+#define SHMRING__SEM_PART_MS 5 /* semaphore backend: a sleep slice is slept in parts this
+				* long, seq looked at before each (see wait.h) */
 
 /* poll: >0 ready (returned as is), 0 not yet, <0 error (returned as is).
  * peer_check: called after each sleep slice; <0 aborts the wait with that value. */
