@@ -60,6 +60,19 @@ static int sem_value(const struct queue *t, uint32_t gen)
 	cr_assert_eq(sem_getvalue(sem_of(t, gen), &v), 0);
 	return v;
 }
+
+/* The queue as `sleepers` sleepers of generation 0 leave it after S1 and S2 (not yet
+ * asleep), their count of posts owed set to `owed`; then one wake. Returns the posts
+ * it made. */
+static uint64_t wake_generation_0(struct queue *t, uint32_t sleepers, uint32_t owed)
+{
+	atomic_fetch_add(&t->q->waiters, sleepers);
+	atomic_fetch_or(&t->q->seq, SHMRING_WAIT_PENDING);
+	atomic_store(&t->q->sem_pending[0], owed);
+	uint64_t w0 = wakes(t);
+	shmring_wake(t->seg, t->q);
+	return wakes(t) - w0;
+}
 #endif
 
 /* Broadcast readers are not bounded in number: a wake posts once for every sleeper
@@ -69,13 +82,8 @@ Test(wait, a_wake_posts_for_every_announced_sleeper_beyond_64)
 #if SHMRING_WAIT_SEM
 	struct queue t;
 	queue_make(&t);
-	atomic_store(&t.q->waiters, 100);                 /* as 100 sleepers of generation 0 */
-	atomic_fetch_or(&t.q->seq, SHMRING_WAIT_PENDING); /* leave the queue after S1 and S2 */
-	atomic_store(&t.q->sem_pending[0], 100);
-	uint64_t w0 = wakes(&t);
-	shmring_wake(t.seg, t.q);
+	cr_assert_eq(wake_generation_0(&t, 100, 100), 100);
 	cr_assert_eq(sem_value(&t, 0), 100);
-	cr_assert_eq(wakes(&t) - w0, 100);
 	cr_assert_eq(atomic_load(&t.q->sem_pending[0]), 0);
 	queue_drop(&t);
 #else
@@ -91,12 +99,7 @@ Test(wait, a_corrupt_count_costs_a_wake_at_most_64_posts_more_than_the_sleepers)
 #if SHMRING_WAIT_SEM
 	struct queue t;
 	queue_make(&t);
-	atomic_store(&t.q->waiters, 2);
-	atomic_fetch_or(&t.q->seq, SHMRING_WAIT_PENDING);
-	atomic_store(&t.q->sem_pending[0], 0xffffffffu);
-	uint64_t w0 = wakes(&t);
-	shmring_wake(t.seg, t.q);
-	cr_assert_eq(wakes(&t) - w0, 66);
+	cr_assert_eq(wake_generation_0(&t, 2, 0xffffffffu), 66);
 	cr_assert_eq(sem_value(&t, 0), 66);
 	queue_drop(&t);
 #else
@@ -203,11 +206,8 @@ Test(wait, a_sleeper_of_the_next_generation_leaves_the_last_ones_post)
 #if SHMRING_WAIT_SEM
 	struct queue t;
 	queue_make(&t);
-	/* a sleeper of generation 0 after S1 and S2, not yet asleep (it is slow) */
-	atomic_fetch_add(&t.q->waiters, 1);
-	atomic_fetch_or(&t.q->seq, SHMRING_WAIT_PENDING);
-	atomic_fetch_add(&t.q->sem_pending[0], 1);
-	shmring_wake(t.seg, t.q); /* generation 0 woken: its post is made */
+	/* a sleeper of generation 0 after S1 and S2, not yet asleep (it is slow), woken */
+	cr_assert_eq(wake_generation_0(&t, 1, 1), 1);
 	cr_assert_eq(sem_value(&t, 0), 1);
 	struct shmring_wait_ctx c = { .seg = t.seg, .q = t.q, .poll = never, .spin = 0 };
 	cr_assert_eq(shmring_wait_for(&c, 30), -ETIMEDOUT); /* a sleeper of generation 1 */
