@@ -396,8 +396,9 @@ static int publish(int fd, const char *path)
 	return 0;
 }
 
-/* n: "/NAME", or "" for an anonymous segment */
-static int create(const char *n, const struct shmring_seg_params *p, struct shmring_seg **out)
+/* n: "/NAME" and path its /dev/shm path, or both "" for an anonymous segment */
+static int create(const char *n, const char *path, const struct shmring_seg_params *p,
+		  struct shmring_seg **out)
 {
 	int anon = !*n;
 	uint64_t ctrl_size = PAGE_UP(p->ctrl_size ? p->ctrl_size : SHMRING_PAGE);
@@ -408,8 +409,6 @@ static int create(const char *n, const struct shmring_seg_params *p, struct shmr
 	uint64_t ctrl_off = SHMRING_HDR_SIZE;
 	uint64_t data_off = ctrl_off + ctrl_size;
 	uint64_t total = data_off + data_size;
-	char path[sizeof("/dev/shm") + SHMRING_NAME_MAX + 1];
-	snprintf(path, sizeof(path), "/dev/shm%s", n);
 
 	int fd;
 	mode_t mode = p->mode ? p->mode : 0600;
@@ -546,7 +545,7 @@ int shmring_seg_create(const char *name, const struct shmring_seg_params *p, str
 	    p->max_parts > SHMRING_MAX_PARTS || (p->flags & 0xffffu) || (p->mode & ~07777u))
 		return shmring__fail(-EINVAL, "invalid segment parameters");
 	if (!name || !*name)
-		return create("", p, out);
+		return create("", "", p, out);
 	int rc = norm_name(name, n, sizeof(n));
 	if (rc)
 		return rc;
@@ -555,7 +554,7 @@ int shmring_seg_create(const char *name, const struct shmring_seg_params *p, str
 	struct shmring__lock_fd *guard;
 	if ((rc = take_turn(path, &guard)) != 0)
 		return rc;
-	rc = create(n, p, out);
+	rc = create(n, path, p, out);
 	shmring__lock_fd_close(guard);
 	return rc;
 }
