@@ -118,8 +118,10 @@ static void hand_on(struct shmring_waitq *q, uint32_t gen, struct shmring_stats 
  * announced cannot all be owed (posted by a hostile or buggy peer): those beyond go at
  * once, within a bound, rather than be handed on one by one for minutes. Else it is a
  * sleeper's of two generations back, most likely, which it is handed on to when other
- * sleepers are about; one nobody is owed (no other sleeper about) is gone. */
-static void not_ours(struct shmring_waitq *q, uint32_t gen, struct shmring_stats *st)
+ * sleepers are about, once per wait (*handed): a `waiters` a peer wrote does not make
+ * us hand on post after post; one nobody is owed, or a second one, is gone. */
+static void not_ours(struct shmring_waitq *q, uint32_t gen, struct shmring_stats *st,
+		     int *handed)
 {
 	uint32_t w = shmring_load_relaxed(&q->waiters);
 	int val = 0;
@@ -130,14 +132,16 @@ static void not_ours(struct shmring_waitq *q, uint32_t gen, struct shmring_stats
 				break;
 		return;
 	}
-	if (w > 1)
+	if (w > 1 && !*handed) {
+		*handed = 1;
 		hand_on(q, gen, st);
+	} /* else the post we took is gone */
 }
 #endif
 
 /* Sleep until woken, the value of seq changes, or the absolute deadline passes. */
 static void sleep_on(struct shmring_waitq *q, uint32_t v, uint64_t deadline_ns,
-		     struct shmring_stats *st)
+		     struct shmring_stats *st, int *handed)
 {
 #if SHMRING_WAIT_SEM
 	uint32_t gen = v >> 1;
@@ -154,7 +158,7 @@ static void sleep_on(struct shmring_waitq *q, uint32_t v, uint64_t deadline_ns,
 			 * acquire: what the poster did before its post is visible, W4
 			 * included) and our count is still pending (wait.h) */
 			if (shmring_load_acquire(&q->seq) == v && take_back(q, gen))
-				not_ours(q, gen, st);
+				not_ours(q, gen, st, handed);
 			/* else ours */
 			return;
 		}
@@ -166,6 +170,7 @@ static void sleep_on(struct shmring_waitq *q, uint32_t v, uint64_t deadline_ns,
 	withdraw(q, gen);
 #else
 	(void)st;
+	(void)handed;
 	struct timespec ts = abs_ts(deadline_ns);
 	/* FUTEX_WAIT_BITSET takes an absolute CLOCK_MONOTONIC deadline; shared (not
 	 * _PRIVATE) because the word is in memory mapped by several processes. EINTR,
@@ -203,9 +208,10 @@ void shmring__wake_slow(struct shmring_seg *seg, struct shmring_waitq *q)
 	 * the next sleeper that gets it (see sleep_on()) */
 	uint32_t gen = s >> 1;
 	uint32_t n = atomic_exchange_explicit(&q->sem_pending[gen & 1], 0, memory_order_seq_cst);
-	/* bound the work whatever shared memory says: a count is never above the sleepers
-	 * announced (each adds to `waiters` first) but for those finishing a withdrawal;
-	 * a corrupt count made 65,536 posts, and sleepers handed them on for half a minute */
+	/* bound the work: a count is never above the sleepers announced (each adds to
+	 * `waiters` first, and takes itself out last); a corrupt count made 65,536 posts,
+	 * which sleepers handed on for half a minute. A corrupt `waiters` too leaves the
+	 * SHMRING__SEM_POSTS_MAX bound, and sleepers drop what they cannot hand on */
 	uint32_t w = shmring_load_relaxed(&q->waiters);
 	uint32_t cap = w < SHMRING__SEM_POSTS_MAX - 64 ? w + 64 : SHMRING__SEM_POSTS_MAX;
 	if (n > cap)
@@ -240,6 +246,7 @@ int shmring_wait_for(const struct shmring_wait_ctx *c, int timeout_ms)
 	struct shmring_waitq *q = c->q;
 	uint64_t now = shmring_now_ns();
 	uint64_t deadline = timeout_ms < 0 ? UINT64_MAX : now + (uint64_t)timeout_ms * 1000000u;
+	int handed = 0; /* semaphore backend: a post not ours handed on in this wait */
 	for (;;) {
 		atomic_fetch_add_explicit(&q->waiters, 1, memory_order_relaxed); /* for inspectors */
 		/* S1: raise the flag; seq_cst so that W3 after a later W2 sees it (or a waker
@@ -253,10 +260,12 @@ int shmring_wait_for(const struct shmring_wait_ctx *c, int timeout_ms)
 		shmring_fence_seq_cst(); /* S3: pairs with W2 in shmring_wake() */
 		r = c->poll(c->arg);     /* S4 */
 		if (r != 0) {
-			atomic_fetch_sub_explicit(&q->waiters, 1, memory_order_relaxed);
 #if SHMRING_WAIT_SEM
-			withdraw(q, v >> 1); /* our post, if no waker took it yet: no surplus */
+			/* our post, if no waker took it yet: no surplus. Before we stop counting
+			 * in `waiters`, so that posts beyond it are never owed (not_ours()) */
+			withdraw(q, v >> 1);
 #endif
+			atomic_fetch_sub_explicit(&q->waiters, 1, memory_order_relaxed);
 			return r;
 		}
 		int missed = 0;
@@ -272,7 +281,7 @@ int shmring_wait_for(const struct shmring_wait_ctx *c, int timeout_ms)
 		uint64_t slice = now + (uint64_t)SHMRING_PEER_CHECK_MS * 1000000u;
 		if (!missed) {
 			atomic_fetch_add_explicit(&st->sleeps, 1, memory_order_relaxed);
-			sleep_on(q, v, slice < deadline ? slice : deadline, st); /* S5 */
+			sleep_on(q, v, slice < deadline ? slice : deadline, st, &handed); /* S5 */
 		}
 		atomic_fetch_sub_explicit(&q->waiters, 1, memory_order_relaxed); /* S6 */
 		if ((r = c->poll(c->arg)) != 0)

@@ -180,6 +180,35 @@ Test(wait, posts_beyond_the_sleepers_announced_go_at_once)
 #endif
 }
 
+#if SHMRING_WAIT_SEM
+static int drained(void *arg)
+{
+	return sem_value(arg, 0) == 0;
+}
+#endif
+
+/* ...and with `waiters` written by a peer too (so no post looks beyond the sleepers),
+ * a sleeper hands on one post a wait and drops the rest: it handed each on for up to
+ * 1 ms, a second of CPU for every thousand. */
+Test(wait, with_waiters_corrupt_too_a_sleeper_hands_on_one_post_a_wait, .timeout = 60)
+{
+#if SHMRING_WAIT_SEM
+	struct queue t;
+	queue_make(&t);
+	atomic_store(&t.q->waiters, 0x7fffffffu);
+	for (int i = 0; i < 20000; i++)
+		sem_post(sem_of(&t, 0));
+	uint64_t w0 = wakes(&t);
+	struct shmring_wait_ctx c = { .seg = t.seg, .q = t.q, .poll = drained, .arg = &t, .spin = 0 };
+	cr_assert_eq(shmring_wait_for(&c, 10000), 1, "the posts are still there");
+	cr_assert_leq(wakes(&t) - w0, 1, "posts handed on: %llu",
+		      (unsigned long long)(wakes(&t) - w0));
+	queue_drop(&t);
+#else
+	cr_skip_test("the futex backend has no posts");
+#endif
+}
+
 /* Either backend: a sleeper that times out leaves nothing owed and its flag says a
  * sleeper may be asleep, so the next wake is one call, and the one after none. */
 Test(wait, a_timed_out_sleeper_costs_the_next_wake_one_call)

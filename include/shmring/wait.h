@@ -83,10 +83,13 @@
  *    still pending) is not its own. It was made for a sleeper two generations back
  *    that has not reached the semaphore yet, which it hands the post on to when other
  *    sleepers are about (sem_post, then it yields, not waiting on the semaphore, until
- *    some post is taken or SHMRING__SEM_HANDON_NS passed), or it is a post nobody is
- *    owed (its sleeper died, or a withdrawal's sem_trywait came before the post), which
- *    is then gone: dropped at once when no other sleeper is about, and after that time
- *    when nobody took it (`waiters` still counts sleepers that died). So posts left
+ *    some post is taken or SHMRING__SEM_HANDON_NS passed; once per wait call, so that
+ *    a `waiters` a peer wrote cannot make it hand on post after post), or it is a post
+ *    nobody is owed (its sleeper died, or a withdrawal's sem_trywait came before the
+ *    post), which is then gone: dropped at once when no other sleeper is about or it
+ *    already handed one on, and after that time when nobody took it (`waiters` still
+ *    counts sleepers that died). A sleeper takes itself out of `waiters` only after
+ *    its withdrawal. So posts left
  *    over do not build up or go round; and posts beyond the sleepers announced
  *    (`waiters`), which cannot all be owed, go at once. The price of that bound: an
  *    owner still alive but kept off its CPU for longer loses its post. So a sleeper
