@@ -100,10 +100,12 @@
  * What this backend still costs: a wake is one sem_post per sleeper, where the futex
  * wakes all with one call, so under CPU contention the last sleepers of a wake run
  * later, and a lost post costs a part. With 16 sleepers woken every millisecond for
- * 3 s on a 2-CPU machine beside three CPU hogs: 0.3% of wakeups came over 5 ms late,
- * the worst 8.6 ms (whole slices: 8% and 18.8 ms; one semaphore for all generations,
- * beside two hogs: 70-87%, the worst 20-24 ms). The futex backend, the same kind of
- * runs: none to 6 late, the worst 3-16 ms. With 2 to 8 sleepers, or on idle CPUs, few.
+ * 3 s on a 2-CPU machine beside three CPU hogs: 0.3-0.6% of wakeups came over 5 ms
+ * late, the worst 8.6-11.8 ms; the futex backend in the same conditions 0.4%, the
+ * worst 8.6 ms (that much is the hogs); one semaphore for all generations, as before,
+ * 67%, the worst 27 ms. With 2 to 8 sleepers, or on idle CPUs, few. A wake still
+ * costs a syscall per sleeper where the futex makes one, and an idle sleeper wakes
+ * every part.
  * The futex backend is the one to use with many sleepers on one queue.
  * Trust: glibc aborts the process when the futex inside a sem_t it waits on was
  * corrupted, so a hostile peer can bring down a sleeper of this backend (and once, in
