@@ -227,7 +227,11 @@ static int run_writer(const struct opts *o)
 			return fail(o->name, "cannot keep the ring open for --unlink", rc);
 		}
 	}
-	uint32_t gen0 = watch ? consumer_gen(watch) : 0;
+	/* the reader of this stream is one that attaches from here on, or, for a ring we
+	 * made, from its creation on: a fast reader may have attached, read our end of
+	 * stream and left before this look, and a later look would never see it. (A
+	 * ring's consumer slot starts at generation 0.) */
+	uint32_t gen0 = watch && !o->create ? consumer_gen(watch) : 0;
 	int unlinked = 0;
 	if (watch)
 		unlink_on_interrupt(o->name, watch);
