@@ -139,18 +139,25 @@ static void not_ours(struct shmring_waitq *q, uint32_t gen, struct shmring_stats
 }
 #endif
 
-/* Sleep until woken, the value of seq changes, or the absolute deadline passes. */
+/* Sleep until woken, the value of seq changes, or the absolute deadline passes. Counts
+ * the sleep where one starts. */
 static void sleep_on(struct shmring_waitq *q, uint32_t v, uint64_t deadline_ns,
 		     struct shmring_stats *st, int *handed)
 {
 #if SHMRING_WAIT_SEM
 	uint32_t gen = v >> 1;
-	for (;;) {
-		/* our generation woken, but no post for us in sight: it was taken and
-		 * dropped by hand_on() while we were off the CPU (wait.h). Looked at before
-		 * each part of the sleep, so such a loss costs a part, not the slice */
-		if (shmring_load_acquire(&q->seq) != v)
+	for (int part_no = 0;; part_no++) {
+		/* seq moved on: our generation was woken. The first look is S3' (seq_cst,
+		 * wait.h): the waker may have counted its posts before our S2, and nobody
+		 * posts for us. A later one finds a post taken and dropped by hand_on()
+		 * while we were off the CPU: looked at before each part of the sleep, such
+		 * a loss costs a part, not the slice. Either way we do not sleep on: we go
+		 * round as after a wakeup (the fence of the next turn makes that waker's
+		 * condition visible to its S4) */
+		if (atomic_load_explicit(&q->seq, memory_order_seq_cst) != v)
 			break;
+		if (part_no == 0)
+			atomic_fetch_add_explicit(&st->sleeps, 1, memory_order_relaxed);
 		uint64_t part = shmring_now_ns() + (uint64_t)SHMRING__SEM_PART_MS * 1000000u;
 		struct timespec ts = abs_ts(part < deadline_ns ? part : deadline_ns);
 		if (sem_clockwait(q_sem(q, gen), CLOCK_MONOTONIC, &ts) == 0) {
@@ -169,8 +176,8 @@ static void sleep_on(struct shmring_waitq *q, uint32_t v, uint64_t deadline_ns,
 	 * post is ours. Absorbed, or each slice would leave one more behind */
 	withdraw(q, gen);
 #else
-	(void)st;
 	(void)handed;
+	atomic_fetch_add_explicit(&st->sleeps, 1, memory_order_relaxed);
 	struct timespec ts = abs_ts(deadline_ns);
 	/* FUTEX_WAIT_BITSET takes an absolute CLOCK_MONOTONIC deadline; shared (not
 	 * _PRIVATE) because the word is in memory mapped by several processes. EINTR,
@@ -268,21 +275,10 @@ int shmring_wait_for(const struct shmring_wait_ctx *c, int timeout_ms)
 			atomic_fetch_sub_explicit(&q->waiters, 1, memory_order_relaxed);
 			return r;
 		}
-		int missed = 0;
-#if SHMRING_WAIT_SEM
-		/* S3': a waker that cleared our flag may have counted its posts before S2:
-		 * then nobody posts for us, and we must not sleep. We go round as after a
-		 * wakeup (the fence of the next turn makes that waker's condition visible to
-		 * its S4; the deadline and peer checks below still bound the loop). */
-		missed = atomic_load_explicit(&q->seq, memory_order_seq_cst) != v;
-		if (missed)
-			withdraw(q, v >> 1);
-#endif
+		/* S5 (the semaphore backend's S3' first; the deadline and peer checks
+		 * below bound the loop when it does not sleep) */
 		uint64_t slice = now + (uint64_t)SHMRING_PEER_CHECK_MS * 1000000u;
-		if (!missed) {
-			atomic_fetch_add_explicit(&st->sleeps, 1, memory_order_relaxed);
-			sleep_on(q, v, slice < deadline ? slice : deadline, st, &handed); /* S5 */
-		}
+		sleep_on(q, v, slice < deadline ? slice : deadline, st, &handed);
 		atomic_fetch_sub_explicit(&q->waiters, 1, memory_order_relaxed); /* S6 */
 		if ((r = c->poll(c->arg)) != 0)
 			return r;
