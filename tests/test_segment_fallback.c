@@ -1,0 +1,301 @@
+/* SPDX-License-Identifier: MIT */
+/* Segment creation on the paths this machine never takes by itself: /dev/shm refusing
+ * O_TMPFILE (the name is made first), no /proc/thread-self (before Linux 3.17: linked
+ * through /proc/self), no /proc at all (AT_EMPTY_PATH), and /proc/self naming another
+ * thread's file. The program is linked against the static library with the linker's
+ * --wrap, so the library's open64, linkat, access and posix_fallocate64 come here
+ * first, and each test switches on only the refusal it is about. */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "shmring/shmring.h"
+#include "testutil.h"
+
+int __real_open64(const char *path, int flags, ...);
+int __real_linkat(int olddir, const char *oldpath, int newdir, const char *newpath, int flags);
+int __real_access(const char *path, int mode);
+int __real_posix_fallocate64(int fd, off_t off, off_t len);
+
+static struct {
+	int no_tmpfile;      /* open(O_TMPFILE) fails with EOPNOTSUPP */
+	int no_thread_self;  /* /proc/thread-self is missing */
+	int no_proc;         /* /proc is missing altogether */
+	int self_fd;         /* >= 0: /proc/self/fd/N names this descriptor instead */
+	int fallocate_err;   /* posix_fallocate fails with this */
+	int tmpfile_opens, self_links, empty_path_links, fallocates;
+} fake = { .self_fd = -1 };
+
+static void fake_reset(void)
+{
+	memset(&fake, 0, sizeof(fake));
+	fake.self_fd = -1;
+}
+
+int __wrap_open64(const char *path, int flags, ...);
+int __wrap_open64(const char *path, int flags, ...)
+{
+	mode_t mode = 0;
+	if (flags & (O_CREAT | __O_TMPFILE)) {
+		va_list ap;
+		va_start(ap, flags);
+		mode = (mode_t)va_arg(ap, int);
+		va_end(ap);
+	}
+	if ((flags & O_TMPFILE) == O_TMPFILE) {
+		if (fake.no_tmpfile) {
+			errno = EOPNOTSUPP;
+			return -1;
+		}
+		fake.tmpfile_opens++;
+	}
+	return __real_open64(path, flags, mode);
+}
+
+static int under(const char *path, const char *dir)
+{
+	size_t n = strlen(dir);
+	return strncmp(path, dir, n) == 0 && (path[n] == '/' || path[n] == 0);
+}
+
+static int proc_missing(const char *path)
+{
+	return (fake.no_proc && under(path, "/proc")) ||
+	       (fake.no_thread_self && under(path, "/proc/thread-self"));
+}
+
+int __wrap_linkat(int olddir, const char *oldpath, int newdir, const char *newpath, int flags);
+int __wrap_linkat(int olddir, const char *oldpath, int newdir, const char *newpath, int flags)
+{
+	char other[64];
+	if (proc_missing(oldpath)) {
+		errno = ENOENT;
+		return -1;
+	}
+	if (under(oldpath, "/proc/self")) {
+		fake.self_links++;
+		if (fake.self_fd >= 0) {
+			snprintf(other, sizeof(other), "/proc/self/fd/%d", fake.self_fd);
+			oldpath = other;
+		}
+	}
+	if (flags & AT_EMPTY_PATH)
+		fake.empty_path_links++;
+	return __real_linkat(olddir, oldpath, newdir, newpath, flags);
+}
+
+int __wrap_access(const char *path, int mode);
+int __wrap_access(const char *path, int mode)
+{
+	if (proc_missing(path)) {
+		errno = ENOENT;
+		return -1;
+	}
+	return __real_access(path, mode);
+}
+
+int __wrap_posix_fallocate64(int fd, off_t off, off_t len);
+int __wrap_posix_fallocate64(int fd, off_t off, off_t len)
+{
+	fake.fallocates++;
+	if (fake.fallocate_err)
+		return fake.fallocate_err;
+	return __real_posix_fallocate64(fd, off, len);
+}
+
+static struct shmring_seg_params params(uint64_t data)
+{
+	struct shmring_seg_params p = { .kind = SHMRING_KIND_SPSC, .ctrl_size = 4096, .data_size = data };
+	p.geo[0] = data;
+	return p;
+}
+
+static int exists(const char *name)
+{
+	char path[128];
+	cr_assert_eq(shmring_seg_path(name, path, sizeof(path)), 0);
+	return __real_access(path, F_OK) == 0;
+}
+
+/* A complete segment under name: another handle opens it and sees what was made. */
+static void assert_complete(const char *name, uint64_t data)
+{
+	struct shmring_seg *o;
+	cr_assert_eq(shmring_seg_open(name, SHMRING_KIND_SPSC, SHMRING_O_NOREGISTRY, &o), 0);
+	cr_assert_eq(o->data_size, data);
+	cr_assert_eq(o->creator_pid, getpid());
+	cr_assert_str_eq(o->name, name);
+	shmring_seg_close(o);
+}
+
+/* While the control region is being initialised, the name either does not exist yet
+ * (O_TMPFILE) or names a segment that openers are told to wait for (the fallback). */
+struct midway { const char *name; int open_rc; int existed; };
+
+static int look_midway(struct shmring_seg *s, void *arg)
+{
+	(void)s;
+	struct midway *m = arg;
+	struct shmring_seg *o = NULL;
+	m->existed = exists(m->name);
+	m->open_rc = shmring_seg_open(m->name, SHMRING_KIND_SPSC, SHMRING_O_NOREGISTRY, &o);
+	if (m->open_rc == 0)
+		shmring_seg_close(o);
+	return 0;
+}
+
+static int fail_init(struct shmring_seg *s, void *arg)
+{
+	(void)s;
+	(void)arg;
+	return -EIO;
+}
+
+Test(fallback, the_usual_path_makes_an_unnamed_file_and_links_it_through_thread_self)
+{
+	char name[64];
+	fake_reset();
+	struct midway m = { .name = tu_name(name, sizeof(name), "fb-usual") };
+	struct shmring_seg_params p = params(8192);
+	p.init = look_midway;
+	p.init_arg = &m;
+	struct shmring_seg *s;
+	cr_assert_eq(shmring_seg_create(name, &p, &s), 0);
+	cr_assert_eq(fake.tmpfile_opens, 1, "the wrapper sees the library's O_TMPFILE open");
+	cr_assert_eq(fake.self_links + fake.empty_path_links, 0);
+	cr_assert_not(m.existed, "no name while being made");
+	cr_assert_eq(m.open_rc, -ENOENT);
+	assert_complete(name, 8192);
+	shmring_seg_close(s);
+	cr_assert_eq(shmring_seg_unlink(name), 0);
+}
+
+Test(fallback, without_o_tmpfile_the_name_comes_first_and_openers_are_told_to_wait)
+{
+	char name[64];
+	fake_reset();
+	fake.no_tmpfile = 1;
+	struct midway m = { .name = tu_name(name, sizeof(name), "fb-notmp") };
+	struct shmring_seg_params p = params(8192);
+	p.init = look_midway;
+	p.init_arg = &m;
+	struct shmring_seg *s, *s2;
+	cr_assert_eq(shmring_seg_create(name, &p, &s), 0);
+	cr_assert_eq(fake.tmpfile_opens, 0);
+	cr_assert(m.existed, "the name exists while the segment is being made");
+	cr_assert_eq(m.open_rc, -EAGAIN, "an opener is told to come back: %d", m.open_rc);
+	assert_complete(name, 8192);
+	p.init = NULL;
+	cr_assert_eq(shmring_seg_create(name, &p, &s2), -EEXIST);
+	shmring_seg_close(s);
+	cr_assert_eq(shmring_seg_unlink(name), 0);
+}
+
+Test(fallback, without_o_tmpfile_a_failed_create_removes_the_name)
+{
+	char name[64];
+	struct shmring_seg *s;
+	struct shmring_seg_params p = params(8192);
+	fake_reset();
+	fake.no_tmpfile = 1;
+	fake.fallocate_err = ENOSPC;
+	cr_assert_eq(shmring_seg_create(tu_name(name, sizeof(name), "fb-nospc"), &p, &s), -ENOSPC);
+	cr_assert_eq(fake.fallocates, 1);
+	cr_assert_not(exists(name), "no name left by a create that found no space");
+
+	fake.fallocate_err = 0;
+	p.init = fail_init;
+	cr_assert_eq(shmring_seg_create(name, &p, &s), -EIO, "the init callback's error");
+	cr_assert_not(exists(name), "no name left by a create whose init failed");
+
+	p.init = NULL;
+	cr_assert_eq(shmring_seg_create(name, &p, &s), 0, "the name can be made afterwards");
+	assert_complete(name, 8192);
+	shmring_seg_close(s);
+	cr_assert_eq(shmring_seg_unlink(name), 0);
+}
+
+Test(fallback, without_thread_self_the_file_is_linked_through_proc_self)
+{
+	char name[64];
+	struct shmring_seg *s;
+	struct shmring_seg_params p = params(8192);
+	fake_reset();
+	fake.no_thread_self = 1;
+	cr_assert_eq(shmring_seg_create(tu_name(name, sizeof(name), "fb-self"), &p, &s), 0);
+	cr_assert_eq(fake.self_links, 1);
+	cr_assert_eq(fake.empty_path_links, 0);
+	assert_complete(name, 8192);
+	shmring_seg_close(s);
+	cr_assert_eq(shmring_seg_unlink(name), 0);
+}
+
+/* /proc/self is the thread group leader's descriptor table: a thread that unshared its
+ * own (CLONE_FILES) would link the leader's file of the same number. The library checks
+ * that the name it made is its file, and takes it back if not. */
+Test(fallback, proc_self_naming_another_file_is_caught_and_undone)
+{
+	char name[64], decoy_name[64], decoy_path[128];
+	struct shmring_seg *s;
+	struct shmring_seg_params p = params(8192);
+	snprintf(decoy_path, sizeof(decoy_path), "/dev/shm/%s",
+		 tu_name(decoy_name, sizeof(decoy_name), "fb-decoy"));
+	int decoy = __real_open64(decoy_path, O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0600);
+	cr_assert_geq(decoy, 0);
+	cr_assert_eq(write(decoy, "decoy", 5), 5);
+	fake_reset();
+	fake.no_thread_self = 1;
+	fake.self_fd = decoy;
+	cr_assert_eq(shmring_seg_create(tu_name(name, sizeof(name), "fb-other"), &p, &s), -ESTALE);
+	cr_assert_eq(fake.self_links, 1);
+	cr_assert_not(exists(name), "the link to the other file is taken back");
+	struct stat st;
+	cr_assert_eq(fstat(decoy, &st), 0);
+	cr_assert_eq(st.st_nlink, 1, "the other file keeps only its own name");
+	cr_assert_eq(st.st_size, 5, "and its contents");
+
+	fake.self_fd = -1;
+	cr_assert_eq(shmring_seg_create(name, &p, &s), 0, "the name can be made afterwards");
+	shmring_seg_close(s);
+	cr_assert_eq(shmring_seg_unlink(name), 0);
+	close(decoy);
+	unlink(decoy_path);
+}
+
+/* Without /proc, linkat(AT_EMPTY_PATH) needs CAP_DAC_READ_SEARCH: the create succeeds
+ * exactly when that link would, and otherwise fails with the link's error, leaving
+ * nothing behind. */
+Test(fallback, without_proc_the_descriptor_itself_is_linked)
+{
+	char name[64], probe_path[128], probe_name[64];
+	struct shmring_seg *s;
+	struct shmring_seg_params p = params(8192);
+	snprintf(probe_path, sizeof(probe_path), "/dev/shm/%s",
+		 tu_name(probe_name, sizeof(probe_name), "fb-probe"));
+	int t = __real_open64("/dev/shm", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+	cr_assert_geq(t, 0);
+	int may = __real_linkat(t, "", AT_FDCWD, probe_path, AT_EMPTY_PATH);
+	int may_err = errno;
+	close(t);
+	if (may == 0)
+		unlink(probe_path);
+
+	fake_reset();
+	fake.no_proc = 1;
+	int rc = shmring_seg_create(tu_name(name, sizeof(name), "fb-noproc"), &p, &s);
+	cr_assert_eq(fake.empty_path_links, 1);
+	if (may == 0) {
+		cr_assert_eq(rc, 0);
+		assert_complete(name, 8192);
+		shmring_seg_close(s);
+		cr_assert_eq(shmring_seg_unlink(name), 0);
+	} else {
+		cr_assert_eq(rc, -may_err, "the link's own error: %d, %d", rc, -may_err);
+		cr_assert_not(exists(name));
+	}
+}
