@@ -38,6 +38,8 @@ static uint64_t max_record_for(uint64_t cap, uint32_t align)
 	/* worst case a record needs padding before it plus the zero header after it:
 	 * 2 * total + 8 <= cap */
 	uint64_t total = ((cap - SHMRING_SPSC_HDR) / 2) & ~(uint64_t)(align - 1);
+	if (total <= SHMRING_SPSC_HDR)
+		return 0; /* no record fits: align above (cap - 8) / 2 */
 	uint64_t m = total - SHMRING_SPSC_HDR;
 	return m > UINT32_MAX - 4096 ? UINT32_MAX - 4096 : m;
 }
@@ -209,6 +211,9 @@ int shmring_spsc_create(const char *name, const struct shmring_spsc_opts *o, uin
 	if (!is_pow2(align) || align < 8 || align > SHMRING_PAGE)
 		return shmring__fail(-EINVAL, "align must be a power of two in 8..4096");
 	uint64_t lim = max_record_for(cap, align);
+	if (lim == 0)
+		return shmring__fail(-EINVAL, "capacity %llu too small for align %u: it must be at "
+				     "least 4 x align", (unsigned long long)cap, align);
 	uint64_t maxr = o->max_record ? o->max_record : lim;
 	if (maxr > lim)
 		return shmring__fail(-EINVAL, "max_record %llu exceeds %llu for capacity %llu",

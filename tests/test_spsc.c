@@ -524,6 +524,37 @@ Test(spsc, full_empty_max_and_oversize)
 	unpair(p, c, name);
 }
 
+/* An alignment that leaves no room for a record in the capacity is refused at creation:
+ * max_record used to wrap to ~4 GiB, and a record that could never fit waited for room
+ * (-EAGAIN, or for ever) instead of -EMSGSIZE. Every align the rest allow gets a
+ * max_record that fits and a record of that size goes through an empty ring. */
+Test(spsc, an_align_too_large_for_the_capacity_is_einval_and_max_record_always_fits)
+{
+	for (uint64_t cap = 4096; cap <= 16384; cap *= 2) {
+		for (uint32_t align = 8; align <= 4096; align *= 2) {
+			struct shmring_spsc_opts o = { .capacity = cap, .align = align };
+			struct shmring_spsc *p;
+			int rc = shmring_spsc_create(NULL, &o, SHMRING_ROLE_PRODUCER, &p);
+			if (cap < 4 * (uint64_t)align) {
+				cr_assert_eq(rc, -EINVAL, "cap %llu align %u: %d",
+					     (unsigned long long)cap, align, rc);
+				continue;
+			}
+			cr_assert_eq(rc, 0, "cap %llu align %u", (unsigned long long)cap, align);
+			uint32_t maxr = p->max_record;
+			cr_assert(maxr > 0 && maxr < cap / 2, "cap %llu align %u: max_record %u",
+				  (unsigned long long)cap, align, maxr);
+			void *buf;
+			cr_assert_eq(shmring_spsc_reserve(p, maxr + 1, &buf), -EMSGSIZE);
+			cr_assert_eq(shmring_spsc_reserve(p, maxr, &buf), 0,
+				     "cap %llu align %u: max_record %u fits an empty ring",
+				     (unsigned long long)cap, align, maxr);
+			shmring_spsc_commit(p);
+			shmring_spsc_close(p);
+		}
+	}
+}
+
 /* One process: what the consumer sees right after an abort, with nothing in between. */
 Test(spsc, abort_discards_and_types_travel)
 {

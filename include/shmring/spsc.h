@@ -88,7 +88,8 @@ _Static_assert(sizeof(struct shmring_spsc_ctrl) == 640, "layout");
 struct shmring_spsc_opts {
 	uint64_t capacity;   /* data bytes; rounded up to a power of two >= 4096; 0: 1 MiB */
 	uint32_t max_record; /* largest payload; 0: the most the capacity allows */
-	uint32_t align;      /* record alignment; 0: 8 */
+	uint32_t align;      /* record alignment, a power of two 8..4096; 0: 8. The
+			      * capacity must be at least 4 x align (else -EINVAL) */
 	uint32_t mode;       /* named segments: permission bits; 0: 0600 */
 };
 
