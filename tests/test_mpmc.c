@@ -126,6 +126,13 @@ Test(mpmc, wrong_role_is_ebadf)
 	cr_assert_eq(shmring_mpmc_dequeue(g.r, b, sizeof(b), 0), -EBADF);
 	struct shmring_mpmc *c = ring_open(&g, SHMRING_ROLE_CONSUMER);
 	cr_assert_eq(shmring_mpmc_enqueue(c, b, 1, 0), -EBADF);
+	/* the role before the size: a message too long for a slot is still not a
+	 * consumer's to send (this was -EMSGSIZE) */
+	char big[64 * 16] = { 0 };
+	cr_assert_eq(shmring_mpmc_enqueue(c, big, sizeof(big), 0), -EBADF);
+	cr_assert_eq(shmring_mpmc_enqueue_bulk(c, big, 16, 2, 0), -EBADF);
+	cr_assert_eq(shmring_mpmc_enqueue_burst(c, big, 16, 2, 0), -EBADF);
+	cr_assert_eq(shmring_mpmc_enqueue(g.r, big, 16, 0), -EMSGSIZE, "the producer's answer");
 	cr_assert_eq(shmring_mpmc_set_demote(c, 1), -EBADF, "demoting is for producers");
 	cr_assert_eq(shmring_mpmc_set_demote(g.r, 1), 0);
 	cr_assert_eq(shmring_mpmc_enqueue(g.r, b, 1, 0), 0);

@@ -605,13 +605,22 @@ SHMRING_INLINE int shmring__mpmc_fail(struct shmring_mpmc *r, int prod)
 /* The entry of every enqueue and dequeue: the handle and argument checks, the claim,
  * and the wait when there was nothing to claim. prod is a constant at every call, so
  * the inlined code keeps one branch. Returns the count claimed or a negative errno. */
-SHMRING_INLINE int shmring__mpmc_start(struct shmring_mpmc *r, int prod, unsigned n, unsigned min,
-				       uint32_t maxlen, int timeout_ms)
+/* The sticky error, or -EBADF for a handle without the role (prod: producer), or 0. */
+SHMRING_INLINE int shmring__mpmc_usable(const struct shmring_mpmc *r, int prod)
 {
 	if (shmring_unlikely(r->broken))
 		return r->broken;
 	if (shmring_unlikely(r->role != (prod ? SHMRING_ROLE_PRODUCER : SHMRING_ROLE_CONSUMER)))
 		return -EBADF;
+	return 0;
+}
+
+SHMRING_INLINE int shmring__mpmc_start(struct shmring_mpmc *r, int prod, unsigned n, unsigned min,
+				       uint32_t maxlen, int timeout_ms)
+{
+	int rc = shmring__mpmc_usable(r, prod);
+	if (shmring_unlikely(rc))
+		return rc;
 	if (shmring_unlikely(n == 0 || min == 0 || min > n || n > r->cap ||
 			     n > SHMRING_MPMC_BATCH_MAX))
 		return -EINVAL;
@@ -727,9 +736,12 @@ SHMRING_INLINE int shmring_mpmc_enqueue(struct shmring_mpmc *r, const void *p, s
 					int timeout_ms)
 {
 	void *buf;
+	int rc = shmring__mpmc_usable(r, 1); /* before the size: a consumer is -EBADF */
+	if (shmring_unlikely(rc))
+		return rc;
 	if (shmring_unlikely(len > r->slot_size))
 		return -EMSGSIZE;
-	int rc = shmring_mpmc_enqueue_start(r, 1, 1, &buf, timeout_ms);
+	rc = shmring_mpmc_enqueue_start(r, 1, 1, &buf, timeout_ms);
 	if (rc < 0)
 		return rc;
 	memcpy(buf, p, len);
@@ -743,6 +755,9 @@ SHMRING_INLINE int shmring__mpmc_enqueue_n(struct shmring_mpmc *r, const void *s
 					   unsigned n, unsigned min, int timeout_ms)
 {
 	void *bufs[64];
+	int rc = shmring__mpmc_usable(r, 1); /* before the size: a consumer is -EBADF */
+	if (shmring_unlikely(rc))
+		return rc;
 	if (shmring_unlikely(size > r->slot_size))
 		return -EMSGSIZE;
 	if (shmring_unlikely(n > 64)) {
