@@ -73,5 +73,8 @@ SHMRING_HIDDEN int shmring__guard_open(const char *key, struct shmring__lock_fd 
 /* Process start time (clock ticks after boot), 0 if unknown. */
 SHMRING_HIDDEN uint64_t shmring__proc_start_time(pid_t pid);
 SHMRING_HIDDEN uint64_t shmring__realtime_ns(void);
+/* Bytes of memory a new segment may take: MemAvailable + SwapFree, and no more than the
+ * room under this process's cgroup memory limits (src/memroom.c). UINT64_MAX: unknown. */
+SHMRING_HIDDEN uint64_t shmring__mem_room(void);
 
 #endif

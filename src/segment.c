@@ -310,7 +310,8 @@ static int reserve_space(int fd, uint64_t total, const char *what)
 	/* Refuse up front what cannot fit: posix_fallocate on a tmpfs the size of RAM would
 	 * otherwise fill memory page by page before it fails, pushing the whole machine
 	 * towards the OOM killer. f_blocks == 0 means no limit (the memfd mount). The
-	 * fallocate below still catches a race with another process filling the fs. */
+	 * fallocate below still catches a race with another process filling the fs; a race
+	 * for memory is the kernel's to settle. */
 	struct statvfs sv;
 	if (fstatvfs(fd, &sv) == 0 && sv.f_blocks != 0) {
 		unsigned long long avail = (unsigned long long)sv.f_bavail * sv.f_frsize;
@@ -318,6 +319,13 @@ static int reserve_space(int fd, uint64_t total, const char *what)
 			return shmring__fail(-ENOSPC, "%s needs %llu bytes; the filesystem has %llu free",
 					     what, (unsigned long long)total, avail);
 	}
+	/* nor what memory cannot hold, whatever the file system allows (a memfd's has no
+	 * limit, and /dev/shm's may exceed memory): src/memroom.c */
+	uint64_t room = shmring__mem_room();
+	if (total > room)
+		return shmring__fail(-ENOSPC, "%s needs %llu bytes; memory has room for %llu "
+				     "(available memory and free swap, within the cgroup's limit)",
+				     what, (unsigned long long)total, (unsigned long long)room);
 	if (ftruncate(fd, (off_t)total) != 0)
 		return shmring__fail(-errno, "ftruncate to %llu bytes: %s", (unsigned long long)total,
 				     strerror(errno));

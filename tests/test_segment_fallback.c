@@ -2,7 +2,7 @@
 /* Segment creation on the paths this machine never takes by itself: /dev/shm refusing
  * O_TMPFILE (the name is made first), no /proc/thread-self (before Linux 3.17: linked
  * through /proc/self), no /proc at all (AT_EMPTY_PATH), and /proc/self naming another
- * thread's file. The program is linked against the static library with the linker's
+ * thread's file; and a segment larger than memory. The program is linked against the static library with the linker's
  * --wrap, so the library's open64, linkat, access and posix_fallocate64 come here
  * first, and each test switches on only the refusal it is about. */
 #include <criterion/criterion.h>
@@ -103,6 +103,10 @@ int __wrap_posix_fallocate64(int fd, off_t off, off_t len);
 int __wrap_posix_fallocate64(int fd, off_t off, off_t len)
 {
 	fake.fallocates++;
+	/* never really allocate a size no test needs: should the library's bound fail,
+	 * the test fails instead of filling the machine's memory */
+	if (len > (off_t)1 << 30)
+		return ENOSPC;
 	if (fake.fallocate_err)
 		return fake.fallocate_err;
 	return __real_posix_fallocate64(fd, off, len);
@@ -298,4 +302,19 @@ Test(fallback, without_proc_the_descriptor_itself_is_linked)
 		cr_assert_eq(rc, -may_err, "the link's own error: %d, %d", rc, -may_err);
 		cr_assert_not(exists(name));
 	}
+}
+
+/* A memfd's file system has no size limit, so nothing but the library's bound on
+ * memory (available memory and free swap, within the cgroup's limit) stands between a
+ * segment larger than memory and the OOM killer, which may kill any process on the
+ * machine. It is refused before a page is allocated. */
+Test(fallback, an_anonymous_segment_larger_than_memory_is_enospc_before_any_allocation)
+{
+	struct shmring_seg *s;
+	struct shmring_seg_params p = params(UINT64_C(1) << 45); /* 32 TiB */
+	fake_reset();
+	cr_assert_eq(shmring_seg_create(NULL, &p, &s), -ENOSPC);
+	cr_assert_eq(fake.fallocates, 0, "refused before posix_fallocate");
+	cr_assert(strstr(shmring_last_error_detail(), "memory has room for"), "%s",
+		  shmring_last_error_detail());
 }

@@ -18,8 +18,11 @@
  *
  * Errors (all functions): -EINVAL bad argument or name; -ENAMETOOLONG a name longer
  * than SHMRING_NAME_MAX bytes; -ENOENT no such segment;
- * -EEXIST create found one; -EACCES permission; -ENOSPC /dev/shm too small (see
- * shmring_last_error_detail() for the size needed); -EPROTO not a shmring segment, an
+ * -EEXIST create found one; -EACCES permission; -ENOSPC /dev/shm too small, or the
+ * segment larger than memory can hold (available memory and free swap, within the
+ * process's cgroup memory limit), refused before a page is allocated, so that a
+ * segment too large never wakes the OOM killer (see shmring_last_error_detail() for
+ * the size needed and the room there was); -EPROTO not a shmring segment, an
  * unknown layout version, a wrong kind or impossible geometry; -EBADMSG checksum
  * mismatch; -EAGAIN the segment is still being created (file still empty, or magic
  * not yet written: a file made by a creator that names it first, see create);
