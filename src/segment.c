@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <time.h>
@@ -326,6 +327,14 @@ static int reserve_space(int fd, uint64_t total, const char *what)
 		return shmring__fail(-ENOSPC, "%s needs %llu bytes; memory has room for %llu "
 				     "(available memory and free swap, within the cgroup's limit)",
 				     what, (unsigned long long)total, (unsigned long long)room);
+	/* a file larger than RLIMIT_FSIZE: ftruncate would raise SIGXFSZ, whose default
+	 * action kills the process before it can return EFBIG */
+	struct rlimit fl;
+	if (getrlimit(RLIMIT_FSIZE, &fl) == 0 && fl.rlim_cur != RLIM_INFINITY &&
+	    total > (uint64_t)fl.rlim_cur)
+		return shmring__fail(-EFBIG, "%s needs %llu bytes; the file size limit "
+				     "(RLIMIT_FSIZE, ulimit -f) is %llu", what,
+				     (unsigned long long)total, (unsigned long long)fl.rlim_cur);
 	if (ftruncate(fd, (off_t)total) != 0)
 		return shmring__fail(-errno, "ftruncate to %llu bytes: %s", (unsigned long long)total,
 				     strerror(errno));

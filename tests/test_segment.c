@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <sys/wait.h>
@@ -100,6 +101,38 @@ Test(segment, enospc_when_larger_than_dev_shm_free_space)
 		  shmring_last_error_detail(), want);
 	shmring_seg_path(name, path, sizeof(path));
 	cr_assert_eq(access(path, F_OK), -1, "nothing left behind");
+}
+
+/* A segment larger than the file size limit (ulimit -f) is -EFBIG: ftruncate would
+ * raise SIGXFSZ, which kills the process by default (it did, with exit 153). */
+static int create_over_fsize(void *arg)
+{
+	(void)arg;
+	struct rlimit rl = { .rlim_cur = 1 << 20, .rlim_max = RLIM_INFINITY };
+	if (setrlimit(RLIMIT_FSIZE, &rl) != 0)
+		return 10;
+	char name[64], path[128];
+	struct shmring_seg *s;
+	struct shmring_seg_params p = params(4 << 20);
+	if (shmring_seg_create(tu_name(name, sizeof(name), "fsize"), &p, &s) != -EFBIG)
+		return 11;
+	if (!strstr(shmring_last_error_detail(), "RLIMIT_FSIZE"))
+		return 12;
+	shmring_seg_path(name, path, sizeof(path));
+	if (access(path, F_OK) == 0)
+		return 13;
+	if (shmring_seg_create(NULL, &p, &s) != -EFBIG)
+		return 14;
+	p = params(512 << 10); /* within the limit */
+	if (shmring_seg_create(NULL, &p, &s) != 0)
+		return 15;
+	shmring_seg_close(s);
+	return 0;
+}
+
+Test(segment, a_segment_over_the_file_size_limit_is_efbig_not_sigxfsz)
+{
+	cr_assert_eq(tu_wait(tu_fork(create_over_fsize, NULL)), 0);
 }
 
 Test(segment, mode_0600_by_default_and_caller_mode_kept)

@@ -22,7 +22,9 @@
  * segment larger than memory can hold (available memory and free swap, within the
  * process's cgroup memory limit), refused before a page is allocated, so that a
  * segment too large never wakes the OOM killer (see shmring_last_error_detail() for
- * the size needed and the room there was); -EPROTO not a shmring segment, an
+ * the size needed and the room there was); -EFBIG the segment is larger than the
+ * process's file size limit (RLIMIT_FSIZE, `ulimit -f`), refused rather than let
+ * SIGXFSZ kill the process; -EPROTO not a shmring segment, an
  * unknown layout version, a wrong kind or impossible geometry; -EBADMSG checksum
  * mismatch; -EAGAIN the segment is still being created (file still empty, or magic
  * not yet written: a file made by a creator that names it first, see create);
