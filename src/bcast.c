@@ -644,7 +644,7 @@ static int wait_polling(struct shmring_bcast *r, int timeout_ms)
 
 int shmring_bcast_wait(struct shmring_bcast *r, int timeout_ms)
 {
-	if (!r)
+	if (!r || timeout_ms < SHMRING_FOREVER)
 		return -EINVAL;
 	if (r->broken)
 		return r->broken;
@@ -686,7 +686,7 @@ static int left_ms(uint64_t deadline)
 int shmring_bcast_read_wait(struct shmring_bcast *r, void *buf, size_t cap,
 			    struct shmring_bcast_rec *rec, int timeout_ms)
 {
-	if (!r)
+	if (!r || timeout_ms < SHMRING_FOREVER)
 		return -EINVAL;
 	uint64_t deadline = deadline_of(timeout_ms);
 	for (;;) {
@@ -703,7 +703,7 @@ int shmring_bcast_read_wait(struct shmring_bcast *r, void *buf, size_t cap,
 
 int shmring_bcast_peek_wait(struct shmring_bcast *r, struct shmring_bcast_rec *rec, int timeout_ms)
 {
-	if (!r || !rec)
+	if (!r || !rec || timeout_ms < SHMRING_FOREVER)
 		return -EINVAL;
 	uint64_t deadline = deadline_of(timeout_ms);
 	for (;;) {

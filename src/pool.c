@@ -710,7 +710,7 @@ static int loan_peer(void *a)
 
 int shmring_pool_loan_wait(struct shmring_pool *p, struct shmring_pool_frame *f, int timeout_ms)
 {
-	if (!p || !f)
+	if (!p || !f || timeout_ms < SHMRING_FOREVER)
 		return -EINVAL;
 	int rc = shmring_pool_loan(p, f);
 	if (rc != -EAGAIN || timeout_ms == 0)
@@ -783,7 +783,7 @@ static int take_peer(void *a)
 
 int shmring_pool_take_wait(struct shmring_pool *p, struct shmring_pool_frame *f, int timeout_ms)
 {
-	if (!p || !f)
+	if (!p || !f || timeout_ms < SHMRING_FOREVER)
 		return -EINVAL;
 	int rc = shmring_pool_take(p, f);
 	if (rc != -EAGAIN || timeout_ms == 0)

@@ -426,7 +426,7 @@ static int reserve_peer(void *a)
 
 int shmring_spsc_reserve_wait(struct shmring_spsc *r, size_t len, void **buf, int timeout_ms)
 {
-	if (!r || !buf)
+	if (!r || !buf || timeout_ms < SHMRING_FOREVER)
 		return -EINVAL;
 	int rc = shmring_spsc_reserve(r, len, buf);
 	if (rc != -EAGAIN || timeout_ms == 0)
@@ -473,7 +473,7 @@ static int peek_peer(void *a)
 
 int shmring_spsc_peek_wait(struct shmring_spsc *r, struct shmring_rec *rec, int timeout_ms)
 {
-	if (!r || !rec)
+	if (!r || !rec || timeout_ms < SHMRING_FOREVER)
 		return -EINVAL;
 	int rc = shmring_spsc_peek(r, rec);
 	if (rc != -EAGAIN || timeout_ms == 0)

@@ -235,24 +235,29 @@ void shmring__wake_slow(struct shmring_seg *seg, struct shmring_waitq *q)
 
 int shmring_wait_for(const struct shmring_wait_ctx *c, int timeout_ms)
 {
+	if (timeout_ms < SHMRING_FOREVER)
+		return -EINVAL;
 	int r = c->poll(c->arg);
 	if (r != 0 || timeout_ms == 0)
 		return r != 0 ? r : -EAGAIN;
+	/* the deadline counts from the call, spinning and yielding included: a yield may
+	 * give the CPU away for a scheduler tick or more */
+	uint64_t now = shmring_now_ns();
+	uint64_t deadline = timeout_ms < 0 ? UINT64_MAX : now + (uint64_t)timeout_ms * 1000000u;
 	int spin = c->spin < 0 ? SHMRING_SPIN_DEFAULT : c->spin;
 	for (int i = 0; i < spin; i++) {
 		shmring_cpu_relax();
 		if ((r = c->poll(c->arg)) != 0)
 			return r;
 	}
-	for (int i = 0; i < c->yields; i++) {
+	for (int i = 0; i < c->yields && shmring_now_ns() < deadline; i++) {
 		sched_yield(); /* the peer may be waiting for this CPU (wait.h) */
 		if ((r = c->poll(c->arg)) != 0)
 			return r;
 	}
 	struct shmring_stats *st = stats_of(c);
 	struct shmring_waitq *q = c->q;
-	uint64_t now = shmring_now_ns();
-	uint64_t deadline = timeout_ms < 0 ? UINT64_MAX : now + (uint64_t)timeout_ms * 1000000u;
+	now = shmring_now_ns();
 	int handed = 0; /* semaphore backend: a post not ours handed on in this wait */
 	for (;;) {
 		atomic_fetch_add_explicit(&q->waiters, 1, memory_order_relaxed); /* for inspectors */

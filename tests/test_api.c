@@ -4,6 +4,7 @@
  * pointer or a size give NULL or 0) instead of crashing. */
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <limits.h>
 
 #include "shmring/shmring.h"
 #include "testutil.h"
@@ -176,4 +177,67 @@ Test(api, a_null_pointer_for_a_result_is_refused)
 	cr_assert_eq(shmring_seg_path("cam0", path, 0), -EINVAL);
 	cr_assert_eq(shmring_seg_path("cam0", path, sizeof(path)), 0);
 	cr_assert_str_eq(path, "/dev/shm/cam0");
+}
+
+/* A timeout below SHMRING_FOREVER is -EINVAL in every blocking call, whether or not
+ * the call would have had to wait: a "time left" computed past its deadline used to
+ * wait for ever. */
+Test(api, a_timeout_below_forever_is_einval_in_every_blocking_call)
+{
+	char buf[64];
+	void *p;
+	struct shmring_rec rec;
+	struct shmring_spsc_opts so = { .capacity = 4096 };
+	struct shmring_spsc *prod, *cons;
+	cr_assert_eq(shmring_spsc_create(NULL, &so, SHMRING_ROLE_PRODUCER, &prod), 0);
+	cr_assert_eq(shmring_spsc_open_fd(shmring_spsc_fd(prod), SHMRING_ROLE_CONSUMER, &cons), 0);
+	for (int t = -2; t >= -3; t--) {
+		cr_assert_eq(shmring_spsc_reserve_wait(prod, 8, &p, t), -EINVAL, "room, %d", t);
+		cr_assert_eq(shmring_spsc_send(prod, "x", 1, t), -EINVAL);
+		cr_assert_eq(shmring_spsc_peek_wait(cons, &rec, t), -EINVAL, "empty, %d", t);
+		cr_assert_eq(shmring_spsc_recv(cons, buf, sizeof(buf), t), -EINVAL);
+	}
+	cr_assert_eq(shmring_spsc_send(prod, "x", 1, 0), 0);
+	cr_assert_eq(shmring_spsc_recv(cons, buf, sizeof(buf), -2), -EINVAL, "a record waiting");
+	cr_assert_eq(shmring_spsc_recv(cons, buf, sizeof(buf), SHMRING_FOREVER), 1);
+	shmring_spsc_close(cons);
+	shmring_spsc_close(prod);
+
+	struct shmring_mpmc_opts mo = { .capacity = 8, .slot_size = 64 };
+	struct shmring_mpmc *mp, *mc;
+	cr_assert_eq(shmring_mpmc_create(NULL, &mo, SHMRING_ROLE_PRODUCER, &mp), 0);
+	cr_assert_eq(shmring_mpmc_open_fd(shmring_mpmc_fd(mp), SHMRING_ROLE_CONSUMER, &mc), 0);
+	cr_assert_eq(shmring_mpmc_enqueue(mp, "x", 1, -2), -EINVAL);
+	cr_assert_eq(shmring_mpmc_enqueue_bulk(mp, buf, 8, 2, INT_MIN), -EINVAL);
+	cr_assert_eq(shmring_mpmc_dequeue(mc, buf, sizeof(buf), -2), -EINVAL);
+	cr_assert_eq(shmring_mpmc_enqueue(mp, "x", 1, 0), 0);
+	cr_assert_eq(shmring_mpmc_dequeue(mc, buf, sizeof(buf), -2), -EINVAL, "a message waiting");
+	cr_assert_eq(shmring_mpmc_dequeue(mc, buf, sizeof(buf), SHMRING_FOREVER), 1);
+	shmring_mpmc_close(mc);
+	shmring_mpmc_close(mp);
+
+	struct shmring_pool_opts po = { .buf_size = 4096 };
+	struct shmring_pool *pp, *ps;
+	struct shmring_pool_frame f;
+	cr_assert_eq(shmring_pool_create(NULL, &po, NULL, &pp), 0);
+	cr_assert_eq(shmring_pool_subscribe_fd(shmring_pool_fd(pp), NULL, &ps), 0);
+	cr_assert_eq(shmring_pool_loan_wait(pp, &f, -2), -EINVAL, "a buffer free");
+	cr_assert_eq(shmring_pool_take_wait(ps, &f, -2), -EINVAL);
+	shmring_pool_close(ps);
+	shmring_pool_close(pp);
+
+	struct shmring_bcast_opts bo = { .slots = 4, .slot_size = 64 };
+	struct shmring_bcast *w, *r;
+	struct shmring_bcast_rec brec;
+	cr_assert_eq(shmring_bcast_create(NULL, &bo, SHMRING_ROLE_PRODUCER, &w), 0);
+	cr_assert_eq(shmring_bcast_open_fd(shmring_bcast_fd(w), SHMRING_ROLE_READER, 0, &r), 0);
+	cr_assert_eq(shmring_bcast_wait(r, -2), -EINVAL);
+	cr_assert_eq(shmring_bcast_read_wait(r, buf, sizeof(buf), &brec, -2), -EINVAL);
+	cr_assert_eq(shmring_bcast_peek_wait(r, &brec, -2), -EINVAL);
+	cr_assert_eq(shmring_bcast_publish(w, "x", 1), 0);
+	cr_assert_eq(shmring_bcast_read_wait(r, buf, sizeof(buf), &brec, -2), -EINVAL,
+		     "a record waiting");
+	cr_assert_eq(shmring_bcast_read_wait(r, buf, sizeof(buf), &brec, SHMRING_FOREVER), 1);
+	shmring_bcast_close(r);
+	shmring_bcast_close(w);
 }

@@ -37,7 +37,14 @@
 #define SHMRING_LINE 128u
 #define SHMRING_PAGE 4096u
 
-/* Timeouts for blocking calls, in milliseconds. */
+/* Timeouts for blocking calls (every timeout_ms argument), in milliseconds: 0 (NOWAIT)
+ * looks once and returns -EAGAIN; n > 0 waits up to n ms from the call, then returns
+ * -ETIMEDOUT; SHMRING_FOREVER waits without limit. Any other negative value is -EINVAL
+ * (a "time left" computed past its deadline must not become a wait for ever).
+ * Waits measure CLOCK_MONOTONIC (a change of the wall clock moves no deadline).
+ * Signals do not interrupt them: no call returns -EINTR; a handler runs and the wait
+ * goes on to its deadline, which a signal does not move. To stop a wait from a
+ * handler, wait in a loop of bounded timeouts and look at a flag the handler sets. */
 #define SHMRING_NOWAIT 0
 #define SHMRING_FOREVER (-1)
 

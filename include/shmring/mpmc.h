@@ -621,6 +621,8 @@ SHMRING_INLINE int shmring__mpmc_start(struct shmring_mpmc *r, int prod, unsigne
 	int rc = shmring__mpmc_usable(r, prod);
 	if (shmring_unlikely(rc))
 		return rc;
+	if (shmring_unlikely(timeout_ms < SHMRING_FOREVER))
+		return -EINVAL;
 	if (shmring_unlikely(n == 0 || min == 0 || min > n || n > r->cap ||
 			     n > SHMRING_MPMC_BATCH_MAX))
 		return -EINVAL;
