@@ -97,26 +97,32 @@ int shmring__bcast_broken(struct shmring_bcast *b, int err)
  * and re-create), subject to the file's permissions. The descriptor is closed at once:
  * the mapping keeps the file, and no lock is taken through it (the reader lock has a
  * descriptor of its own, reader_lock()). */
-static void map_rpage(struct shmring_bcast *b)
+static int map_rpage(struct shmring_bcast *b)
 {
 	struct shmring_seg *seg = b->seg;
 	if (seg->writable) {
 		b->rpage = &((struct shmring_bcast_ctrl *)shmring_seg_ctrl(seg))->r;
-		return;
+		return 0;
 	}
 	b->rpage = NULL;
 	if (seg->fd < 0)
-		return;
+		return 0;
 	int fd = shmring__reopen_fd(seg->fd, O_RDWR);
-	if (fd < 0)
-		return; /* readable only: waits fall back to polling */
+	if (fd < 0 && shmring__reopen_refused(fd))
+		return 0; /* readable only: waits fall back to polling */
+	if (fd < 0) /* out of descriptors or memory for now: not a reader to degrade for good */
+		return shmring__fail(fd, "bcast: reopening for the reader page: %s", strerror(-fd));
 	void *m = mmap(NULL, SHMRING_PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, fd,
 		       (off_t)(seg->ctrl_off + SHMRING_BCAST_RPAGE_OFF));
+	int err = m == MAP_FAILED ? errno : 0;
 	close(fd);
-	if (m == MAP_FAILED)
-		return;
+	if (err == EACCES || err == EPERM)
+		return 0;
+	if (err)
+		return shmring__fail(-err, "bcast: mapping the reader page: %s", strerror(err));
 	b->rpage_map = m;
 	b->rpage = m;
+	return 0;
 }
 
 /* ---- the reader lock (bcast.h, READERS' LIVENESS) ---- */
@@ -148,8 +154,8 @@ static int reader_lock(struct shmring_bcast *b)
 		return shmring__fail(-EBADF, "bcast: no descriptor to take the reader lock on");
 	struct shmring__lock_fd *l;
 	int rc = shmring__lock_fd_open(segfd, &l);
-	if (rc == -ENOMEM)
-		return rc;
+	if (rc && !shmring__reopen_refused(rc))
+		return shmring__fail(rc, "bcast: descriptor for the reader lock: %s", strerror(-rc));
 	if (rc)
 		/* no /proc: lock through the shared descriptor; the lock then lasts until this
 		 * process's last handle of the segment closes (documented in bcast.h) */
@@ -263,9 +269,8 @@ static int attach(struct shmring_seg *seg, uint32_t role, unsigned flags, int cr
 		shmring_store_release(&b->ctrl->state, SHMRING_BCAST_OPEN);
 	} else {
 		/* visible as a live reader (to shmdump, and so to clean) from here on */
-		if ((rc = reader_lock(b)) != 0)
+		if ((rc = reader_lock(b)) != 0 || (rc = map_rpage(b)) != 0)
 			goto fail;
-		map_rpage(b);
 		if (b->rpage) {
 			atomic_fetch_add_explicit(&b->rpage->readers, 1, memory_order_relaxed);
 			atomic_fetch_add_explicit(&b->rpage->reader_opens, 1, memory_order_relaxed);

@@ -6,6 +6,7 @@
 #include "shmring/segment.h"
 #include "shmring_config.h"
 
+#include <errno.h>
 #include <stdarg.h>
 #include <sys/types.h>
 
@@ -52,6 +53,13 @@ SHMRING_HIDDEN void shmring__reg_unlock(void);
  * no name lookup), opened with oflags | O_CLOEXEC: locks of its own. Returns it, -ESTALE
  * if what opened is not that file, or -errno. */
 SHMRING_HIDDEN int shmring__reopen_fd(int fd, int oflags);
+/* A reopen's error that its callers' fallbacks are for: the file's mode denies the
+ * second open, or there is no /proc. Anything else (EMFILE, ENFILE, ENOMEM...) is a
+ * failure of the moment, returned, not worked around for the handle's whole life. */
+static inline int shmring__reopen_refused(int err)
+{
+	return err == -EACCES || err == -EPERM || err == -EROFS || err == -ENOENT;
+}
 
 /* A descriptor through which one handle holds an OFD lock (a broadcast reader's). The
  * registry lists it and closes it in a forked child, as it does its own descriptors, so

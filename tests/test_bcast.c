@@ -15,6 +15,7 @@
 #include "bcast_threads.c" /* record helpers and the threaded stress (standalone for TSan) */
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
@@ -780,6 +781,62 @@ Test(bcast, corrupt_shared_values_give_eproto)
 	cr_assert_eq(shmring_bcast_open(name, SHMRING_ROLE_READER, 0, &r), -EPROTO);
 	shmring_seg_close(seg);
 	cr_assert_eq(shmring_seg_unlink(name), 0);
+}
+
+/* Out of descriptors while a reader opens: the open fails with -EMFILE, or succeeds
+ * with everything a reader has (its reader page: it sleeps on the queue and counts in
+ * `readers`). It used to succeed without the page, and poll for the rest of its life.
+ * Each descriptor limit from "none to spare" upwards, in a child (setrlimit). */
+static int open_at_every_fd_limit(void *arg)
+{
+	int fd = *(int *)arg;
+	int lowest = dup(0); /* every descriptor below this one is in use */
+	if (lowest < 0)
+		return 10;
+	close(lowest);
+	struct rlimit old;
+	if (getrlimit(RLIMIT_NOFILE, &old) != 0)
+		return 11;
+	int emfile = 0, whole = 0;
+	for (int spare = 0; spare < 12; spare++) {
+		struct rlimit rl = { (rlim_t)(lowest + spare), old.rlim_max };
+		if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+			return 12;
+		struct shmring_bcast *r;
+		int rc = shmring_bcast_open_fd(fd, SHMRING_ROLE_READER, 0, &r);
+		if (setrlimit(RLIMIT_NOFILE, &old) != 0)
+			return 13;
+		if (rc == -EMFILE) {
+			emfile++;
+			continue;
+		}
+		if (rc != 0)
+			return 14;
+		if (!r->rpage)
+			return 20 + spare; /* opened, but degraded to polling */
+		whole++;
+		shmring_bcast_close(r);
+	}
+	return emfile > 0 && whole > 0 ? 0 : 15;
+}
+
+Test(bcast, a_reader_short_of_descriptors_fails_rather_than_polls_for_good)
+{
+	struct shmring_bcast_opts o = { .slots = 4, .slot_size = 64 };
+	struct shmring_bcast *w;
+	char name[64];
+	cr_assert_eq(shmring_bcast_create(tu_name(name, sizeof(name), "bcfd"), &o,
+					  SHMRING_ROLE_PRODUCER, &w), 0);
+	/* a read-only descriptor, as a reader of another process starts from: its reader
+	 * page needs a read-write reopen */
+	char path[128];
+	shmring_seg_path(name, path, sizeof(path));
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	cr_assert_geq(fd, 0);
+	cr_assert_eq(tu_wait(tu_fork(open_at_every_fd_limit, &fd)), 0);
+	close(fd);
+	shmring_bcast_close(w);
+	shmring_seg_unlink(name);
 }
 
 Test(bcast, anonymous_memfd_channel)

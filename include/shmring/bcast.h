@@ -76,8 +76,10 @@
  * sleep (the first wake clears it). Before it sleeps, a waiting reader polls a few
  * times after sched_yield() (wait.h, "Spin, then sleep"): a reader that caught up with
  * a writer sharing its CPU then finds the next record without sleeping, and the writer
- * pays no wake. A reader that cannot open the file for writing still reads; its waits
- * poll with short sleeps (50 us growing to 2 ms) instead of sleeping on the queue. A
+ * pays no wake. A reader that may not open the file for writing (its mode, or no
+ * /proc) still reads; its waits poll with short sleeps (50 us growing to 2 ms) instead
+ * of sleeping on the queue. (Running out of descriptors or memory while opening is the
+ * open's error, -EMFILE, -ENFILE or -ENOMEM, never a reader that polls for good.) A
  * reader killed while asleep leaves the flag set: the writer makes one needless wake,
  * then the flag is clear.
  * The futex word is the queue's, not ctrl->pub itself: pub is 64 bits and a futex word
