@@ -38,6 +38,10 @@ static char grace_token;
 
 static pthread_mutex_t reg_mutex = PTHREAD_MUTEX_INITIALIZER;
 static struct shmring__reg_entry *_Atomic reg_head;
+/* entries on the list: what shmring_registry_count() reads without a walk (a walk's
+ * read-side section registers the thread with liburcu-bp, which aborts if it cannot
+ * allocate) */
+static _Atomic unsigned reg_count;
 static struct shmring__lock_fd *lock_fds; /* guarded by reg_mutex */
 static pthread_once_t reg_once = PTHREAD_ONCE_INIT;
 
@@ -281,6 +285,7 @@ int shmring__reg_acquire(int fd, int writable, uint64_t size, const char *name, 
 	shmring_store_relaxed(&e->next, shmring_load_relaxed(&reg_head));
 	/* publish the initialised entry: pairs with the walkers' acquire loads */
 	shmring_store_release(&reg_head, e);
+	atomic_fetch_add_explicit(&reg_count, 1, memory_order_relaxed); /* a statistic */
 	pthread_mutex_unlock(&reg_mutex);
 	*out = e;
 	return 0;
@@ -305,6 +310,7 @@ void shmring__reg_release(struct shmring__reg_entry *e)
 	/* unlink; e->next stays valid for walkers standing on e until the grace period.
 	 * Release pairs with the walkers' acquire loads of the link. */
 	shmring_store_release(link, shmring_load_relaxed(&e->next));
+	atomic_fetch_sub_explicit(&reg_count, 1, memory_order_relaxed); /* a statistic */
 	pthread_mutex_unlock(&reg_mutex);
 	/* walkers that may still see e finish before the mapping goes */
 	urcu_bp_synchronize_rcu();
@@ -342,13 +348,5 @@ int shmring_registry_foreach(int (*cb)(const struct shmring_registry_info *, voi
 
 unsigned shmring_registry_count(void)
 {
-	unsigned n = 0;
-	urcu_bp_read_lock();
-	/* pairs with the release stores that link and unlink entries */
-	for (struct shmring__reg_entry *e = shmring_load_acquire(&reg_head); e;
-	     e = shmring_load_acquire(&e->next))
-		n++;
-	GRACE_READER_DONE();
-	urcu_bp_read_unlock();
-	return n;
+	return atomic_load_explicit(&reg_count, memory_order_relaxed); /* a statistic */
 }

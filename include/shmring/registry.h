@@ -28,11 +28,14 @@ struct shmring_registry_info {
 };
 
 /* Call cb for every open mapping of this process; stops early if cb returns non-zero
- * and returns that value. Never blocks. Returns 0 when every entry was visited. */
+ * and returns that value. Never blocks. Returns 0 when every entry was visited.
+ * A thread's first walk registers it with liburcu-bp, which allocates its reader
+ * record then and aborts the process if it cannot (liburcu's behaviour, not an error
+ * it returns): under a tight RLIMIT_AS, walk once early in each thread that will. */
 SHMRING_API int shmring_registry_foreach(int (*cb)(const struct shmring_registry_info *info,
 						   void *arg),
 					 void *arg);
-/* Number of distinct mappings open in this process. */
+/* Number of distinct mappings open in this process (a counter: no walk). */
 SHMRING_API unsigned shmring_registry_count(void);
 
 #endif
