@@ -364,7 +364,6 @@ int shmring_bcast_create(const char *name, const struct shmring_bcast_opts *o, u
 static int open_either(const char *name, int fd, uint32_t role, unsigned flags,
 		       struct shmring_bcast **out)
 {
-	shmring__clear_detail();
 	if (!out)
 		return -EINVAL;
 	int rc = check_role(role, flags);
@@ -381,6 +380,7 @@ static int open_either(const char *name, int fd, uint32_t role, unsigned flags,
 
 int shmring_bcast_open(const char *name, uint32_t role, unsigned flags, struct shmring_bcast **out)
 {
+	shmring__clear_detail(); /* a failure below without a detail leaves none */
 	if (!name)
 		return -EINVAL;
 	return open_either(name, -1, role, flags, out);
@@ -388,6 +388,7 @@ int shmring_bcast_open(const char *name, uint32_t role, unsigned flags, struct s
 
 int shmring_bcast_open_fd(int fd, uint32_t role, unsigned flags, struct shmring_bcast **out)
 {
+	shmring__clear_detail(); /* a failure below without a detail leaves none */
 	return open_either(NULL, fd, role, flags, out);
 }
 

@@ -446,6 +446,7 @@ static int attach(struct shmring_seg *seg, uint32_t role, struct shmring_mpmc **
 int shmring_mpmc_create(const char *name, const struct shmring_mpmc_opts *o, uint32_t role,
 			struct shmring_mpmc **out)
 {
+	shmring__clear_detail(); /* a failure below without a detail leaves none */
 	if (!o || !out || !valid_role(role))
 		return -EINVAL;
 	uint64_t cap = o->capacity ? o->capacity : SHMRING_MPMC_DEFAULT_CAPACITY;
@@ -486,6 +487,7 @@ int shmring_mpmc_create(const char *name, const struct shmring_mpmc_opts *o, uin
 
 int shmring_mpmc_open(const char *name, uint32_t role, struct shmring_mpmc **out)
 {
+	shmring__clear_detail(); /* a failure below without a detail leaves none */
 	if (!out || !valid_role(role))
 		return -EINVAL;
 	struct shmring_seg *seg;
@@ -497,6 +499,7 @@ int shmring_mpmc_open(const char *name, uint32_t role, struct shmring_mpmc **out
 
 int shmring_mpmc_open_fd(int fd, uint32_t role, struct shmring_mpmc **out)
 {
+	shmring__clear_detail(); /* a failure below without a detail leaves none */
 	if (!out || !valid_role(role))
 		return -EINVAL;
 	struct shmring_seg *seg;

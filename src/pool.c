@@ -1083,8 +1083,8 @@ int shmring_pool_create(const char *name, const struct shmring_pool_opts *o,
 
 int shmring_pool_open_producer(const char *name, struct shmring_pool **out)
 {
+	shmring__clear_detail(); /* a failure below without a detail leaves none */
 	struct shmring_seg *seg;
-	shmring__clear_detail();
 	if (!out)
 		return -EINVAL;
 	int rc = shmring_seg_open(name, SHMRING_KIND_POOL, 0, &seg);
@@ -1093,8 +1093,8 @@ int shmring_pool_open_producer(const char *name, struct shmring_pool **out)
 
 int shmring_pool_open_producer_fd(int fd, struct shmring_pool **out)
 {
+	shmring__clear_detail(); /* a failure below without a detail leaves none */
 	struct shmring_seg *seg;
-	shmring__clear_detail();
 	if (!out)
 		return -EINVAL;
 	int rc = shmring_seg_open_fd(fd, SHMRING_KIND_POOL, 0, &seg);
@@ -1104,8 +1104,8 @@ int shmring_pool_open_producer_fd(int fd, struct shmring_pool **out)
 int shmring_pool_subscribe(const char *name, const struct shmring_pool_sub_opts *o,
 			   struct shmring_pool **out)
 {
+	shmring__clear_detail(); /* a failure below without a detail leaves none */
 	struct shmring_seg *seg;
-	shmring__clear_detail();
 	if (!out)
 		return -EINVAL;
 	int rc = shmring_seg_open(name, SHMRING_KIND_POOL, 0, &seg);
@@ -1115,8 +1115,8 @@ int shmring_pool_subscribe(const char *name, const struct shmring_pool_sub_opts 
 int shmring_pool_subscribe_fd(int fd, const struct shmring_pool_sub_opts *o,
 			      struct shmring_pool **out)
 {
+	shmring__clear_detail(); /* a failure below without a detail leaves none */
 	struct shmring_seg *seg;
-	shmring__clear_detail();
 	if (!out)
 		return -EINVAL;
 	int rc = shmring_seg_open_fd(fd, SHMRING_KIND_POOL, 0, &seg);

@@ -245,8 +245,8 @@ static int open_flags(unsigned flags)
 
 int shmring_seg_open(const char *name, uint32_t kind, unsigned flags, struct shmring_seg **out)
 {
+	shmring__clear_detail(); /* a failure below without a detail leaves none */
 	char n[SHMRING_NAME_MAX + 2];
-	shmring__clear_detail();
 	if (!out)
 		return -EINVAL;
 	int rc = norm_name(name, n, sizeof(n));
@@ -297,6 +297,7 @@ void shmring_seg_close(struct shmring_seg *s)
 
 int shmring_seg_unlink(const char *name)
 {
+	shmring__clear_detail(); /* a failure below without a detail leaves none */
 	char n[SHMRING_NAME_MAX + 2];
 	int rc = norm_name(name, n, sizeof(n));
 	if (rc)
@@ -556,10 +557,10 @@ static int take_turn(const char *path, struct shmring__lock_fd **guard)
 
 int shmring_seg_create(const char *name, const struct shmring_seg_params *p, struct shmring_seg **out)
 {
+	shmring__clear_detail(); /* a failure below without a detail leaves none */
 	char n[SHMRING_NAME_MAX + 2] = "";
-	shmring__clear_detail();
 	if (!p || !out || p->kind < SHMRING_KIND_SPSC || p->kind > SHMRING_KIND_BCAST ||
-	    p->max_parts > SHMRING_MAX_PARTS || (p->flags & 0xffffu) || (p->mode & ~07777u))
+	    p->max_parts > SHMRING_MAX_PARTS || (p->flags & 0xffffu) || (p->mode & ~0777u))
 		return shmring__fail(-EINVAL, "invalid segment parameters");
 	if (!name || !*name)
 		return create("", "", p, out);

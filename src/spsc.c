@@ -195,6 +195,7 @@ static int finish_open(struct shmring_seg *seg, uint32_t role, struct shmring_sp
 int shmring_spsc_create(const char *name, const struct shmring_spsc_opts *o, uint32_t role,
 			struct shmring_spsc **out)
 {
+	shmring__clear_detail(); /* a failure below without a detail leaves none */
 	struct shmring_spsc_opts d = { 0 };
 	if (!o)
 		o = &d;
@@ -241,6 +242,7 @@ int shmring_spsc_create(const char *name, const struct shmring_spsc_opts *o, uin
 
 int shmring_spsc_open(const char *name, uint32_t role, struct shmring_spsc **out)
 {
+	shmring__clear_detail(); /* a failure below without a detail leaves none */
 	struct shmring_seg *seg;
 	if (!out)
 		return -EINVAL;
@@ -250,6 +252,7 @@ int shmring_spsc_open(const char *name, uint32_t role, struct shmring_spsc **out
 
 int shmring_spsc_open_fd(int fd, uint32_t role, struct shmring_spsc **out)
 {
+	shmring__clear_detail(); /* a failure below without a detail leaves none */
 	struct shmring_seg *seg;
 	if (!out)
 		return -EINVAL;

@@ -5,6 +5,7 @@
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <limits.h>
+#include <string.h>
 
 #include "shmring/shmring.h"
 #include "testutil.h"
@@ -240,4 +241,49 @@ Test(api, a_timeout_below_forever_is_einval_in_every_blocking_call)
 	cr_assert_eq(shmring_bcast_read_wait(r, buf, sizeof(buf), &brec, SHMRING_FOREVER), 1);
 	shmring_bcast_close(r);
 	shmring_bcast_close(w);
+}
+
+/* shmring_last_error_detail() describes the last failure of this thread, or nothing:
+ * a failure that has no detail of its own does not leave an older one in place (a
+ * missing ring's shm_open error stayed, and shmcat would print it for the next). */
+Test(api, a_failure_without_a_detail_leaves_none_behind)
+{
+	char name[64];
+	struct shmring_spsc *s;
+	struct shmring_mpmc *m;
+	cr_assert_eq(shmring_spsc_open(tu_name(name, sizeof(name), "nosuch"), SHMRING_ROLE_CONSUMER,
+				       &s), -ENOENT);
+	cr_assert_neq(shmring_last_error_detail()[0], 0, "a missing ring has a detail");
+	cr_assert_eq(shmring_mpmc_create(NULL, NULL, SHMRING_ROLE_PRODUCER, &m), -EINVAL);
+	cr_assert_null(strstr(shmring_last_error_detail(), name), "%s", shmring_last_error_detail());
+	cr_assert_eq(shmring_spsc_open(name, SHMRING_ROLE_CONSUMER, &s), -ENOENT);
+	cr_assert_eq(shmring_spsc_create(NULL, NULL, 99, &s), -EINVAL);
+	cr_assert_null(strstr(shmring_last_error_detail(), name), "%s", shmring_last_error_detail());
+	cr_assert_eq(shmring_spsc_open(name, SHMRING_ROLE_CONSUMER, &s), -ENOENT);
+	cr_assert_eq(shmring_seg_unlink(name), -ENOENT);
+	cr_assert_null(strstr(shmring_last_error_detail(), "shm_open"), "%s",
+		       shmring_last_error_detail());
+	cr_assert_eq(shmring_spsc_open(name, SHMRING_ROLE_CONSUMER, &s), -ENOENT);
+	cr_assert_eq(shmring_bcast_open_fd(-1, SHMRING_ROLE_READER, 0, NULL), -EINVAL);
+	cr_assert_null(strstr(shmring_last_error_detail(), name), "%s", shmring_last_error_detail());
+	cr_assert_eq(shmring_spsc_open(name, SHMRING_ROLE_CONSUMER, &s), -ENOENT);
+	cr_assert_eq(shmring_pool_subscribe(name, NULL, NULL), -EINVAL);
+	cr_assert_null(strstr(shmring_last_error_detail(), name), "%s", shmring_last_error_detail());
+}
+
+/* mode takes permission bits only: set-user-ID, set-group-ID and sticky bits mean
+ * nothing on a segment and were applied as given. */
+Test(api, a_mode_beyond_permission_bits_is_einval)
+{
+	char name[64];
+	struct shmring_spsc_opts o = { .capacity = 4096, .mode = 01777 };
+	struct shmring_spsc *s;
+	cr_assert_eq(shmring_spsc_create(tu_name(name, sizeof(name), "mode"), &o,
+					 SHMRING_ROLE_PRODUCER, &s), -EINVAL);
+	o.mode = 04600;
+	cr_assert_eq(shmring_spsc_create(name, &o, SHMRING_ROLE_PRODUCER, &s), -EINVAL);
+	o.mode = 0640;
+	cr_assert_eq(shmring_spsc_create(name, &o, SHMRING_ROLE_PRODUCER, &s), 0);
+	shmring_spsc_close(s);
+	shmring_seg_unlink(name);
 }

@@ -227,7 +227,8 @@ _Static_assert(sizeof(struct shmring_bcast_ctrl) == SHMRING_BCAST_CTRL_SIZE, "la
 
 struct shmring_bcast_opts {
 	uint32_t slots;        /* power of two, 2..2^20; 0: 8 */
-	uint32_t mode;         /* named segments: permission bits; 0: 0600 */
+	uint32_t mode;         /* named segments: permission bits (at most 0777,
+			      * else -EINVAL), as given: no umask; 0: 0600 */
 	uint64_t slot_size;    /* largest payload, 1..2^30 bytes */
 	uint32_t reader_flags; /* SHMRING_BCAST_* reader flags when created as a reader */
 	uint32_t spare;        /* 0 */

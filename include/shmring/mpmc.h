@@ -208,7 +208,8 @@ struct shmring_mpmc_opts {
 	uint32_t capacity;  /* cells, rounded up to a power of two >= 2; 0: 1024 */
 	uint32_t slot_size; /* largest message in bytes (required, 1..2^30) */
 	uint32_t align;     /* cell alignment, power of two 16..4096; 0: 64 */
-	uint32_t mode;      /* named segments: permission bits; 0: 0600 */
+	uint32_t mode;      /* named segments: permission bits (at most 0777,
+			      * else -EINVAL), as given: no umask; 0: 0600 */
 	uint32_t max_parts; /* participant table size, 1..48; 0: 48 */
 };
 

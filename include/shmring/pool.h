@@ -348,7 +348,8 @@ struct shmring_pool_opts {
 	uint32_t queue_depth; /* frames a block subscriber may fall behind before the producer
 			       * waits; 0: nbufs - max_subs * max_held */
 	uint32_t flags;       /* SHMRING_POOL_F_CHECKSUM, SHMRING_POOL_F_STAMP */
-	uint32_t mode;        /* named pools: permission bits; 0: 0600 */
+	uint32_t mode;        /* named pools: permission bits (at most 0777, else
+			       * -EINVAL), as given: no umask; 0: 0600 */
 };
 
 struct shmring_pool_sub_opts {

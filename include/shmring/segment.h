@@ -58,7 +58,8 @@ struct shmring_seg_params {
 	uint32_t kind;        /* enum shmring_kind */
 	uint32_t flags;       /* kind flags (bits 16-31); the library adds its own */
 	uint32_t max_parts;   /* 0: SHMRING_MAX_PARTS */
-	uint32_t mode;        /* permission bits for named segments; 0: 0600 */
+	uint32_t mode;        /* permission bits for named segments (at most 0777,
+			       * else -EINVAL), as given: no umask; 0: 0600 */
 	uint64_t ctrl_size;   /* rounded up to a page */
 	uint64_t data_size;   /* rounded up to a page */
 	uint64_t geo[SHMRING_GEO_WORDS];

@@ -90,7 +90,8 @@ struct shmring_spsc_opts {
 	uint32_t max_record; /* largest payload; 0: the most the capacity allows */
 	uint32_t align;      /* record alignment, a power of two 8..4096; 0: 8. The
 			      * capacity must be at least 4 x align (else -EINVAL) */
-	uint32_t mode;       /* named segments: permission bits; 0: 0600 */
+	uint32_t mode;       /* named segments: permission bits (at most 0777,
+			      * else -EINVAL), as given: no umask; 0: 0600 */
 };
 
 /* Process-local handle. Fields are private; they are here for the inline fast path. */
