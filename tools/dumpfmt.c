@@ -149,8 +149,14 @@ void fmt_show_text(FILE *f, const struct seg_view *v, unsigned records)
 	fprintf(f, "state            %s (%u live, %u dead participants%s)\n",
 		seg_state_name(v->state), v->live, v->dead,
 		v->held_open > 0 && !v->live ? "; held open by a process" : "");
-	fprintf(f, "magic            0x%016llx%s\n", (unsigned long long)i->magic,
-		i->magic == SHMRING_MAGIC ? " (SHMRNG1)" : "");
+	/* the magic's label is its 8 bytes as stored (little endian, no NUL): "SHMHRNG1" */
+	char mb[9] = "";
+	if (i->magic == SHMRING_MAGIC) {
+		for (int k = 0; k < 8; k++)
+			mb[k] = (char)((i->magic >> (8 * k)) & 0xff);
+	}
+	fprintf(f, "magic            0x%016llx%s%s%s\n", (unsigned long long)i->magic,
+		*mb ? " (" : "", mb, *mb ? ")" : "");
 	fprintf(f, "kind             %s (%u)\n", i->kind_name, i->kind);
 	fprintf(f, "layout_version   %u\n", i->layout_version);
 	fprintf(f, "flags            0x%08x%s%s\n", i->flags,

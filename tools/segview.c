@@ -227,16 +227,41 @@ void seg_view_close(struct seg_view *v)
 	v->fd = -1;
 }
 
+int seg_open_error_skips(int err)
+{
+	switch (err < 0 ? -err : err) {
+	case ENOENT: /* removed since the directory was read */
+	case EACCES: /* not ours to read (another user's file) */
+	case EPERM:
+	case ENXIO:  /* a socket, or a device with nothing behind it */
+	case ENODEV:
+	case ELOOP:  /* a symbolic link that leads nowhere a file can be opened */
+	case EPROTO: /* seg_view_open*(): not a regular file (replaced since it was read) */
+		return 1;
+	default:
+		return 0;
+	}
+}
+
 int seg_file_is_ours(int dirfd, const char *name)
 {
 	uint64_t magic = 0;
+	struct stat st;
 	int fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
 	if (fd < 0)
-		return 0;
-	struct stat st;
-	int ours = fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
-		   pread(fd, &magic, sizeof(magic), 0) == (ssize_t)sizeof(magic) &&
-		   magic == SHMRING_MAGIC;
+		return seg_open_error_skips(errno) ? 0 : -errno;
+	int ours;
+	if (fstat(fd, &st) != 0) {
+		ours = -errno;
+	} else if (!S_ISREG(st.st_mode)) {
+		ours = 0;
+	} else {
+		ssize_t n = pread(fd, &magic, sizeof(magic), 0);
+		if (n < 0)
+			ours = -errno;
+		else
+			ours = n == (ssize_t)sizeof(magic) && magic == SHMRING_MAGIC;
+	}
 	close(fd);
 	return ours;
 }

@@ -58,7 +58,16 @@ void seg_view_refresh(struct seg_view *v);
 void seg_view_close(struct seg_view *v);
 
 const char *seg_state_name(enum seg_state s);
-/* The first bytes of a file say whether it is ours: 1 yes, 0 no (or unreadable). */
+/* The first bytes of a file say whether it is ours: 1 yes, 0 no (not a regular file,
+ * another program's file, or one seg_open_error_skips() says to pass over: gone
+ * meanwhile, not ours to read...), or -errno when the look itself failed (out of
+ * descriptors or memory, an I/O error): the caller's failure, to be reported, not a
+ * verdict on the file. */
 int seg_file_is_ours(int dirfd, const char *name);
+/* 1 if opening a /dev/shm entry failed with errno err (positive or negative) because
+ * of the entry (gone since the directory was read, not ours to read, not a file that
+ * opens as one), so list and clean pass over it; 0 if the failure is ours (EMFILE,
+ * ENFILE, ENOMEM, EIO...) and must be reported. */
+int seg_open_error_skips(int err);
 
 #endif

@@ -66,10 +66,9 @@ static void nap(void)
 	nanosleep(&ts, NULL);
 }
 
-/* One line for a library error, with the library's detail when it has one. */
-static int fail(const char *name, const char *what, int err)
+/* One line for a library error, with the library's detail d when it has one. */
+static int fail_with(const char *name, const char *what, int err, const char *d)
 {
-	const char *d = shmring_last_error_detail();
 	if (err == -EPROTO || err == -EBADMSG)
 		tool_msg("%s: corrupt segment: %s", name, *d ? d : shmring_strerror(err));
 	else if (*d)
@@ -79,10 +78,20 @@ static int fail(const char *name, const char *what, int err)
 	return EXIT_FAIL;
 }
 
-/* As fail(), for an open: a valid segment of another kind is not "corrupt". */
+/* As fail_with(), with this thread's last detail from the library. */
+static int fail(const char *name, const char *what, int err)
+{
+	return fail_with(name, what, err, shmring_last_error_detail());
+}
+
+/* As fail(), for an open: a valid segment of another kind is not "corrupt". The look at
+ * the kind is a second call into the library, which clears the detail of the failure
+ * being reported: that is kept first. */
 static int fail_open(const char *name, const char *what, int err)
 {
+	char d[256];
 	struct shmring_seg *s;
+	snprintf(d, sizeof(d), "%s", shmring_last_error_detail());
 	if (err == -EPROTO &&
 	    shmring_seg_open(name, 0, SHMRING_O_RDONLY | SHMRING_O_NOREGISTRY, &s) == 0) {
 		uint32_t k = s->kind;
@@ -92,7 +101,7 @@ static int fail_open(const char *name, const char *what, int err)
 			return EXIT_FAIL;
 		}
 	}
-	return fail(name, what, err);
+	return fail_with(name, what, err, d);
 }
 
 static const struct shmring_spsc_ctrl *ctrl_of(const struct shmring_spsc *r)

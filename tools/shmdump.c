@@ -105,50 +105,77 @@ static int wanted(const char *name, char **pat, int npat)
 	return 0;
 }
 
-/* Names of our segments in /dev/shm that match one of the patterns (all if none),
- * sorted; a NULL-terminated array, or NULL. */
-static char **our_segments(char **pat, int npat, size_t *count)
-{
-	DIR *d = opendir(SHM_DIR);
-	char **names = NULL;
-	size_t n = 0, cap = 0;
-
-	*count = 0;
-	if (!d) {
-		tool_msg("%s: %s", SHM_DIR, strerror(errno));
-		return NULL;
-	}
-	struct dirent *e;
-	while ((e = readdir(d)) != NULL) {
-		if (e->d_name[0] == '.' || !wanted(e->d_name, pat, npat) ||
-		    !seg_file_is_ours(dirfd(d), e->d_name))
-			continue;
-		if (n + 1 >= cap) {
-			size_t nc = cap ? cap * 2 : 16;
-			char **nn = realloc(names, nc * sizeof(*nn));
-			if (!nn)
-				break;
-			names = nn;
-			cap = nc;
-		}
-		names[n] = strdup(e->d_name);
-		if (names[n])
-			n++;
-	}
-	closedir(d);
-	if (names) {
-		qsort(names, n, sizeof(*names), cmp_names);
-		names[n] = NULL;
-	}
-	*count = n;
-	return names;
-}
-
 static void free_names(char **names)
 {
 	for (size_t i = 0; names && names[i]; i++)
 		free(names[i]);
 	free(names);
+}
+
+/* Names of our segments in /dev/shm that match one of the patterns (all if none),
+ * sorted: *out is a NULL-terminated array (NULL when there are none) and *count its
+ * length. Returns 0, or -1 after one line on stderr: /dev/shm could not be read, or a
+ * file in it could not be looked at for a reason of ours (out of descriptors or memory,
+ * an I/O error), which must not pass for "no segments". */
+static int our_segments(char **pat, int npat, char ***out, size_t *count)
+{
+	DIR *d = opendir(SHM_DIR);
+	char **names = NULL;
+	size_t n = 0, cap = 0;
+	char nb[NAME_MAX + 1];
+
+	*out = NULL;
+	*count = 0;
+	if (!d) {
+		tool_msg("%s: %s", SHM_DIR, strerror(errno));
+		return -1;
+	}
+	for (;;) {
+		errno = 0;
+		struct dirent *e = readdir(d);
+		if (!e) {
+			if (errno == 0)
+				break;
+			tool_msg("%s: %s", SHM_DIR, strerror(errno));
+			goto fail;
+		}
+		if (e->d_name[0] == '.' || !wanted(e->d_name, pat, npat))
+			continue;
+		int ours = seg_file_is_ours(dirfd(d), e->d_name);
+		if (ours < 0) {
+			tool_msg("%s: %s", tool_printable(e->d_name, nb, sizeof(nb)), strerror(-ours));
+			goto fail;
+		}
+		if (!ours)
+			continue;
+		if (n + 1 >= cap) {
+			size_t nc = cap ? cap * 2 : 16;
+			char **nn = realloc(names, nc * sizeof(*nn));
+			if (!nn)
+				goto oom;
+			names = nn;
+			cap = nc;
+		}
+		names[n] = strdup(e->d_name);
+		if (!names[n])
+			goto oom;
+		n++;
+		names[n] = NULL;
+	}
+	closedir(d);
+	if (names)
+		qsort(names, n, sizeof(*names), cmp_names);
+	*out = names;
+	*count = n;
+	return 0;
+oom:
+	tool_msg("out of memory");
+fail:
+	closedir(d);
+	if (names)
+		names[n] = NULL;
+	free_names(names);
+	return -1;
 }
 
 /* clean moves a name aside to /dev/shm/.shmdump-clean-PID-NAME while it compares the
@@ -179,30 +206,42 @@ static const char *aside_name(const char *ent)
 	return p + digits + 1;
 }
 
-/* The dry run's word on a segment it would put back: what the real run does next. */
-static void dry_assess(const char *ent, const char *shown)
+/* The dry run's word on a segment it would put back: what the real run does next.
+ * Returns 0, or -1 after one line on stderr when the look failed for a reason of ours. */
+static int dry_assess(const char *ent, const char *shown)
 {
 	char path[PATH_MAX], why[256];
 	struct seg_view *v = malloc(sizeof(*v));
+	int rc;
 	snprintf(path, sizeof(path), SHM_DIR "/%s", ent);
-	if (!v)
-		return;
-	if (seg_view_open(v, path, why, sizeof(why)) == 0) {
+	if (!v) {
+		tool_msg("out of memory");
+		return -1;
+	}
+	rc = seg_view_open(v, path, why, sizeof(why));
+	if (rc == 0) {
 		if (v->state == SEG_STALE)
 			printf("would remove %s (stale: %u dead participant%s)\n", shown, v->dead,
 			       v->dead == 1 ? "" : "s");
 		else if (v->state == SEG_CORRUPT)
 			printf("would keep %s: corrupt, not removed\n", shown);
 		seg_view_close(v);
+	} else if (!seg_open_error_skips(rc)) {
+		tool_msg("%s: %s", shown, why);
+		free(v);
+		return -1;
 	}
 	free(v);
+	return 0;
 }
 
 /* Put back the names a clean that did not finish moved aside (those matching the
  * patterns): regular files at an aside name that no clean holds locked (the file clean
  * moves may be anything that took the name; the put-back never replaces a file). With
- * dry_run, say what would be done; list only tells (put_back < 0). Returns 0, or
- * EXIT_PROBLEM if a name could not go back (or, dry_run, would not). */
+ * dry_run, say what would be done; list only tells (put_back < 0). Returns 0,
+ * EXIT_PROBLEM if a name could not go back (or, dry_run, would not), or -1 after one
+ * line on stderr when a file could not be looked at for a reason of ours (out of
+ * descriptors or memory...): the caller stops there. */
 static int leftovers(char **pat, int npat, int put_back, int dry_run)
 {
 	DIR *d = opendir(SHM_DIR);
@@ -216,8 +255,16 @@ static int leftovers(char **pat, int npat, int put_back, int dry_run)
 			continue;
 		int fd = openat(dirfd(d), e->d_name,
 				O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
-		if (fd < 0)
-			continue; /* put back meanwhile, or not ours to read */
+		if (fd < 0) {
+			/* put back meanwhile, not ours to read, or not a file (a link) */
+			if (seg_open_error_skips(errno))
+				continue;
+			char eb[NAME_MAX + 1];
+			tool_msg("%s/%s: %s", SHM_DIR, tool_printable(e->d_name, eb, sizeof(eb)),
+				 strerror(errno));
+			closedir(d);
+			return -1;
+		}
 		struct stat fst;
 		if (fstat(fd, &fst) != 0 || !S_ISREG(fst.st_mode) || flock(fd, LOCK_EX | LOCK_NB) != 0) {
 			close(fd); /* not a file clean moves, or a clean is at it now */
@@ -237,8 +284,18 @@ static int leftovers(char **pat, int npat, int put_back, int dry_run)
 			rc = EXIT_PROBLEM;
 		} else if (dry_run) {
 			printf("would put back %s (moved aside by a clean that did not finish)\n", shown);
-			if (wanted(name, pat, npat) && seg_file_is_ours(dirfd(d), e->d_name))
-				dry_assess(e->d_name, shown);
+			int ours = seg_file_is_ours(dirfd(d), e->d_name);
+			if (ours < 0) {
+				tool_msg("%s/%s: %s", SHM_DIR, ent, strerror(-ours));
+				rc = -1;
+			} else if (ours && dry_assess(e->d_name, shown) != 0) {
+				rc = -1;
+			}
+			if (rc < 0) {
+				close(fd);
+				closedir(d);
+				return -1;
+			}
 		} else if (renameat2(dirfd(d), e->d_name, dirfd(d), name, RENAME_NOREPLACE) == 0) {
 			printf("put back %s (moved aside by a clean that did not finish)\n", shown);
 		} else if (errno != ENOENT) { /* ENOENT: another clean put it back first */
@@ -252,11 +309,26 @@ static int leftovers(char **pat, int npat, int put_back, int dry_run)
 	return rc;
 }
 
+/* A listed name that seg_view_open_devshm() could not open (error err, why): 1 pass
+ * over it (gone since the directory was read, or no longer a file we may read), 0 after
+ * one line on stderr (a failure of ours, such as running out of descriptors: the
+ * command stops, exit 1, rather than leave the segment out as if it were not there). */
+static int skip_or_say(const char *name, int err, const char *why)
+{
+	char nb[NAME_MAX + 1];
+	if (seg_open_error_skips(err))
+		return 1;
+	tool_msg("%s: %s", tool_printable(name, nb, sizeof(nb)), why);
+	return 0;
+}
+
 static int cmd_list(char **pat, int npat, int json)
 {
 	size_t n;
-	leftovers(pat, npat, -1, 0);
-	char **names = our_segments(pat, npat, &n);
+	char **names;
+	int rc = 0;
+	if (leftovers(pat, npat, -1, 0) < 0 || our_segments(pat, npat, &names, &n) != 0)
+		return EXIT_PROBLEM;
 	struct seg_view *v = malloc(sizeof(*v));
 	struct jw w;
 	char why[256];
@@ -273,9 +345,13 @@ static int cmd_list(char **pat, int npat, int json)
 		fmt_list_head(stdout);
 	}
 	for (size_t k = 0; k < n; k++) {
-		/* gone since the directory was read: not an error */
-		if (seg_view_open_devshm(v, names[k], why, sizeof(why)) != 0)
-			continue;
+		int e = seg_view_open_devshm(v, names[k], why, sizeof(why));
+		if (e != 0) {
+			if (skip_or_say(names[k], e, why))
+				continue;
+			rc = EXIT_PROBLEM; /* the listing so far stays well-formed */
+			break;
+		}
 		if (json)
 			fmt_list_json(&w, v);
 		else
@@ -288,7 +364,7 @@ static int cmd_list(char **pat, int npat, int json)
 	}
 	free(v);
 	free_names(names);
-	return 0;
+	return rc;
 }
 
 /* Remove v's file by its /dev/shm name, if the name still leads to it: an application
@@ -334,8 +410,10 @@ static int unlink_same_file(const struct seg_view *v, const char *name, char *mo
 static int cmd_clean(char **pat, int npat, int dry_run)
 {
 	size_t n;
+	char **names;
 	int rc = leftovers(pat, npat, 1, dry_run);
-	char **names = our_segments(pat, npat, &n);
+	if (rc < 0 || our_segments(pat, npat, &names, &n) != 0)
+		return EXIT_PROBLEM;
 	struct seg_view *v = malloc(sizeof(*v));
 	char why[256];
 
@@ -345,8 +423,13 @@ static int cmd_clean(char **pat, int npat, int dry_run)
 		return EXIT_PROBLEM;
 	}
 	for (size_t k = 0; k < n; k++) {
-		if (seg_view_open_devshm(v, names[k], why, sizeof(why)) != 0)
-			continue;
+		int e = seg_view_open_devshm(v, names[k], why, sizeof(why));
+		if (e != 0) {
+			if (skip_or_say(names[k], e, why))
+				continue;
+			rc = EXIT_PROBLEM;
+			break;
+		}
 		if (v->state == SEG_CORRUPT) {
 			printf("kept %s: corrupt, not removed (see 'shmdump check %s')\n", v->label,
 			       v->label);

@@ -16,6 +16,7 @@ import hashlib
 import json
 import os
 import re
+import resource
 import shutil
 import signal
 import struct
@@ -193,6 +194,14 @@ def t_dump_show_golden():
         r = run([SHMDUMP, "show", nm, "--records", "2"])
         check(r.returncode == 0, "show exit %d: %s" % (r.returncode, txt(r.stderr)))
         golden("show_spsc.txt", normalise_text(txt(r.stdout), nm))
+        # the magic's label is the segment's first 8 bytes as they are in the file
+        with open("/dev/shm/" + nm, "rb") as f:
+            first = f.read(8).decode("ascii")
+        check(first == "SHMHRNG1", "the file starts with %r" % first)
+        magic = [l for l in txt(r.stdout).splitlines() if l.startswith("magic ")]
+        check(len(magic) == 1 and magic[0].split()[1:] == ["0x31474e52484d4853", "(%s)" % first],
+              "show's magic line should label the value with the file's bytes %r: %r"
+              % (first, magic))
         # the same through a path rather than a name
         r2 = run([SHMDUMP, "show", "/dev/shm/" + nm])
         check(r2.returncode == 0, "show PATH exit %d" % r2.returncode)
@@ -644,6 +653,67 @@ def t_dump_clean():
     finally:
         if os.path.exists("/dev/shm/" + longn):
             os.unlink("/dev/shm/" + longn)
+
+
+def t_dump_out_of_fds():
+    """Out of file descriptors, list and clean --dry-run say so (one line, exit 1): they
+    never pass over a segment they could not open as if it were not there, and never
+    report an empty /dev/shm with exit 0. Every descriptor limit from one the program
+    cannot even start under up to one that is enough is tried: each run either shows
+    all the test's segments or fails with the message."""
+    segs = [name("nofile-a"), name("nofile-b")]
+    for nm in segs:
+        segtool(nm, mode="detach")
+    junk = name("nofile-junk")  # not a segment: never shown, under any limit
+    with open("/dev/shm/" + junk, "wb") as f:
+        f.write(b"not a segment" * 100)
+    pat = "shmring-tooltest-nofile-*-%d-*" % os.getpid()
+    cmds = (["list", pat], ["list", pat, "--json"], ["clean", pat, "--dry-run"])
+
+    def limited(n):
+        # after fork, before exec; the test's own descriptors are closed after it
+        return lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (n, n))
+
+    refused = []   # (limit, command, line): the failure this test is about, seen
+    enough = None  # the first limit under which every command showed every segment
+    for n in range(3, 65):
+        all_ok = True
+        for args in cmds:
+            what = "shmdump %s with at most %d descriptors" % (" ".join(args), n)
+            r = run([SHMDUMP] + args, preexec_fn=limited(n), timeout=60)
+            err = txt(r.stderr)
+            if r.returncode == 127 and "error while loading shared libraries" in err:
+                all_ok = False  # the dynamic loader could not start it: not shmdump's run
+                continue
+            out = txt(r.stdout)
+            if r.returncode == 0:
+                if "--json" in args:
+                    shown = [e["segment"] for e in json.loads(out)]
+                elif args[0] == "list":
+                    shown = [l.split()[0] for l in out.splitlines()[1:]]
+                else:
+                    shown = re.findall(r"(?m)^would remove (\S+) ", out)
+                check(sorted(shown) == sorted(segs) and not err,
+                      "%s: exit 0 but showed %r, want %r (stderr %r)"
+                      % (what, shown, sorted(segs), err))
+                continue
+            all_ok = False
+            line = one_line_error(r, what)
+            check(r.returncode == 1 and "Too many open files" in line,
+                  "%s: want exit 1 and 'Too many open files': exit %d, %r"
+                  % (what, r.returncode, line))
+            check(any(x in line for x in segs + [junk, "/dev/shm"]),
+                  "%s: the line should name what could not be opened: %r" % (what, line))
+            if "--json" in args and out.strip():
+                json.loads(out)  # what was written before the failure is still JSON
+            refused.append((n, " ".join(args[::2]), line))
+        if all_ok:
+            enough = n
+            break
+    check(enough is not None, "no descriptor limit up to 64 was enough to list 2 segments")
+    check(refused, "no limit below %d made shmdump run out of descriptors: the failure "
+          "was never exercised" % enough)
+    print("limits tried 3..%d; refused with a message: %s" % (enough, refused))
 
 
 def t_dump_clean_held_open():
@@ -1161,6 +1231,26 @@ def t_cat_corrupt():
     r = run([SHMCAT, "-r", bc], timeout=60)
     line = one_line_error(r, "reader of a bcast segment")
     check("a bcast segment, not an spsc ring" in line, "want the kind named: %r" % line)
+
+
+def t_cat_corrupt_detail():
+    """A ring the library refuses as corrupt is reported with the library's reason, not
+    only the generic sentence (shmcat's look at the segment's kind, a second open that
+    succeeds, must not wipe the detail of the failure it reports)."""
+    nm = name("corrupt-detail")
+    segtool(nm, records=5, length=100, consume=2, mode="detach")
+    with open("/dev/shm/" + nm, "r+b") as f:  # spsc.head (ctrl at 4096, head at +128)
+        f.seek(4096 + 128)
+        f.write(struct.pack("<Q", 3))
+    for args in (["-r", nm], ["-w", nm]):
+        r = run([SHMCAT] + args, stdin=subprocess.DEVNULL, timeout=60)
+        line = one_line_error(r, "shmcat %s on a ring with head 3" % args[0])
+        check(r.returncode == 1 and nm in line and "corrupt" in line,
+              "shmcat %s: want exit 1 and 'corrupt' with the name: %d %r"
+              % (args[0], r.returncode, line))
+        # the library's own words: "spsc head 3 / tail N impossible"
+        check(re.search(r"\bhead 3\b.*\btail \d+", line),
+              "shmcat %s: want the library's reason (head 3, tail N): %r" % (args[0], line))
 
 
 def t_cat_reader_gone():
