@@ -253,8 +253,19 @@ int shmring_seg_open(const char *name, uint32_t kind, unsigned flags, struct shm
 	if (rc)
 		return rc;
 	int fd = shm_open(n, open_flags(flags), 0);
-	if (fd < 0)
-		return shmring__fail(-errno, "shm_open(%s): %s", n, strerror(errno));
+	if (fd < 0) {
+		int err = errno;
+		/* a directory (EISDIR, which glibc reports as EINVAL), a socket (ENXIO) or a
+		 * symbolic link (ELOOP: shm_open does not follow them) under the name: not a
+		 * segment, as attach() says of a FIFO */
+		char path[SHMRING_NAME_MAX + 16];
+		struct stat st;
+		if ((err == EINVAL || err == EISDIR || err == ENXIO || err == ELOOP) &&
+		    shmring_seg_path(n, path, sizeof(path)) == 0 && lstat(path, &st) == 0 &&
+		    !S_ISREG(st.st_mode))
+			return shmring__fail(-EPROTO, "%s is not a regular file", path);
+		return shmring__fail(-err, "shm_open(%s): %s", n, strerror(err));
+	}
 	return attach(fd, kind, flags, n + 1, 0, out);
 }
 

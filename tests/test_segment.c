@@ -13,6 +13,8 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -493,6 +495,51 @@ static int open_corrupted(size_t off, const void *bytes, size_t n, int fix_check
 /* Between the creator's shm_open(O_CREAT) and its sizing the file, the name exists with
  * nothing in it: an opener is told "not yet" (as for a zero magic), not "corrupt". A
  * short file with bytes in it is corrupt. */
+/* A directory, a socket or a symbolic link under a segment's name is not a segment:
+ * -EPROTO, as for a FIFO (shm_open's own errors for them were EINVAL, ENXIO and ELOOP,
+ * and a read-only open of a directory gave -EPROTO: the answer depended on the mode). */
+Test(segment, a_directory_socket_or_symlink_in_place_of_a_segment_is_eproto)
+{
+	char name[64], path[96], target[128], tname[64];
+	struct shmring_seg *o, *s;
+	for (int what = 0; what < 3; what++) {
+		tu_name(name, sizeof(name), "notreg");
+		snprintf(path, sizeof(path), "/dev/shm/%s", name);
+		int sock = -1;
+		if (what == 0) {
+			cr_assert_eq(mkdir(path, 0700), 0);
+		} else if (what == 1) {
+			sock = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+			struct sockaddr_un a = { .sun_family = AF_UNIX };
+			snprintf(a.sun_path, sizeof(a.sun_path), "%s", path);
+			cr_assert_eq(bind(sock, (struct sockaddr *)&a, sizeof(a)), 0);
+		} else { /* a link to a real segment: shm_open does not follow it */
+			struct shmring_seg_params p = params(4096);
+			cr_assert_eq(shmring_seg_create(tu_name(tname, sizeof(tname), "target"), &p, &s), 0);
+			snprintf(target, sizeof(target), "/dev/shm/%s", tname);
+			cr_assert_eq(symlink(target, path), 0);
+		}
+		for (int ro = 0; ro < 2; ro++) {
+			unsigned fl = SHMRING_O_NOREGISTRY | (ro ? SHMRING_O_RDONLY : 0);
+			int rc = shmring_seg_open(name, 0, fl, &o);
+			cr_assert_eq(rc, -EPROTO, "kind %d, ro %d: %d", what, ro, rc);
+			cr_assert(strstr(shmring_last_error_detail(), "not a regular file"), "%s",
+				  shmring_last_error_detail());
+		}
+		if (what == 0) {
+			rmdir(path);
+		} else {
+			unlink(path);
+			if (what == 1)
+				close(sock);
+			else {
+				shmring_seg_close(s);
+				shmring_seg_unlink(tname);
+			}
+		}
+	}
+}
+
 Test(segment, open_empty_file_is_not_ready_yet)
 {
 	char name[64];
