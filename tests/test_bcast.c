@@ -839,6 +839,33 @@ Test(bcast, a_reader_short_of_descriptors_fails_rather_than_polls_for_good)
 	shmring_seg_unlink(name);
 }
 
+/* Record numbers end at SHMRING_BCAST_SEQ_MAX (2^62: 146 years at 10^9 records/s),
+ * beyond which readers take the count for corruption: the writer is told, rather than
+ * publish a record that breaks every reader. (The handle's position is set by hand:
+ * nobody waits 146 years.) */
+Test(bcast, the_writer_gets_eoverflow_at_the_last_record_number)
+{
+	struct shmring_bcast_opts o = { .slots = 4, .slot_size = 64 };
+	struct shmring_bcast *w, *r;
+	cr_assert_eq(shmring_bcast_create(NULL, &o, SHMRING_ROLE_PRODUCER, &w), 0);
+	w->pos = SHMRING_BCAST_SEQ_MAX - 2;
+	cr_assert_eq(shmring_bcast_publish(w, "last", 4), 0, "the last number");
+	cr_assert_eq(shmring_bcast_published(w), SHMRING_BCAST_SEQ_MAX - 1);
+	void *buf;
+	cr_assert_eq(shmring_bcast_publish(w, "more", 4), -EOVERFLOW);
+	cr_assert_eq(shmring_bcast_reserve(w, 4, &buf), -EOVERFLOW);
+	cr_assert_eq(shmring_bcast_published(w), SHMRING_BCAST_SEQ_MAX - 1, "nothing more published");
+	cr_assert_eq(shmring_bcast_open_fd(shmring_bcast_fd(w), SHMRING_ROLE_READER,
+					   SHMRING_BCAST_START_NEWEST, &r), 0, "a reader still opens");
+	char b[8];
+	struct shmring_bcast_rec rec;
+	cr_assert_eq(shmring_bcast_read(r, b, sizeof(b), &rec), 4);
+	cr_assert_eq(rec.seq, SHMRING_BCAST_SEQ_MAX - 2);
+	cr_assert_eq(memcmp(b, "last", 4), 0);
+	shmring_bcast_close(r);
+	shmring_bcast_close(w);
+}
+
 Test(bcast, anonymous_memfd_channel)
 {
 	struct shmring_bcast_opts o = { .slots = 4, .slot_size = 32 };

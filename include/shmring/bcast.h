@@ -481,7 +481,9 @@ SHMRING_INLINE int shmring__bcast_look(const struct shmring_bcast *r, uint64_t n
  * the data-race-free way.
  * Concurrency: the writer only. Ordering: the odd store is followed by a release fence
  * that pairs with the acquire fence of readers' re-check (read, validate).
- * Returns 0; -EMSGSIZE len > slot_size; -EBADF not the writer; the sticky error.
+ * Returns 0; -EMSGSIZE len > slot_size; -EBADF not the writer; -EOVERFLOW the channel
+ * has carried SHMRING_BCAST_SEQ_MAX - 1 records, all it can number (readers would
+ * take a count beyond for corruption); the sticky error.
  */
 SHMRING_INLINE int shmring_bcast_reserve(struct shmring_bcast *w, size_t len, void **buf)
 {
@@ -491,6 +493,8 @@ SHMRING_INLINE int shmring_bcast_reserve(struct shmring_bcast *w, size_t len, vo
 		return -EBADF;
 	if (shmring_unlikely(len > w->slot_size))
 		return -EMSGSIZE;
+	if (shmring_unlikely(w->pos >= SHMRING_BCAST_SEQ_MAX - 1))
+		return -EOVERFLOW; /* commit would make pub SHMRING_BCAST_SEQ_MAX */
 	uint64_t n = w->pos;
 	struct shmring_bcast_slot *s = shmring__bcast_slot(w, n);
 	if (!w->reserved) {
@@ -559,7 +563,7 @@ SHMRING_INLINE void shmring_bcast_abort(struct shmring_bcast *w)
 /*
  * Copy len bytes in as the next record and publish it: reserve + relaxed atomic copy +
  * commit. Never blocks. Concurrency, Ordering: as reserve and commit.
- * Returns 0; -EMSGSIZE; -EBADF; the sticky error.
+ * Returns 0; -EMSGSIZE; -EBADF; -EOVERFLOW; the sticky error.
  */
 SHMRING_INLINE int shmring_bcast_publish(struct shmring_bcast *w, const void *p, size_t len)
 {
