@@ -47,8 +47,9 @@ const char *shmring_strerror(int err)
 	case -EPROTO: return "not a valid shmring segment: bad magic, unknown layout version, wrong kind or impossible geometry or index (corrupt shared memory)";
 	case -EBADMSG: return "checksum mismatch: a corrupt segment header, or a frame whose checksum does not verify";
 	case -EMSGSIZE: return "record larger than the channel allows (or than the buffer given)";
-	case -EOVERFLOW: return "record longer than the int result of a copying call can report (peek it)";
-	case -ENOSPC: return "not enough space in /dev/shm (or the filesystem) for the segment";
+	case -EOVERFLOW: return "a number too large: a record longer than the int result of a copying call can report (peek it), or a broadcast channel that has used up its record numbers";
+	case -ENOSPC: return "not enough space for the segment in /dev/shm (or the filesystem), or in memory";
+	case -EFBIG: return "the segment is larger than this process's file size limit (RLIMIT_FSIZE)";
 	case -EEXIST: return "a segment of that name already exists";
 	case -ENOENT: return "no such segment";
 	case -EACCES: return "permission denied";

@@ -945,12 +945,14 @@ Test(segment, read_only_inspector_sees_liveness)
 Test(segment, strerror_explains_every_code)
 {
 	int codes[] = { 0, -EAGAIN, -EPIPE, -ETIMEDOUT, -EPROTO, -EBADMSG, -EMSGSIZE, -ENOSPC,
-			-EEXIST, -ENOENT, -EACCES, -EINVAL, -EBUSY, -EUSERS, -EBADF, -ENOMEM, -EIO };
+			-EEXIST, -ENOENT, -EACCES, -EINVAL, -EBUSY, -EUSERS, -EBADF, -ENOMEM, -EIO,
+			-EOVERFLOW, -EFBIG };
 	for (size_t i = 0; i < sizeof(codes) / sizeof(codes[0]); i++) {
 		const char *m = shmring_strerror(codes[i]);
 		cr_assert(m && *m);
 	}
 	cr_assert_str_neq(shmring_strerror(-EPROTO), shmring_strerror(-EBADMSG));
+	cr_assert(strstr(shmring_strerror(-EFBIG), "RLIMIT_FSIZE"), "its own sentence");
 }
 
 /* shmring_demote is a hint: it changes no byte, whatever the range (unaligned, one byte,

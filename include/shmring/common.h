@@ -52,7 +52,9 @@
 SHMRING_API const char *shmring_strerror(int err);
 
 /* The last slow-path failure of this thread in more detail (for example the size a
- * segment needed when creation failed with -ENOSPC), or "" if there is none. The
+ * segment needed when creation failed with -ENOSPC), or "" if there is none. Each
+ * create, open and unlink call clears it first: it never describes an older failure
+ * than the last such call's. The
  * string is thread-local and valid until the next shmring call on this thread. */
 SHMRING_API const char *shmring_last_error_detail(void);
 
