@@ -21,7 +21,7 @@
 
 #include "common.h"
 
-#define SHMRING_MAGIC UINT64_C(0x31474e52484d4853) /* "SHMRNG1" + NUL, little endian */
+#define SHMRING_MAGIC UINT64_C(0x31474e52484d4853) /* the bytes "SHMHRNG1" (little endian) */
 #define SHMRING_LAYOUT_VERSION 1u
 #define SHMRING_HDR_SIZE 4096u
 #define SHMRING_GEO_WORDS 8u

@@ -290,7 +290,9 @@ SHMRING_API void shmring_mpmc_set_spin(struct shmring_mpmc *r, int spin);
  * handle.
  */
 SHMRING_API int shmring_mpmc_set_demote(struct shmring_mpmc *r, int on);
-/* Messages between head and tail right now (an estimate under concurrency, 0..cap). */
+/* Cells between head and tail right now: messages, and the gaps a producer gave back
+ * (enqueue_finish with fewer than it held) that consumers have not passed yet; an
+ * estimate under concurrency, 0..cap. */
 SHMRING_API uint32_t shmring_mpmc_count(const struct shmring_mpmc *r);
 
 /*

@@ -198,7 +198,8 @@
 	(SHMRING_POOL_F_CHECKSUM | SHMRING_POOL_F_STAMP | SHMRING_POOL_F_JOINS | SHMRING_POOL_F_DESC)
 
 /* Geometry words in the segment header (hdr.geo[]). */
-#define SHMRING_POOL_GEO_NBUFS 0      /* buffers, 1..SHMRING_POOL_MAX_BUFS */
+#define SHMRING_POOL_GEO_NBUFS 0      /* buffers, 2..SHMRING_POOL_MAX_BUFS (see THE
+				       * GUARANTEE: >= queue_depth + max_subs * max_held) */
 #define SHMRING_POOL_GEO_BUF_SIZE 1   /* largest frame, bytes */
 #define SHMRING_POOL_GEO_BUF_STRIDE 2 /* buffer spacing in the data region: buf_size
 				       * rounded up to a page; data_size = nbufs * stride */
@@ -342,7 +343,9 @@ struct shmring_pool_geo {
 
 struct shmring_pool_opts {
 	uint64_t buf_size;    /* largest frame in bytes (required) */
-	uint32_t nbufs;       /* buffers; 0: SHMRING_POOL_DEFAULT_BUFS */
+	uint32_t nbufs;       /* buffers, up to SHMRING_POOL_MAX_BUFS, and at least
+			       * queue_depth + max_subs * max_held (so 5 with the other
+			       * defaults); 0: SHMRING_POOL_DEFAULT_BUFS */
 	uint32_t max_subs;    /* subscribers at once; 0: SHMRING_POOL_DEFAULT_SUBS */
 	uint32_t max_held;    /* frames a subscriber may hold taken at once; 0: 1 */
 	uint32_t queue_depth; /* frames a block subscriber may fall behind before the producer
