@@ -352,7 +352,12 @@ static int reserve_space(int fd, uint64_t total, const char *what)
 				     strerror(errno));
 	/* Allocate every page now: a full /dev/shm fails here with ENOSPC instead of
 	 * killing a process with SIGBUS at first touch. */
-	int e = posix_fallocate(fd, 0, (off_t)total);
+	int e;
+	/* EINTR: kernels before 6.x stop a tmpfs fallocate at any pending signal, even one
+	 * whose handler asked for restarts; the pages done stay done, so going on is cheap */
+	do
+		e = posix_fallocate(fd, 0, (off_t)total);
+	while (e == EINTR);
 	if (e == ENOSPC || e == EFBIG) {
 		unsigned long long avail = 0;
 		if (fstatvfs(fd, &sv) == 0)
