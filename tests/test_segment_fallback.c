@@ -28,6 +28,7 @@ static struct {
 	int no_proc;         /* /proc is missing altogether */
 	int self_fd;         /* >= 0: /proc/self/fd/N names this descriptor instead */
 	int fallocate_err;   /* posix_fallocate fails with this */
+	int fallocate_eintr; /* posix_fallocate is interrupted this many times first */
 	int tmpfile_opens, self_links, empty_path_links, fallocates;
 } fake = { .self_fd = -1 };
 
@@ -109,6 +110,11 @@ int __wrap_posix_fallocate64(int fd, off_t off, off_t len)
 		return ENOSPC;
 	if (fake.fallocate_err)
 		return fake.fallocate_err;
+	if (fake.fallocate_eintr > 0) { /* as older kernels' tmpfs, at a pending signal */
+		fake.fallocate_eintr--;
+		__real_posix_fallocate64(fd, off, len / 2); /* part of it done */
+		return EINTR;
+	}
 	return __real_posix_fallocate64(fd, off, len);
 }
 
@@ -317,4 +323,23 @@ Test(fallback, an_anonymous_segment_larger_than_memory_is_enospc_before_any_allo
 	cr_assert_eq(fake.fallocates, 0, "refused before posix_fallocate");
 	cr_assert(strstr(shmring_last_error_detail(), "memory has room for"), "%s",
 		  shmring_last_error_detail());
+}
+
+/* Older kernels stop a tmpfs fallocate at any pending signal (EINTR), even one whose
+ * handler asked for restarts: the create goes on rather than failing with -EINTR. */
+Test(fallback, an_interrupted_allocation_goes_on)
+{
+	char name[64];
+	struct shmring_seg *s;
+	struct shmring_seg_params p = params(1 << 20);
+	fake_reset();
+	fake.fallocate_eintr = 2;
+	cr_assert_eq(shmring_seg_create(tu_name(name, sizeof(name), "fb-eintr"), &p, &s), 0);
+	cr_assert_eq(fake.fallocates, 3);
+	assert_complete(name, 1 << 20);
+	shmring_seg_close(s);
+	cr_assert_eq(shmring_seg_unlink(name), 0);
+	fake.fallocate_eintr = 1;
+	cr_assert_eq(shmring_seg_create(NULL, &p, &s), 0, "anonymous alike");
+	shmring_seg_close(s);
 }
