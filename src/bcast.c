@@ -356,7 +356,7 @@ int shmring_bcast_create(const char *name, const struct shmring_bcast_opts *o, u
 		return rc;
 	rc = attach(seg, role, flags, 1, out);
 	if (rc && name && *name)
-		shmring_seg_unlink(name);
+		shmring__seg_remove(name); /* keeps the detail of the failure */
 	return rc;
 }
 

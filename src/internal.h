@@ -53,6 +53,9 @@ SHMRING_HIDDEN void shmring__reg_unlock(void);
  * no name lookup), opened with oflags | O_CLOEXEC: locks of its own. Returns it, -ESTALE
  * if what opened is not that file, or -errno. */
 SHMRING_HIDDEN int shmring__reopen_fd(int fd, int oflags);
+/* shmring_seg_unlink() keeping the thread's error detail: a create undoing itself after
+ * a failure, whose detail is the one to report. */
+SHMRING_HIDDEN int shmring__seg_remove(const char *name);
 /* A reopen's error that its callers' fallbacks are for: the file's mode denies the
  * second open, or there is no /proc. Anything else (EMFILE, ENFILE, ENOMEM...) is a
  * failure of the moment, returned, not worked around for the handle's whole life. */

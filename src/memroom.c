@@ -69,10 +69,43 @@ static int read_in(const char *dir, const char *file, uint64_t *v)
 	return n < 0 || (size_t)n >= sizeof(path) ? -1 : read_number(path, v);
 }
 
+/* Page cache the kernel may reclaim in the cgroup at dir (and below it): the file LRU
+ * lists of memory.stat (v2: active_file, inactive_file; v1: their total_ forms, which
+ * count the children as usage does). Shared memory is on the anonymous lists, so none
+ * of a segment is in it. 0 if unknown. */
+static uint64_t reclaimable(const char *dir, int v2)
+{
+	char path[PATH_MAX + 64], line[128];
+	int n = snprintf(path, sizeof(path), "%s/memory.stat", dir);
+	if (n < 0 || (size_t)n >= sizeof(path))
+		return 0;
+	FILE *f = fopen(path, "re");
+	if (!f)
+		return 0;
+	const char *active = v2 ? "active_file " : "total_active_file ";
+	const char *inactive = v2 ? "inactive_file " : "total_inactive_file ";
+	uint64_t sum = 0;
+	while (fgets(line, sizeof(line), f)) {
+		const char *v = NULL;
+		if (strncmp(line, active, strlen(active)) == 0)
+			v = line + strlen(active);
+		else if (strncmp(line, inactive, strlen(inactive)) == 0)
+			v = line + strlen(inactive);
+		if (v) {
+			unsigned long long x = strtoull(v, NULL, 10);
+			sum = x > UINT64_MAX - sum ? UINT64_MAX : sum + x;
+		}
+	}
+	fclose(f);
+	return sum;
+}
+
 /* The least room under a memory limit of the cgroup at dir and of each one above it up
  * to root (limits nest: a parent's counts its children's pages). v2: memory.max and
  * memory.current; v1: memory.limit_in_bytes and memory.usage_in_bytes (no limit reads
- * as a number near 2^63). */
+ * as a number near 2^63). Usage counts page cache, which the kernel reclaims before it
+ * fails an allocation: a service that has read files sits near its limit with room to
+ * spare, so that cache counts as room. */
 static uint64_t cgroup_room_at(char *dir, size_t root_len, int v2)
 {
 	uint64_t room = UINT64_MAX;
@@ -81,7 +114,9 @@ static uint64_t cgroup_room_at(char *dir, size_t root_len, int v2)
 		if (read_in(dir, v2 ? "memory.max" : "memory.limit_in_bytes", &max) == 0 &&
 		    max < (UINT64_C(1) << 62) &&
 		    read_in(dir, v2 ? "memory.current" : "memory.usage_in_bytes", &cur) == 0) {
-			uint64_t r = cur < max ? max - cur : 0;
+			uint64_t cache = reclaimable(dir, v2);
+			uint64_t used = cur > cache ? cur - cache : 0;
+			uint64_t r = used < max ? max - used : 0;
 			if (r < room)
 				room = r;
 		}

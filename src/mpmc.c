@@ -481,7 +481,7 @@ int shmring_mpmc_create(const char *name, const struct shmring_mpmc_opts *o, uin
 		return rc;
 	rc = attach(seg, role, out);
 	if (rc && name && *name)
-		shmring_seg_unlink(name);
+		shmring__seg_remove(name); /* keeps the detail of the failure */
 	return rc;
 }
 

@@ -1077,7 +1077,7 @@ int shmring_pool_create(const char *name, const struct shmring_pool_opts *o,
 		return rc;
 	rc = finish_open(seg, sub, sub != NULL, out);
 	if (rc && name && *name)
-		shmring_seg_unlink(name);
+		shmring__seg_remove(name); /* keeps the detail of the failure */
 	return rc;
 }
 

@@ -309,12 +309,40 @@ void shmring_seg_close(struct shmring_seg *s)
 int shmring_seg_unlink(const char *name)
 {
 	shmring__clear_detail(); /* a failure below without a detail leaves none */
+	return shmring__seg_remove(name);
+}
+
+int shmring__seg_remove(const char *name)
+{
 	char n[SHMRING_NAME_MAX + 2];
 	int rc = norm_name(name, n, sizeof(n));
 	if (rc)
 		return rc;
 	if (shm_unlink(n) != 0)
 		return -errno;
+	return 0;
+}
+
+/* Allocation is made in parts: kernels before 6.x stop a tmpfs fallocate at any pending
+ * signal (EINTR, even for a handler that asked for restarts) and undo what that call had
+ * allocated, so a whole large segment retried at once might never finish under a
+ * periodic signal (a profiler's timer, a runtime's preemption). A part takes a
+ * millisecond or so; one interrupted ALLOC_EINTR_MAX times in a row gives up. */
+#define ALLOC_PART (UINT64_C(2) << 20)
+#define ALLOC_EINTR_MAX 100
+
+static int allocate(int fd, uint64_t total)
+{
+	for (uint64_t off = 0; off < total;) {
+		uint64_t len = total - off < ALLOC_PART ? total - off : ALLOC_PART;
+		int e, tries = 0;
+		do
+			e = posix_fallocate(fd, (off_t)off, (off_t)len);
+		while (e == EINTR && ++tries < ALLOC_EINTR_MAX);
+		if (e)
+			return e;
+		off += len;
+	}
 	return 0;
 }
 
@@ -352,12 +380,7 @@ static int reserve_space(int fd, uint64_t total, const char *what)
 				     strerror(errno));
 	/* Allocate every page now: a full /dev/shm fails here with ENOSPC instead of
 	 * killing a process with SIGBUS at first touch. */
-	int e;
-	/* EINTR: kernels before 6.x stop a tmpfs fallocate at any pending signal, even one
-	 * whose handler asked for restarts; the pages done stay done, so going on is cheap */
-	do
-		e = posix_fallocate(fd, 0, (off_t)total);
-	while (e == EINTR);
+	int e = allocate(fd, total);
 	if (e == ENOSPC || e == EFBIG) {
 		unsigned long long avail = 0;
 		if (fstatvfs(fd, &sv) == 0)

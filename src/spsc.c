@@ -236,7 +236,7 @@ int shmring_spsc_create(const char *name, const struct shmring_spsc_opts *o, uin
 		return rc;
 	rc = finish_open(seg, role, out);
 	if (rc && name && *name)
-		shmring_seg_unlink(name);
+		shmring__seg_remove(name); /* keeps the detail of the failure */
 	return rc;
 }
 

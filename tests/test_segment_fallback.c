@@ -29,6 +29,8 @@ static struct {
 	int self_fd;         /* >= 0: /proc/self/fd/N names this descriptor instead */
 	int fallocate_err;   /* posix_fallocate fails with this */
 	int fallocate_eintr; /* posix_fallocate is interrupted this many times first */
+	int fail_reopen_at;  /* > 0: the Nth open of a /proc/.../fd/ link fails (EMFILE) */
+	int reopens;
 	int tmpfile_opens, self_links, empty_path_links, fallocates;
 } fake = { .self_fd = -1 };
 
@@ -47,6 +49,11 @@ int __wrap_open64(const char *path, int flags, ...)
 		va_start(ap, flags);
 		mode = (mode_t)va_arg(ap, int);
 		va_end(ap);
+	}
+	if (fake.fail_reopen_at > 0 && strncmp(path, "/proc/", 6) == 0 && strstr(path, "/fd/") &&
+	    ++fake.reopens == fake.fail_reopen_at) {
+		errno = EMFILE;
+		return -1;
 	}
 	if ((flags & O_TMPFILE) == O_TMPFILE) {
 		if (fake.no_tmpfile) {
@@ -110,9 +117,9 @@ int __wrap_posix_fallocate64(int fd, off_t off, off_t len)
 		return ENOSPC;
 	if (fake.fallocate_err)
 		return fake.fallocate_err;
-	if (fake.fallocate_eintr > 0) { /* as older kernels' tmpfs, at a pending signal */
+	if (fake.fallocate_eintr > 0) { /* as older kernels' tmpfs at a pending signal,
+					   * which undo what the call allocated */
 		fake.fallocate_eintr--;
-		__real_posix_fallocate64(fd, off, len / 2); /* part of it done */
 		return EINTR;
 	}
 	return __real_posix_fallocate64(fd, off, len);
@@ -326,7 +333,10 @@ Test(fallback, an_anonymous_segment_larger_than_memory_is_enospc_before_any_allo
 }
 
 /* Older kernels stop a tmpfs fallocate at any pending signal (EINTR), even one whose
- * handler asked for restarts: the create goes on rather than failing with -EINTR. */
+ * handler asked for restarts, and undo it: the create tries the part again rather than
+ * failing with -EINTR, and allocates in parts, so that a periodic signal cannot keep a
+ * large segment from ever being allocated; a part interrupted 100 times in a row is
+ * -EINTR, not a loop for ever. */
 Test(fallback, an_interrupted_allocation_goes_on)
 {
 	char name[64];
@@ -342,4 +352,35 @@ Test(fallback, an_interrupted_allocation_goes_on)
 	fake.fallocate_eintr = 1;
 	cr_assert_eq(shmring_seg_create(NULL, &p, &s), 0, "anonymous alike");
 	shmring_seg_close(s);
+
+	struct shmring_seg_params big = params(64 << 20);
+	fake_reset();
+	cr_assert_eq(shmring_seg_create(NULL, &big, &s), 0);
+	cr_assert_geq(fake.fallocates, 32, "in parts: %d calls for 64 MiB", fake.fallocates);
+	shmring_seg_close(s);
+
+	fake_reset();
+	fake.fallocate_eintr = 1 << 30;
+	cr_assert_eq(shmring_seg_create(name, &p, &s), -EINTR);
+	cr_assert_eq(fake.fallocates, 100, "a bounded number of tries");
+	cr_assert_not(exists(name), "nothing left behind");
+}
+
+/* A named create that fails after its segment was made removes the name again, and
+ * reports why it failed: the removal used to clear the thread's error detail. Here a
+ * broadcast channel created by a reader runs out of descriptors for its reader lock
+ * (the second reopen of the file: the first is the registry's). */
+Test(fallback, a_named_create_that_fails_late_keeps_its_detail)
+{
+	char name[64];
+	struct shmring_bcast_opts o = { .slots = 4, .slot_size = 64 };
+	struct shmring_bcast *r;
+	fake_reset();
+	fake.fail_reopen_at = 2;
+	cr_assert_eq(shmring_bcast_create(tu_name(name, sizeof(name), "fb-late"), &o,
+					  SHMRING_ROLE_READER, &r), -EMFILE);
+	cr_assert_eq(fake.reopens, 2);
+	cr_assert(strstr(shmring_last_error_detail(), "reader lock"), "detail: \"%s\"",
+		  shmring_last_error_detail());
+	cr_assert_not(exists(name), "the name is removed");
 }
