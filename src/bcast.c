@@ -351,12 +351,19 @@ int shmring_bcast_create(const char *name, const struct shmring_bcast_opts *o, u
 	p.geo[SHMRING_BCAST_GEO_RPAGE] = SHMRING_BCAST_RPAGE_OFF;
 	p.geo[SHMRING_BCAST_GEO_PAYLOAD] = SHMRING_BCAST_PAYLOAD_OFF;
 	struct shmring_seg *seg;
-	rc = shmring_seg_create(name, &p, &seg);
+	struct shmring__naming nm;
+	rc = shmring__seg_make(name, &p, &seg, &nm);
 	if (rc)
 		return rc;
-	rc = attach(seg, role, flags, 1, out);
-	if (rc && name && *name)
-		shmring__seg_remove(name); /* keeps the detail of the failure */
+	if ((rc = attach(seg, role, flags, 1, out)) != 0) {
+		shmring__seg_unmake(&nm);
+		return rc;
+	}
+	/* named only now that the creator holds its role (internal.h) */
+	if ((rc = shmring__seg_name(seg, &nm)) != 0) {
+		shmring_bcast_close(*out);
+		*out = NULL;
+	}
 	return rc;
 }
 

@@ -53,9 +53,24 @@ SHMRING_HIDDEN void shmring__reg_unlock(void);
  * no name lookup), opened with oflags | O_CLOEXEC: locks of its own. Returns it, -ESTALE
  * if what opened is not that file, or -errno. */
 SHMRING_HIDDEN int shmring__reopen_fd(int fd, int oflags);
-/* shmring_seg_unlink() keeping the thread's error detail: a create undoing itself after
- * a failure, whose detail is the one to report. */
-SHMRING_HIDDEN int shmring__seg_remove(const char *name);
+/* Creating a channel in two steps, so that its name appears only once the creator has
+ * attached with its role (a process that opens it by name at once finds the role taken,
+ * rather than taking it from the creator, which then failed and removed the name from
+ * under it): shmring__seg_make() is shmring_seg_create() without the naming; then
+ * shmring__seg_name() gives the name (-EEXIST if a file took it meanwhile: the caller
+ * closes what it made), or, after a failure, shmring__seg_unmake() takes back what
+ * make did (the name, where /dev/shm refuses O_TMPFILE and it was made first). Either
+ * ends the creator's turn (take_turn() in src/segment.c). */
+struct shmring__naming {
+	char n[SHMRING_NAME_MAX + 2];                         /* "/NAME"; "": anonymous */
+	char path[sizeof("/dev/shm") + SHMRING_NAME_MAX + 1]; /* its /dev/shm path */
+	struct shmring__lock_fd *guard;                       /* the creator's turn */
+	int early_name;                                       /* the name was made first */
+};
+SHMRING_HIDDEN int shmring__seg_make(const char *name, const struct shmring_seg_params *p,
+				     struct shmring_seg **out, struct shmring__naming *nm);
+SHMRING_HIDDEN int shmring__seg_name(struct shmring_seg *s, struct shmring__naming *nm);
+SHMRING_HIDDEN void shmring__seg_unmake(struct shmring__naming *nm);
 /* A reopen's error that its callers' fallbacks are for: the file's mode denies the
  * second open, or there is no /proc. Anything else (EMFILE, ENFILE, ENOMEM...) is a
  * failure of the moment, returned, not worked around for the handle's whole life. */

@@ -476,12 +476,19 @@ int shmring_mpmc_create(const char *name, const struct shmring_mpmc_opts *o, uin
 	p.geo[SHMRING_MPMC_GEO_ALIGN] = align;
 	p.geo[SHMRING_MPMC_GEO_FORMAT] = SHMRING_MPMC_FORMAT;
 	struct shmring_seg *seg;
-	int rc = shmring_seg_create(name, &p, &seg);
+	struct shmring__naming nm;
+	int rc = shmring__seg_make(name, &p, &seg, &nm);
 	if (rc)
 		return rc;
-	rc = attach(seg, role, out);
-	if (rc && name && *name)
-		shmring__seg_remove(name); /* keeps the detail of the failure */
+	if ((rc = attach(seg, role, out)) != 0) {
+		shmring__seg_unmake(&nm);
+		return rc;
+	}
+	/* named only now that the creator holds its role (internal.h) */
+	if ((rc = shmring__seg_name(seg, &nm)) != 0) {
+		shmring_mpmc_close(*out);
+		*out = NULL;
+	}
 	return rc;
 }
 

@@ -1072,12 +1072,19 @@ int shmring_pool_create(const char *name, const struct shmring_pool_opts *o,
 	sp.geo[SHMRING_POOL_GEO_OFFS] = g.meta_off | (g.subs_off << 32);
 	sp.geo[SHMRING_POOL_GEO_LOG_OFF] = g.log_off;
 	struct shmring_seg *seg;
-	int rc = shmring_seg_create(name, &sp, &seg);
+	struct shmring__naming nm;
+	int rc = shmring__seg_make(name, &sp, &seg, &nm);
 	if (rc)
 		return rc;
-	rc = finish_open(seg, sub, sub != NULL, out);
-	if (rc && name && *name)
-		shmring__seg_remove(name); /* keeps the detail of the failure */
+	if ((rc = finish_open(seg, sub, sub != NULL, out)) != 0) {
+		shmring__seg_unmake(&nm);
+		return rc;
+	}
+	/* named only now that the creator holds its role (internal.h) */
+	if ((rc = shmring__seg_name(seg, &nm)) != 0) {
+		shmring_pool_close(*out);
+		*out = NULL;
+	}
 	return rc;
 }
 

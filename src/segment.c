@@ -309,11 +309,6 @@ void shmring_seg_close(struct shmring_seg *s)
 int shmring_seg_unlink(const char *name)
 {
 	shmring__clear_detail(); /* a failure below without a detail leaves none */
-	return shmring__seg_remove(name);
-}
-
-int shmring__seg_remove(const char *name)
-{
 	char n[SHMRING_NAME_MAX + 2];
 	int rc = norm_name(name, n, sizeof(n));
 	if (rc)
@@ -453,9 +448,11 @@ static int publish(int fd, const char *path)
 	return 0;
 }
 
-/* n: "/NAME" and path its /dev/shm path, or both "" for an anonymous segment */
+/* n: "/NAME" and path its /dev/shm path, or both "" for an anonymous segment. The
+ * segment is complete but not named yet (shmring__seg_name() names it), unless
+ * *early_name says the name was made first. */
 static int create(const char *n, const char *path, const struct shmring_seg_params *p,
-		  struct shmring_seg **out)
+		  struct shmring_seg **out, int *early)
 {
 	int anon = !*n;
 	uint64_t ctrl_size = PAGE_UP(p->ctrl_size ? p->ctrl_size : SHMRING_PAGE);
@@ -564,10 +561,7 @@ static int create(const char *n, const char *path, const struct shmring_seg_para
 	h->checksum = shmring_hdr_checksum(tmp);
 	/* pairs with the acquire load of the magic through the mapping in attach() */
 	shmring_store_release(&h->magic, SHMRING_MAGIC);
-	if (!anon && !early_name && (rc = publish(s->fd, path)) != 0) {
-		shmring_seg_close(s);
-		return rc;
-	}
+	*early = early_name;
 	*out = s;
 	return 0;
 }
@@ -594,24 +588,58 @@ static int take_turn(const char *path, struct shmring__lock_fd **guard)
 	return 0;
 }
 
-int shmring_seg_create(const char *name, const struct shmring_seg_params *p, struct shmring_seg **out)
+int shmring__seg_make(const char *name, const struct shmring_seg_params *p,
+		      struct shmring_seg **out, struct shmring__naming *nm)
 {
-	shmring__clear_detail(); /* a failure below without a detail leaves none */
-	char n[SHMRING_NAME_MAX + 2] = "";
+	nm->n[0] = nm->path[0] = 0;
+	nm->guard = NULL;
+	nm->early_name = 0;
 	if (!p || !out || p->kind < SHMRING_KIND_SPSC || p->kind > SHMRING_KIND_BCAST ||
 	    p->max_parts > SHMRING_MAX_PARTS || (p->flags & 0xffffu) || (p->mode & ~0777u))
 		return shmring__fail(-EINVAL, "invalid segment parameters");
 	if (!name || !*name)
-		return create("", "", p, out);
-	int rc = norm_name(name, n, sizeof(n));
+		return create("", "", p, out, &nm->early_name);
+	int rc = norm_name(name, nm->n, sizeof(nm->n));
 	if (rc)
 		return rc;
-	char path[sizeof("/dev/shm") + SHMRING_NAME_MAX + 1];
-	snprintf(path, sizeof(path), "/dev/shm%s", n);
-	struct shmring__lock_fd *guard;
-	if ((rc = take_turn(path, &guard)) != 0)
+	snprintf(nm->path, sizeof(nm->path), "/dev/shm%s", nm->n);
+	if ((rc = take_turn(nm->path, &nm->guard)) != 0)
 		return rc;
-	rc = create(n, path, p, out);
-	shmring__lock_fd_close(guard);
+	if ((rc = create(nm->n, nm->path, p, out, &nm->early_name)) != 0) {
+		shmring__lock_fd_close(nm->guard);
+		nm->guard = NULL;
+	}
+	return rc;
+}
+
+int shmring__seg_name(struct shmring_seg *s, struct shmring__naming *nm)
+{
+	int rc = 0;
+	if (nm->n[0] && !nm->early_name)
+		rc = publish(s->fd, nm->path);
+	shmring__lock_fd_close(nm->guard);
+	nm->guard = NULL;
+	return rc;
+}
+
+void shmring__seg_unmake(struct shmring__naming *nm)
+{
+	if (nm->n[0] && nm->early_name)
+		shm_unlink(nm->n);
+	shmring__lock_fd_close(nm->guard);
+	nm->guard = NULL;
+}
+
+int shmring_seg_create(const char *name, const struct shmring_seg_params *p, struct shmring_seg **out)
+{
+	shmring__clear_detail(); /* a failure below without a detail leaves none */
+	struct shmring__naming nm;
+	int rc = shmring__seg_make(name, p, out, &nm);
+	if (rc)
+		return rc;
+	if ((rc = shmring__seg_name(*out, &nm)) != 0) {
+		shmring_seg_close(*out);
+		*out = NULL;
+	}
 	return rc;
 }

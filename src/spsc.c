@@ -231,12 +231,19 @@ int shmring_spsc_create(const char *name, const struct shmring_spsc_opts *o, uin
 	p.geo[SHMRING_SPSC_GEO_MAX_RECORD] = maxr;
 	p.geo[SHMRING_SPSC_GEO_ALIGN] = align;
 	struct shmring_seg *seg;
-	int rc = shmring_seg_create(name, &p, &seg);
+	struct shmring__naming nm;
+	int rc = shmring__seg_make(name, &p, &seg, &nm);
 	if (rc)
 		return rc;
-	rc = finish_open(seg, role, out);
-	if (rc && name && *name)
-		shmring__seg_remove(name); /* keeps the detail of the failure */
+	if ((rc = finish_open(seg, role, out)) != 0) {
+		shmring__seg_unmake(&nm);
+		return rc;
+	}
+	/* named only now that the creator holds its role (internal.h) */
+	if ((rc = shmring__seg_name(seg, &nm)) != 0) {
+		shmring_spsc_close(*out);
+		*out = NULL;
+	}
 	return rc;
 }
 

@@ -31,6 +31,8 @@ static struct {
 	int fallocate_eintr; /* posix_fallocate is interrupted this many times first */
 	int fail_reopen_at;  /* > 0: the Nth open of a /proc/.../fd/ link fails (EMFILE) */
 	int reopens;
+	void (*after_link)(void); /* called once, right after a link(2) gave a name */
+	int file_first;      /* a file is made under the name just before the link */
 	int tmpfile_opens, self_links, empty_path_links, fallocates;
 } fake = { .self_fd = -1 };
 
@@ -94,7 +96,18 @@ int __wrap_linkat(int olddir, const char *oldpath, int newdir, const char *newpa
 	}
 	if (flags & AT_EMPTY_PATH)
 		fake.empty_path_links++;
-	return __real_linkat(olddir, oldpath, newdir, newpath, flags);
+	if (fake.file_first) {
+		fake.file_first = 0;
+		int fd = __real_open64(newpath, O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0600);
+		if (fd >= 0)
+			close(fd);
+	}
+	int rc = __real_linkat(olddir, oldpath, newdir, newpath, flags);
+	void (*after)(void) = fake.after_link;
+	fake.after_link = NULL;
+	if (rc == 0 && after)
+		after();
+	return rc;
 }
 
 int __wrap_access(const char *path, int mode);
@@ -383,4 +396,65 @@ Test(fallback, a_named_create_that_fails_late_keeps_its_detail)
 	cr_assert(strstr(shmring_last_error_detail(), "reader lock"), "detail: \"%s\"",
 		  shmring_last_error_detail());
 	cr_assert_not(exists(name), "the name is removed");
+}
+
+/* A channel's name appears only once its creator holds its role: a process that opens
+ * it by name the moment it appears, as the same role, finds the role taken. It used to
+ * get the role (the name came before the creator's join), and the creator then failed
+ * with -EBUSY and removed the name from under it. Played here by opening from inside
+ * link(2)'s wrapper, the instant the name exists. */
+static char race_name[64];
+static int race_rc, race_cons_rc, race_alive;
+
+static void open_the_moment_it_is_named(void)
+{
+	struct shmring_spsc *s, *c;
+	race_rc = shmring_spsc_open(race_name, SHMRING_ROLE_PRODUCER, &s);
+	if (race_rc == 0)
+		shmring_spsc_close(s);
+	race_cons_rc = shmring_spsc_open(race_name, SHMRING_ROLE_CONSUMER, &c);
+	if (race_cons_rc == 0) {
+		race_alive = shmring_spsc_peer_alive(c);
+		shmring_spsc_close(c);
+	}
+}
+
+Test(fallback, a_channel_is_named_only_once_its_creator_holds_its_role)
+{
+	struct shmring_spsc_opts o = { .capacity = 4096 };
+	struct shmring_spsc *p;
+	fake_reset();
+	fake.after_link = open_the_moment_it_is_named;
+	int rc = shmring_spsc_create(tu_name(race_name, sizeof(race_name), "fb-race"), &o,
+				     SHMRING_ROLE_PRODUCER, &p);
+	cr_assert_eq(rc, 0, "the creator keeps its role: %d", rc);
+	cr_assert_eq(race_rc, -EBUSY, "the producer role was the creator's when the name came: %d",
+		     race_rc);
+	cr_assert_eq(race_cons_rc, 0, "a consumer attaches at once");
+	cr_assert_eq(race_alive, 1, "and finds the producer there");
+	cr_assert(exists(race_name), "the name stays");
+	shmring_spsc_close(p);
+	cr_assert_eq(shmring_seg_unlink(race_name), 0);
+}
+
+/* A channel that loses its name to a file made meanwhile is given up whole: the creator
+ * gets -EEXIST and no handle, nothing of it stays mapped, and the file under the name
+ * is left alone. */
+Test(fallback, a_channel_that_loses_its_name_is_given_up_whole)
+{
+	char name[64], path[128];
+	struct shmring_mpmc_opts o = { .capacity = 8, .slot_size = 64 };
+	struct shmring_mpmc *m = (void *)1;
+	unsigned maps = shmring_registry_count();
+	fake_reset();
+	fake.file_first = 1;
+	cr_assert_eq(shmring_mpmc_create(tu_name(name, sizeof(name), "fb-lost"), &o,
+					 SHMRING_ROLE_PRODUCER, &m), -EEXIST);
+	cr_assert_null(m, "no handle");
+	cr_assert_eq(shmring_registry_count(), maps, "nothing left mapped");
+	snprintf(path, sizeof(path), "/dev/shm/%s", name);
+	struct stat st;
+	cr_assert_eq(stat(path, &st), 0);
+	cr_assert_eq(st.st_size, 0, "the other file, untouched");
+	unlink(path);
 }

@@ -85,7 +85,10 @@ struct shmring_seg_params {
  * decides what taking turns cannot (a file put under the name by other means meanwhile,
  * creators in other network namespaces): the later one gets -EEXIST at its end. Where
  * /dev/shm refuses O_TMPFILE, the name is made first (shm_open O_EXCL) and openers see
- * -EAGAIN until the segment is complete. */
+ * -EAGAIN until the segment is complete. The channel kinds' create calls (spsc, mpmc,
+ * pool, bcast) give the name only once the creator has attached with its role, so
+ * that an opener of the same role the moment the name appears finds it taken (-EBUSY)
+ * rather than taking it from the creator. */
 SHMRING_API int shmring_seg_create(const char *name, const struct shmring_seg_params *p,
 				   struct shmring_seg **out);
 /* Open a named segment. kind 0 accepts any kind. */
