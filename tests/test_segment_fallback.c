@@ -163,6 +163,14 @@ static void assert_complete(const char *name, uint64_t data)
 	shmring_seg_close(o);
 }
 
+/* assert_complete(), then s closed and the name removed. */
+static void complete_then_remove(struct shmring_seg *s, const char *name, uint64_t data)
+{
+	assert_complete(name, data);
+	shmring_seg_close(s);
+	cr_assert_eq(shmring_seg_unlink(name), 0);
+}
+
 /* While the control region is being initialised, the name either does not exist yet
  * (O_TMPFILE) or names a segment that openers are told to wait for (the fallback). */
 struct midway { const char *name; int open_rc; int existed; };
@@ -200,9 +208,7 @@ Test(fallback, the_usual_path_makes_an_unnamed_file_and_links_it_through_thread_
 	cr_assert_eq(fake.self_links + fake.empty_path_links, 0);
 	cr_assert_not(m.existed, "no name while being made");
 	cr_assert_eq(m.open_rc, -ENOENT);
-	assert_complete(name, 8192);
-	shmring_seg_close(s);
-	cr_assert_eq(shmring_seg_unlink(name), 0);
+	complete_then_remove(s, name, 8192);
 }
 
 Test(fallback, without_o_tmpfile_the_name_comes_first_and_openers_are_told_to_wait)
@@ -245,9 +251,7 @@ Test(fallback, without_o_tmpfile_a_failed_create_removes_the_name)
 
 	p.init = NULL;
 	cr_assert_eq(shmring_seg_create(name, &p, &s), 0, "the name can be made afterwards");
-	assert_complete(name, 8192);
-	shmring_seg_close(s);
-	cr_assert_eq(shmring_seg_unlink(name), 0);
+	complete_then_remove(s, name, 8192);
 }
 
 Test(fallback, without_thread_self_the_file_is_linked_through_proc_self)
@@ -260,9 +264,7 @@ Test(fallback, without_thread_self_the_file_is_linked_through_proc_self)
 	cr_assert_eq(shmring_seg_create(tu_name(name, sizeof(name), "fb-self"), &p, &s), 0);
 	cr_assert_eq(fake.self_links, 1);
 	cr_assert_eq(fake.empty_path_links, 0);
-	assert_complete(name, 8192);
-	shmring_seg_close(s);
-	cr_assert_eq(shmring_seg_unlink(name), 0);
+	complete_then_remove(s, name, 8192);
 }
 
 /* /proc/self is the thread group leader's descriptor table: a thread that unshared its
@@ -321,9 +323,7 @@ Test(fallback, without_proc_the_descriptor_itself_is_linked)
 	cr_assert_eq(fake.empty_path_links, 1);
 	if (may == 0) {
 		cr_assert_eq(rc, 0);
-		assert_complete(name, 8192);
-		shmring_seg_close(s);
-		cr_assert_eq(shmring_seg_unlink(name), 0);
+		complete_then_remove(s, name, 8192);
 	} else {
 		cr_assert_eq(rc, -may_err, "the link's own error: %d, %d", rc, -may_err);
 		cr_assert_not(exists(name));
@@ -359,9 +359,7 @@ Test(fallback, an_interrupted_allocation_goes_on)
 	fake.fallocate_eintr = 2;
 	cr_assert_eq(shmring_seg_create(tu_name(name, sizeof(name), "fb-eintr"), &p, &s), 0);
 	cr_assert_eq(fake.fallocates, 3);
-	assert_complete(name, 1 << 20);
-	shmring_seg_close(s);
-	cr_assert_eq(shmring_seg_unlink(name), 0);
+	complete_then_remove(s, name, 1 << 20);
 	fake.fallocate_eintr = 1;
 	cr_assert_eq(shmring_seg_create(NULL, &p, &s), 0, "anonymous alike");
 	shmring_seg_close(s);
