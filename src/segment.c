@@ -243,15 +243,9 @@ static int open_flags(unsigned flags)
 	       O_NOCTTY;
 }
 
-int shmring_seg_open(const char *name, uint32_t kind, unsigned flags, struct shmring_seg **out)
+/* shm_open the name and attach: shmring_seg_open() less the check of the name after */
+static int open_named(const char *n, uint32_t kind, unsigned flags, struct shmring_seg **out)
 {
-	shmring__clear_detail(); /* a failure below without a detail leaves none */
-	char n[SHMRING_NAME_MAX + 2];
-	if (!out)
-		return -EINVAL;
-	int rc = norm_name(name, n, sizeof(n));
-	if (rc)
-		return rc;
 	int fd = shm_open(n, open_flags(flags), 0);
 	if (fd < 0) {
 		int err = errno;
@@ -268,6 +262,37 @@ int shmring_seg_open(const char *name, uint32_t kind, unsigned flags, struct shm
 	}
 	return attach(fd, kind, flags, n + 1, 0, out);
 }
+
+int shmring_seg_open(const char *name, uint32_t kind, unsigned flags, struct shmring_seg **out)
+{
+	shmring__clear_detail(); /* a failure below without a detail leaves none */
+	char n[SHMRING_NAME_MAX + 2];
+	if (!out)
+		return -EINVAL;
+	int rc = norm_name(name, n, sizeof(n));
+	if (rc)
+		return rc;
+	char path[SHMRING_NAME_MAX + 16];
+	for (int tries = 0;; tries++) {
+		rc = open_named(n, kind, flags, out);
+		if (rc)
+			return rc;
+		/* shmdump clean may have removed the name of a stale segment between our
+		 * shm_open and our holder lock (taken in attach), which it had not seen: we
+		 * would hold a segment nobody can find. The lock is ours now, so a name that
+		 * still leads to our file stays (clean sees the lock); otherwise start over */
+		struct stat a, b;
+		snprintf(path, sizeof(path), "/dev/shm%s", n);
+		if (stat(path, &b) == 0 && fstat((*out)->fd, &a) == 0 && a.st_dev == b.st_dev &&
+		    a.st_ino == b.st_ino)
+			return 0;
+		shmring_seg_close(*out);
+		*out = NULL;
+		if (tries == 2)
+			return shmring__fail(-ENOENT, "%s was removed while it was being opened", path);
+	}
+}
+
 
 int shmring_seg_open_path(const char *path, uint32_t kind, unsigned flags, struct shmring_seg **out)
 {
@@ -552,15 +577,7 @@ static int create(const char *n, const char *path, const struct shmring_seg_para
 			shm_unlink(n);
 		return rc;
 	}
-	/* The checksum covers the final magic; the magic goes in last, with release, so an
-	 * attacher that sees it sees the whole header and the initialised control region. */
-	uint8_t tmp[SHMRING_CHECKSUM_OFF];
-	memcpy(tmp, h, sizeof(tmp));
-	uint64_t magic = SHMRING_MAGIC;
-	memcpy(tmp, &magic, sizeof(magic));
-	h->checksum = shmring_hdr_checksum(tmp);
-	/* pairs with the acquire load of the magic through the mapping in attach() */
-	shmring_store_release(&h->magic, SHMRING_MAGIC);
+	/* the magic goes in when the segment is named (shmring__seg_name()) */
 	*early = early_name;
 	*out = s;
 	return 0;
@@ -571,6 +588,8 @@ static int create(const char *n, const char *path, const struct shmring_seg_para
  * goes with the last descriptor, so a creator that dies leaves nothing behind, and
  * the registry lists the descriptor so that a fork()ed child keeps no copy. Without
  * AF_UNIX (a sandbox), creators do not take turns: link(2) still decides. */
+#define TURN_WAIT_MS 10
+
 static int take_turn(const char *path, struct shmring__lock_fd **guard)
 {
 	struct stat st;
@@ -581,11 +600,42 @@ static int take_turn(const char *path, struct shmring__lock_fd **guard)
 	char key[64];
 	snprintf(key, sizeof(key), "shmring-create-%016llx",
 		 (unsigned long long)XXH64(path, strlen(path), XXH64(id, sizeof(id), 0)));
-	int rc = shmring__guard_open(key, guard);
+	/* a process forked while another thread of ours held a turn holds a copy of it
+	 * until its atfork handler closes it, a moment later: the turn is tried for up to
+	 * TURN_WAIT_MS before the name counts as being created elsewhere */
+	int rc;
+	for (int tries = 0; (rc = shmring__guard_open(key, guard)) == -EADDRINUSE &&
+			    tries < TURN_WAIT_MS * 10; tries++) {
+		struct timespec nap = { 0, 100000 };
+		nanosleep(&nap, NULL);
+	}
 	if (rc == -EADDRINUSE)
 		return shmring__fail(-EEXIST, "%s is being created by another process "
 				     "(it holds the abstract socket @%s)", path, key);
 	return 0;
+}
+
+int shmring_seg_turn_take(const char *name, struct shmring_seg_turn **out)
+{
+	shmring__clear_detail(); /* a failure below without a detail leaves none */
+	char n[SHMRING_NAME_MAX + 2], path[sizeof("/dev/shm") + SHMRING_NAME_MAX + 1];
+	if (!out)
+		return -EINVAL;
+	*out = NULL;
+	int rc = norm_name(name, n, sizeof(n));
+	if (rc)
+		return rc;
+	snprintf(path, sizeof(path), "/dev/shm%s", n);
+	struct shmring__lock_fd *guard;
+	if ((rc = take_turn(path, &guard)) != 0)
+		return rc;
+	*out = (struct shmring_seg_turn *)(void *)guard; /* NULL: no turns here (no AF_UNIX) */
+	return 0;
+}
+
+void shmring_seg_turn_give(struct shmring_seg_turn *t)
+{
+	shmring__lock_fd_close((struct shmring__lock_fd *)(void *)t);
 }
 
 int shmring__seg_make(const char *name, const struct shmring_seg_params *p,
@@ -612,9 +662,26 @@ int shmring__seg_make(const char *name, const struct shmring_seg_params *p,
 	return rc;
 }
 
+/* The checksum covers the final magic; the magic goes in last, with release, so an
+ * attacher that sees it sees the whole header, the initialised control region and the
+ * creator's role taken. Until then an opener of a name made first (no O_TMPFILE) is
+ * told the segment is still being created. */
+static void seal(struct shmring_seg *s)
+{
+	struct shmring_hdr *h = (struct shmring_hdr *)(void *)s->base;
+	uint8_t tmp[SHMRING_CHECKSUM_OFF];
+	memcpy(tmp, h, sizeof(tmp));
+	uint64_t magic = SHMRING_MAGIC;
+	memcpy(tmp, &magic, sizeof(magic));
+	h->checksum = shmring_hdr_checksum(tmp);
+	/* pairs with the acquire load of the magic through the mapping in attach() */
+	shmring_store_release(&h->magic, SHMRING_MAGIC);
+}
+
 int shmring__seg_name(struct shmring_seg *s, struct shmring__naming *nm)
 {
 	int rc = 0;
+	seal(s);
 	if (nm->n[0] && !nm->early_name)
 		rc = publish(s->fd, nm->path);
 	shmring__lock_fd_close(nm->guard);

@@ -321,6 +321,36 @@ Test(segment, a_creator_killed_while_creating_leaves_no_name, .timeout = 30)
 	shmring_seg_unlink(name);
 }
 
+/* shmring_seg_turn_take() holds a name's creators' turn: a create of it fails with
+ * -EEXIST at once, in any process, until the turn is given back; a second taker is
+ * refused too. */
+static int create_named(void *arg)
+{
+	struct shmring_seg *s;
+	struct shmring_seg_params p = params(4096);
+	int rc = shmring_seg_create(arg, &p, &s);
+	if (rc == 0)
+		shmring_seg_close(s);
+	return rc == 0 ? 0 : rc == -EEXIST ? 1 : 2;
+}
+
+Test(segment, a_turn_taken_by_a_tool_keeps_creators_out_until_given_back, .timeout = 30)
+{
+	char name[64], path[128];
+	struct shmring_seg_turn *t, *t2;
+	cr_assert_eq(shmring_seg_turn_take(tu_name(name, sizeof(name), "turn"), &t), 0);
+	cr_assert_not_null(t);
+	cr_assert_eq(tu_wait(tu_fork(create_named, name)), 1, "another process: -EEXIST");
+	cr_assert_eq(create_named(name), 1, "this process too");
+	cr_assert_eq(shmring_seg_turn_take(name, &t2), -EEXIST, "one turn at a time");
+	shmring_seg_path(name, path, sizeof(path));
+	cr_assert_neq(access(path, F_OK), 0, "nothing was made");
+	shmring_seg_turn_give(t);
+	cr_assert_eq(tu_wait(tu_fork(create_named, name)), 0, "given back: the create goes through");
+	shmring_seg_unlink(name);
+	shmring_seg_turn_give(NULL);
+}
+
 /* Creators of one name take turns: one that comes while another is creating gets
  * -EEXIST at once (it used to, when the name was made first), rather than allocating a
  * second copy where /dev/shm may hold only one (then both failed with -ENOSPC). */

@@ -21,6 +21,7 @@ int __real_open64(const char *path, int flags, ...);
 int __real_linkat(int olddir, const char *oldpath, int newdir, const char *newpath, int flags);
 int __real_access(const char *path, int mode);
 int __real_posix_fallocate64(int fd, off_t off, off_t len);
+int __real_fcntl64(int fd, int cmd, ...);
 
 static struct {
 	int no_tmpfile;      /* open(O_TMPFILE) fails with EOPNOTSUPP */
@@ -33,6 +34,9 @@ static struct {
 	int reopens;
 	void (*after_link)(void); /* called once, right after a link(2) gave a name */
 	int file_first;      /* a file is made under the name just before the link */
+	/* called once, just before an F_OFD_SETLK on byte lock_byte or beyond (0: off) */
+	void (*before_lock)(void);
+	off_t lock_byte;
 	int tmpfile_opens, self_links, empty_path_links, fallocates;
 } fake = { .self_fd = -1 };
 
@@ -118,6 +122,21 @@ int __wrap_access(const char *path, int mode)
 		return -1;
 	}
 	return __real_access(path, mode);
+}
+
+int __wrap_fcntl64(int fd, int cmd, ...);
+int __wrap_fcntl64(int fd, int cmd, ...)
+{
+	va_list ap;
+	va_start(ap, cmd);
+	void *arg = va_arg(ap, void *); /* as glibc's own fcntl reads it, whatever cmd */
+	va_end(ap);
+	if (cmd == F_OFD_SETLK && fake.before_lock && ((struct flock *)arg)->l_start >= fake.lock_byte) {
+		void (*hook)(void) = fake.before_lock;
+		fake.before_lock = NULL;
+		hook();
+	}
+	return __real_fcntl64(fd, cmd, arg);
 }
 
 int __wrap_posix_fallocate64(int fd, off_t off, off_t len);
@@ -455,4 +474,72 @@ Test(fallback, a_channel_that_loses_its_name_is_given_up_whole)
 	cr_assert_eq(stat(path, &st), 0);
 	cr_assert_eq(st.st_size, 0, "the other file, untouched");
 	unlink(path);
+}
+
+/* Where the name comes first (no O_TMPFILE), the magic goes in only once the creator
+ * holds its role, so that an opener that comes while the creator joins is told to come
+ * back (-EAGAIN: a zero magic, see open_empty_file_is_not_ready_yet in test_segment.c).
+ * It used to find the magic, take the producer role, and the creator then failed with
+ * -EBUSY and removed the name from under it. The file is read directly at the moment
+ * of the join: the library is not called from inside itself (its registry mutex is
+ * held there). */
+static int magic_at_join = -1;
+
+static void look_at_the_magic(void)
+{
+	char path[128];
+	uint64_t magic = 0;
+	snprintf(path, sizeof(path), "/dev/shm/%s", race_name);
+	int fd = __real_open64(path, O_RDONLY | O_CLOEXEC, 0);
+	if (fd >= 0) {
+		magic_at_join = pread(fd, &magic, sizeof(magic), 0) == (ssize_t)sizeof(magic) &&
+				magic == SHMRING_MAGIC;
+		close(fd);
+	}
+}
+
+Test(fallback, without_o_tmpfile_an_opener_cannot_take_the_creators_role)
+{
+	struct shmring_spsc_opts o = { .capacity = 4096 };
+	struct shmring_spsc *p;
+	fake_reset();
+	fake.no_tmpfile = 1;
+	fake.before_lock = look_at_the_magic;
+	fake.lock_byte = SHMRING_PARTS_OFF; /* the creator's participant slot */
+	cr_assert_eq(shmring_spsc_create(tu_name(race_name, sizeof(race_name), "fb-early"), &o,
+					 SHMRING_ROLE_PRODUCER, &p), 0);
+	cr_assert_eq(magic_at_join, 0, "no magic while the creator joins (%d)", magic_at_join);
+	struct shmring_spsc *q;
+	cr_assert_eq(shmring_spsc_open(race_name, SHMRING_ROLE_PRODUCER, &q), -EBUSY,
+		     "afterwards, the role is the creator's");
+	cr_assert(exists(race_name));
+	shmring_spsc_close(p);
+	cr_assert_eq(shmring_seg_unlink(race_name), 0);
+}
+
+/* A name removed between an opener's shm_open and its holder lock (shmdump clean of a
+ * stale segment, which saw no holder) is not a successful open of a segment nobody can
+ * find any more: the opener looks at the name again once it holds the lock. */
+static void remove_the_name(void)
+{
+	char path[128];
+	snprintf(path, sizeof(path), "/dev/shm/%s", race_name);
+	unlink(path); /* not through the library: its registry mutex is held here */
+}
+
+Test(fallback, an_open_whose_name_was_removed_meanwhile_is_enoent)
+{
+	struct shmring_seg *s;
+	struct shmring_seg_params p = params(8192);
+	cr_assert_eq(shmring_seg_create(tu_name(race_name, sizeof(race_name), "fb-gone"), &p, &s), 0);
+	shmring_seg_close(s); /* stale: nobody holds it */
+	fake_reset();
+	fake.before_lock = remove_the_name;
+	fake.lock_byte = SHMRING_HOLDER_LOCK;
+	int rc = shmring_seg_open(race_name, SHMRING_KIND_SPSC, 0, &s);
+	cr_assert_eq(rc, -ENOENT, "%d", rc);
+	cr_assert(strstr(shmring_last_error_detail(), "removed while it was being opened") ||
+		  strstr(shmring_last_error_detail(), "No such file"), "%s",
+		  shmring_last_error_detail());
+	cr_assert_not(exists(race_name));
 }

@@ -79,9 +79,10 @@ struct shmring_seg_params {
  * A named segment gets its name only once complete (made as an O_TMPFILE in /dev/shm,
  * then linked): nobody can open it half-made, and a creator killed halfway leaves
  * nothing behind. A name that exists already fails at once with -EEXIST, and so does
- * a name another process is creating: creators of one name take turns (each holds an
- * abstract Unix socket address made from the name while it creates, gone with the
- * process), so two do not each allocate a copy where /dev/shm holds one. link(2)
+ * a name another process is creating (after up to 10 ms: a process forked meanwhile
+ * holds a copy of the creator's turn for a moment): creators of one name take turns
+ * (each holds an abstract Unix socket address made from the name while it creates,
+ * gone with the process), so two do not each allocate a copy where /dev/shm holds one. link(2)
  * decides what taking turns cannot (a file put under the name by other means meanwhile,
  * creators in other network namespaces): the later one gets -EEXIST at its end. Where
  * /dev/shm refuses O_TMPFILE, the name is made first (shm_open O_EXCL) and openers see
@@ -106,6 +107,16 @@ SHMRING_API int shmring_seg_open_path(const char *path, uint32_t kind, unsigned 
 SHMRING_API void shmring_seg_close(struct shmring_seg *seg);
 /* Remove a named segment from /dev/shm (existing mappings stay valid). */
 SHMRING_API int shmring_seg_unlink(const char *name);
+/* Take the turn that creators of name take while they create (see create): while it
+ * is held, a create of that name in any process fails with -EEXIST at once, so that a
+ * tool can look at what is under the name and remove it without a new segment taking
+ * the name in between (shmdump clean). Returns 0 and *turn (NULL where the system
+ * has no abstract Unix sockets: creators do not take turns there either), -EEXIST if
+ * a creator holds the turn now (after up to 10 ms), or another negative errno. Give it
+ * back with shmring_seg_turn_give() (NULL: nothing). Not inherited across fork(). */
+struct shmring_seg_turn;
+SHMRING_API int shmring_seg_turn_take(const char *name, struct shmring_seg_turn **turn);
+SHMRING_API void shmring_seg_turn_give(struct shmring_seg_turn *turn);
 
 static inline struct shmring_hdr *shmring_seg_hdr(const struct shmring_seg *s)
 {
