@@ -179,11 +179,12 @@ fail:
 }
 
 /* clean moves a name aside to /dev/shm/.shmdump-clean-PID-NAME while it compares the
- * file with the one it looked at, holding flock(LOCK_EX) on the file from before the
- * move until it is done (the library never uses flock). A clean killed inside that
- * window leaves the file there, unlocked: the next clean puts it back (it may be
- * someone's live segment). The lock, not the pid, says whether a clean is still at it
- * (pids are reused, and a clean in another pid namespace shares /dev/shm). */
+ * file with the one it looked at and checks its liveness again (see unlink_same_file()),
+ * holding flock(LOCK_EX) on the file from before the move until it is done (the library
+ * never uses flock). A clean killed inside that window leaves the file there, unlocked:
+ * the next clean puts it back (it may be someone's live segment). The lock, not the
+ * pid, says whether a clean is still at it (pids are reused, and a clean in another pid
+ * namespace shares /dev/shm). */
 #define ASIDE_PREFIX ".shmdump-clean-"
 
 static int aside_path(char *buf, size_t len, pid_t pid, const char *name)
@@ -367,13 +368,18 @@ static int cmd_list(char **pat, int npat, int json)
 	return rc;
 }
 
-/* Remove v's file by its /dev/shm name, if the name still leads to it: an application
- * that restarts (unlink, create again) between our look and the unlink must not lose
- * its new, live segment. The name is moved aside first, so the file checked is the one
- * removed. Returns 0 removed (or already gone), 1 the name leads to another file now
- * (left where it was), 2 that file is left at moved (the name was taken yet again), 3
- * another clean is removing it, or -errno. */
-static int unlink_same_file(const struct seg_view *v, const char *name, char *moved, size_t ml)
+/* Remove v's file, the stale segment clean looked at, by its /dev/shm name, holding the
+ * turn of the name's creators (see cmd_clean()): no library creator can put a new
+ * segment under the name meanwhile. The name is moved aside first, and only then is the
+ * file compared with the one looked at and its liveness checked again: a process that
+ * opened the segment before the move and attached meanwhile is seen (and the name put
+ * back, where no creator can have taken it), and one that opens it after the move finds
+ * no name. Returns 0 removed (or already gone), 1 the name leads to another file now
+ * (one put there by other means than the library, left where it was), 2 the file is
+ * left at moved (the name was taken by other means than the library before it could go
+ * back), 3 another clean is removing it, 4 a process attached meanwhile (put back), or
+ * -errno. */
+static int unlink_same_file(struct seg_view *v, const char *name, char *moved, size_t ml)
 {
 	struct stat mine, now;
 	char tmp[PATH_MAX];
@@ -383,7 +389,11 @@ static int unlink_same_file(const struct seg_view *v, const char *name, char *mo
 	if (flock(v->fd, LOCK_EX | LOCK_NB) != 0)
 		return errno == EWOULDBLOCK ? 3 : -errno;
 	if (aside_path(tmp, sizeof(tmp), getpid(), name) != 0) {
-		/* a name too long to move aside (the library makes none): look, then unlink */
+		/* a name too long to move aside (the library makes none, and takes no turn
+		 * for it): look again, then unlink */
+		seg_view_refresh(v);
+		if (v->state != SEG_STALE)
+			return 4;
 		if (stat(v->path, &now) != 0)
 			return errno == ENOENT ? 0 : -errno;
 		if (now.st_dev != mine.st_dev || now.st_ino != mine.st_ino)
@@ -393,20 +403,63 @@ static int unlink_same_file(const struct seg_view *v, const char *name, char *mo
 	/* never over a file that has the temporary name already (anyone may make one) */
 	if (renameat2(AT_FDCWD, v->path, AT_FDCWD, tmp, RENAME_NOREPLACE) != 0)
 		return errno == ENOENT ? 0 : -errno;
-	if (stat(tmp, &now) == 0 && now.st_dev == mine.st_dev && now.st_ino == mine.st_ino)
-		return unlink(tmp) == 0 || errno == ENOENT ? 0 : -errno;
-	/* someone else's file: put it back, unless the name was taken yet again */
+	int back; /* why it goes back: 1 another file, 4 attached meanwhile */
+	if (stat(tmp, &now) != 0) {
+		if (errno != ENOENT)
+			return -errno;
+		return 1; /* taken from there: another clean put it back (not ours any more) */
+	}
+	if (now.st_dev != mine.st_dev || now.st_ino != mine.st_ino) {
+		back = 1;
+	} else {
+		/* the very file looked at, and no name leads to it now: anyone attached is
+		 * attached already */
+		seg_view_refresh(v);
+		if (v->state == SEG_STALE)
+			return unlink(tmp) == 0 || errno == ENOENT ? 0 : -errno;
+		back = 4;
+	}
 	if (renameat2(AT_FDCWD, tmp, AT_FDCWD, v->path, RENAME_NOREPLACE) != 0) {
 		if (errno == ENOENT)
-			return 1; /* another clean put it back */
+			return back; /* another clean put it back */
 		if (errno != EEXIST)
 			return -errno;
 		snprintf(moved, ml, "%s", tmp);
 		return 2;
 	}
-	return 1;
+	return back;
 }
 
+/* A process is creating the name (or another clean holds its creators' turn): 1, after
+ * saying so; 0 with *turn held (NULL: no turns on this system, or a name the library
+ * cannot create, so that no library creator can take it either); -1 after one line on
+ * stderr. */
+static int take_turn(const char *name, struct shmring_seg_turn **turn)
+{
+	char nb[NAME_MAX + 1];
+	int e = shmring_seg_turn_take(name, turn);
+	if (e == -EINVAL || e == -ENAMETOOLONG) {
+		/* control bytes or too long: a name no library create makes */
+		*turn = NULL;
+		return 0;
+	}
+	if (e == -EEXIST) {
+		printf("kept %s: a process is creating a segment under that name, or another "
+		       "clean is at it\n", tool_printable(name, nb, sizeof(nb)));
+		return 1;
+	}
+	if (e != 0) {
+		tool_msg("%s: cannot take the turn of its creators: %s",
+			 tool_printable(name, nb, sizeof(nb)), shmring_strerror(e));
+		return -1;
+	}
+	return 0;
+}
+
+/* Each name is looked at, judged and removed with the turn of its creators held
+ * (shmring_seg_turn_take()): no library create of that name runs meanwhile, so the file
+ * under the name is the one looked at (or one put there by other means, seen by the
+ * comparison in unlink_same_file()). The dry run changes nothing and takes no turns. */
 static int cmd_clean(char **pat, int npat, int dry_run)
 {
 	size_t n;
@@ -423,8 +476,20 @@ static int cmd_clean(char **pat, int npat, int dry_run)
 		return EXIT_PROBLEM;
 	}
 	for (size_t k = 0; k < n; k++) {
+		struct shmring_seg_turn *turn = NULL;
+		if (!dry_run) {
+			int t = take_turn(names[k], &turn);
+			if (t > 0)
+				continue;
+			if (t < 0) {
+				rc = EXIT_PROBLEM;
+				break;
+			}
+		}
+		/* what is under the name now, with no creator at work on it */
 		int e = seg_view_open_devshm(v, names[k], why, sizeof(why));
 		if (e != 0) {
+			shmring_seg_turn_give(turn);
 			if (skip_or_say(names[k], e, why))
 				continue;
 			rc = EXIT_PROBLEM;
@@ -433,36 +498,38 @@ static int cmd_clean(char **pat, int npat, int dry_run)
 		if (v->state == SEG_CORRUPT) {
 			printf("kept %s: corrupt, not removed (see 'shmdump check %s')\n", v->label,
 			       v->label);
-		} else if (v->state == SEG_STALE) {
-			/* look again right before removing: someone may have just attached */
+		} else if (v->state == SEG_STALE && dry_run) {
+			/* look again, as the real run does before it removes */
 			seg_view_refresh(v);
-			if (v->state != SEG_STALE) {
+			if (v->state != SEG_STALE)
 				printf("kept %s: a participant attached meanwhile\n", v->label);
-			} else if (dry_run) {
+			else
 				printf("would remove %s (stale: %u dead participant%s)\n", v->label,
 				       v->dead, v->dead == 1 ? "" : "s");
+		} else if (v->state == SEG_STALE) {
+			char moved[PATH_MAX], mb[PATH_MAX];
+			e = unlink_same_file(v, names[k], moved, sizeof(moved));
+			if (e == 0) {
+				printf("removed %s (stale: %u dead participant%s)\n", v->label,
+				       v->dead, v->dead == 1 ? "" : "s");
+			} else if (e == 1) {
+				printf("kept %s: a new segment took the name meanwhile\n", v->label);
+			} else if (e == 4) {
+				printf("kept %s: a participant attached meanwhile\n", v->label);
+			} else if (e == 3) {
+				printf("kept %s: another shmdump clean is removing it\n", v->label);
+			} else if (e == 2) {
+				tool_msg("%s: another file took the name while it was moved aside; "
+					 "the file moved aside is now %s", v->label,
+					 tool_printable(moved, mb, sizeof(mb)));
+				rc = EXIT_PROBLEM;
 			} else {
-				char moved[PATH_MAX], mb[PATH_MAX];
-				int e = unlink_same_file(v, names[k], moved, sizeof(moved));
-				if (e == 0) {
-					printf("removed %s (stale: %u dead participant%s)\n", v->label,
-					       v->dead, v->dead == 1 ? "" : "s");
-				} else if (e == 1) {
-					printf("kept %s: a new segment took the name meanwhile\n", v->label);
-				} else if (e == 3) {
-					printf("kept %s: another shmdump clean is removing it\n", v->label);
-				} else if (e == 2) {
-					tool_msg("%s: new segments took the name twice meanwhile; the one "
-						 "moved aside is now %s", v->label,
-						 tool_printable(moved, mb, sizeof(mb)));
-					rc = EXIT_PROBLEM;
-				} else {
-					tool_msg("%s: cannot remove: %s", v->label, shmring_strerror(e));
-					rc = EXIT_PROBLEM;
-				}
+				tool_msg("%s: cannot remove: %s", v->label, shmring_strerror(e));
+				rc = EXIT_PROBLEM;
 			}
 		}
 		seg_view_close(v);
+		shmring_seg_turn_give(turn);
 	}
 	free(v);
 	free_names(names);

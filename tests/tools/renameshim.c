@@ -1,10 +1,16 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * LD_PRELOAD shim for the `shmdump clean` race test: when shmdump removes (or moves
- * aside) the path named by SHIM_REPLACE, another application re-creates its segment
- * under that name an instant before (here: a copy of the file under a new inode takes
- * the name), which is the window between clean's look at a stale segment and its
- * removal.
+ * LD_PRELOAD shim for the `shmdump clean` race tests, two ways to put another process's
+ * step into the window between clean's look at a stale segment and its removal:
+ *
+ * SHIM_REPLACE=PATH: when shmdump removes (or moves aside) PATH, another application
+ * re-creates its segment under that name an instant before (here: a copy of the file
+ * under a new inode takes the name), once.
+ *
+ * SHIM_PAUSE_NAME=NAME, SHIM_PAUSE_W=FD, SHIM_PAUSE_R=FD: before each rename or unlink
+ * of /dev/shm/NAME, or of a temporary name clean gives it (.shmdump-clean-PID-NAME),
+ * shmdump writes "CALL PATH\n" to descriptor W and waits for a line (or EOF) on
+ * descriptor R: the test does what it wants to race with that step meanwhile.
  */
 #include <dlfcn.h>
 #include <fcntl.h>
@@ -38,10 +44,35 @@ static void replace_once(const char *path)
 	real(tmp, victim); /* the new file takes the name */
 }
 
+/* The test's turn, if path is NAME or one of clean's temporary names for it. */
+static void pause_at(const char *call, const char *path)
+{
+	const char *nm = getenv("SHIM_PAUSE_NAME"), *w = getenv("SHIM_PAUSE_W"),
+		   *r = getenv("SHIM_PAUSE_R");
+	static const char aside[] = ".shmdump-clean-";
+	if (!nm || !w || !r)
+		return;
+	const char *base = strrchr(path, '/');
+	base = base ? base + 1 : path;
+	size_t bl = strlen(base), nl = strlen(nm);
+	int match = strcmp(base, nm) == 0 ||
+		    (strncmp(base, aside, sizeof(aside) - 1) == 0 && bl > nl + sizeof(aside) &&
+		     base[bl - nl - 1] == '-' && strcmp(base + bl - nl, nm) == 0);
+	if (!match)
+		return;
+	char line[4300], c;
+	int n = snprintf(line, sizeof(line), "%s %s\n", call, path);
+	if (n > 0 && (size_t)n < sizeof(line) && write(atoi(w), line, (size_t)n) != n)
+		return;
+	while (read(atoi(r), &c, 1) == 1 && c != '\n')
+		;
+}
+
 /* Whichever way shmdump removes the name, the new segment comes just before. */
 __attribute__((visibility("default"))) int rename(const char *from, const char *to)
 {
 	replace_once(from);
+	pause_at("rename", from);
 	int (*real)(const char *, const char *) =
 		(int (*)(const char *, const char *))dlsym(RTLD_NEXT, "rename");
 	return real(from, to);
@@ -52,6 +83,7 @@ __attribute__((visibility("default"))) int renameat2(int fromdir, const char *fr
 {
 	if (from[0] == '/') /* shmdump names absolute paths */
 		replace_once(from);
+	pause_at("rename", from);
 	int (*real)(int, const char *, int, const char *, unsigned) =
 		(int (*)(int, const char *, int, const char *, unsigned))dlsym(RTLD_NEXT, "renameat2");
 	return real(fromdir, from, todir, to, flags);
@@ -60,6 +92,7 @@ __attribute__((visibility("default"))) int renameat2(int fromdir, const char *fr
 __attribute__((visibility("default"))) int unlink(const char *path)
 {
 	replace_once(path);
+	pause_at("unlink", path);
 	int (*real)(const char *) = (int (*)(const char *))dlsym(RTLD_NEXT, "unlink");
 	return real(path);
 }

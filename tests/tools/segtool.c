@@ -23,6 +23,20 @@
  *   segtool rehash PATH
  * recomputes the header checksum of the segment file PATH in place (for tests that
  * damage one header field and want only that field to be wrong).
+ *
+ *   segtool turn NAME
+ * takes the turn of NAME's creators (shmring_seg_turn_take(), as a creator does while
+ * it creates), prints "ready", waits for EOF on stdin and gives it back.
+ *
+ *   segtool churn NAME MILLISECONDS
+ * is an application that restarts over and over (for `shmdump clean` racing with
+ * creators): for MILLISECONDS, it removes the name, creates the SPSC ring NAME as its
+ * producer (again at once on -EEXIST), holds it open for a random 0-400 us while it
+ * checks, over and over, that the name still leads to its ring, then closes it (a
+ * stale segment stays under the name) and lets it lie there for a random 0-400 us.
+ * It is the only process that creates or removes NAME, apart from clean. Prints
+ * "creates N eexist N checks N violations N"; each violation (the name gone or
+ * leading to another file while the ring was held) is said on stderr (the first 5).
  */
 #include "shmring/bcast.h"
 #include "shmring/mpmc.h"
@@ -30,9 +44,12 @@
 #include "shmring/spsc.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 static int die(const char *what, int rc)
@@ -165,14 +182,93 @@ static int rehash(const char *path)
 	return 0;
 }
 
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static uint32_t rnd(uint64_t *s)
+{
+	*s ^= *s << 13;
+	*s ^= *s >> 7;
+	*s ^= *s << 17;
+	return (uint32_t)(*s >> 16);
+}
+
+static int churn(const char *name, unsigned long ms)
+{
+	char path[256];
+	int rc = shmring_seg_path(name, path, sizeof(path));
+	if (rc)
+		return die("path", rc);
+	uint64_t seed = (uint64_t)getpid() * 0x9e3779b97f4a7c15u | 1, end = now_ns() + ms * 1000000u;
+	unsigned long creates = 0, eexist = 0, checks = 0, violations = 0;
+	while (now_ns() < end) {
+		shmring_seg_unlink(name); /* the restart: the stale ring it left goes */
+		struct shmring_spsc_opts o = { .capacity = 4096 };
+		struct shmring_spsc *p;
+		rc = shmring_spsc_create(name, &o, SHMRING_ROLE_PRODUCER, &p);
+		if (rc == -EEXIST) {
+			eexist++;
+			continue;
+		}
+		if (rc)
+			return die("create", rc);
+		creates++;
+		struct stat mine, st;
+		if (fstat(shmring_spsc_fd(p), &mine) != 0)
+			return die("fstat", -errno);
+		uint64_t t0 = now_ns(), until = t0 + rnd(&seed) % 400000u;
+		do {
+			checks++;
+			int gone = stat(path, &st) != 0;
+			if (gone || st.st_ino != mine.st_ino || st.st_dev != mine.st_dev) {
+				if (violations++ < 5)
+					fprintf(stderr, "segtool: churn: %.3f ms after its create, the live "
+						"ring (inode %lu) %s\n", (double)(now_ns() - t0) / 1e6,
+						(unsigned long)mine.st_ino,
+						gone ? "has no name" : "is not what the name leads to");
+				break;
+			}
+		} while (now_ns() < until);
+		shmring_spsc_close(p); /* stale now */
+		until = now_ns() + rnd(&seed) % 400000u;
+		while (now_ns() < until)
+			;
+	}
+	shmring_seg_unlink(name);
+	printf("creates %lu eexist %lu checks %lu violations %lu\n", creates, eexist, checks,
+	       violations);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc == 3 && strcmp(argv[1], "rehash") == 0)
 		return rehash(argv[2]);
+	if (argc == 3 && strcmp(argv[1], "turn") == 0) {
+		struct shmring_seg_turn *t;
+		int rc = shmring_seg_turn_take(argv[2], &t);
+		if (rc)
+			return die("turn", rc);
+		if (!t) {
+			fprintf(stderr, "segtool: turn: creators take no turns on this system\n");
+			return 77;
+		}
+		hold();
+		shmring_seg_turn_give(t);
+		return 0;
+	}
+	if (argc == 4 && strcmp(argv[1], "churn") == 0)
+		return churn(argv[2], strtoul(argv[3], NULL, 0));
 	if (argc != 8) {
 		fprintf(stderr, "usage: segtool spsc|mpmc|pool|bcast NAME CAPACITY RECORDS LEN CONSUME "
 			"hold|detach|producer|reader|lapped|open\n"
-			"       segtool rehash PATH\n");
+			"       segtool rehash PATH\n"
+			"       segtool turn NAME\n"
+			"       segtool churn NAME MILLISECONDS\n");
 		return 2;
 	}
 	if (strcmp(argv[1], "spsc") != 0)

@@ -819,6 +819,237 @@ def t_dump_clean_killed():
                 os.unlink(f)
 
 
+def shim_env(**kw):
+    env = dict(os.environ, LD_PRELOAD=os.environ["RENAMESHIM"], **kw)
+    # an ASan build of shmdump wants its runtime first; the shim only wraps rename,
+    # unlink and shm_unlink, which it does not intercept
+    env["ASAN_OPTIONS"] = (env.get("ASAN_OPTIONS", "") + ":verify_asan_link_order=0").lstrip(":")
+    return env
+
+
+def paused_clean(nm, on_pause):
+    """Run `shmdump clean nm` with the shim stopping it before each rename or unlink of
+    the name (or of clean's temporary name for it): on_pause(call, path) runs while it
+    waits, then it goes on. Returns (the completed run, [(call, path), ...])."""
+    r1, w1 = os.pipe()  # shim -> test
+    r2, w2 = os.pipe()  # test -> shim
+    env = shim_env(SHIM_PAUSE_NAME=nm, SHIM_PAUSE_W=str(w1), SHIM_PAUSE_R=str(r2))
+    p = subprocess.Popen([SHMDUMP, "clean", nm], env=env, pass_fds=(w1, r2),
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    _procs.append(p)
+    os.close(w1)
+    os.close(r2)
+    steps = []
+    try:
+        with os.fdopen(r1, "rb") as f:
+            for line in f:  # EOF: clean has exited
+                call, path = txt(line).rstrip("\n").split(" ", 1)
+                steps.append((call, path))
+                on_pause(call, path)
+                os.write(w2, b"\n")
+    finally:
+        os.close(w2)
+    out, err = p.communicate(timeout=60)
+    return subprocess.CompletedProcess(p.args, p.returncode, out, err), steps
+
+
+def try_create(nm, kind="spsc", mode="hold"):
+    """segtool creating nm (or, mode reader, attaching to it): (process, inode) once it
+    is ready and holds the channel, or (None, its stderr) if it failed."""
+    args = [SEGTOOL, kind, nm, "4096", "0", "100", "0", mode]
+    p = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE)
+    _procs.append(p)
+    if p.stdout.readline() == b"ready\n":
+        return p, os.stat("/dev/shm/" + nm).st_ino  # nothing else acts on nm now
+    p.stdin.close()
+    p.wait(timeout=60)
+    return None, txt(p.stderr.read())
+
+
+def name_ino(nm):
+    try:
+        return os.stat("/dev/shm/" + nm).st_ino
+    except FileNotFoundError:
+        return None
+
+
+def abstract_sockets():
+    """Whether this system has abstract Unix sockets (the creators' turns)."""
+    import socket
+    try:
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    except OSError:
+        return False
+    try:
+        s.bind(b"\0shmring-tooltest-%d" % os.getpid())
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+
+def t_dump_clean_holds_the_creators_turn():
+    """While clean looks at a stale segment and removes it, it holds the turn that the
+    name's creators take: an application that restarts in that window (removes the
+    name, creates its channel again) is refused with -EEXIST, rather than see its new,
+    live channel moved aside by clean (no name for a while, and lost for good if yet
+    another creator takes the free name meanwhile). And a process that attaches to the
+    stale segment in that window keeps it: clean looks again once the name is moved
+    aside, and puts it back. The shim stops clean at each step it takes on the name."""
+    if not os.environ.get("RENAMESHIM"):
+        print("no RENAMESHIM: cannot stop clean at its steps")
+        return SKIP
+    if not abstract_sockets():
+        print("no abstract Unix sockets: creators take no turns here")
+        return SKIP
+    nm = name("turn")
+    segtool(nm, mode="detach")  # stale
+    made, refused, wrong, steps_seen = [], [], [], []
+
+    def on_pause(call, path):
+        for p, ino in made:  # the channels created so far still have the name
+            if name_ino(nm) != ino:
+                wrong.append("at clean's %s of %s, the live channel made meanwhile (inode "
+                             "%d) %s" % (call, path, ino, "has no name" if name_ino(nm) is None
+                                         else "is not what the name leads to"))
+        if len(steps_seen) == 0:
+            # clean judged the segment stale and is about to remove it: the application
+            # restarts now (removes the stale name, creates its channel again)
+            os.unlink("/dev/shm/" + nm)
+        if len(made) < 2 and name_ino(nm) is None:  # a creator finds the name free
+            p, what = try_create(nm)
+            if p:
+                made.append((p, what))
+            else:
+                refused.append(what)
+        steps_seen.append(call)
+
+    try:
+        r, steps = paused_clean(nm, on_pause)
+        for p, ino in made:
+            if name_ino(nm) != ino:
+                wrong.append("after clean, the channel made while it was at work (inode %d) "
+                             "%s" % (ino, "has no name" if name_ino(nm) is None
+                                     else "is not what the name leads to"))
+        check(steps, "clean took no step on the stale segment %s: %r" % (nm, txt(r.stdout)))
+        check(not wrong, "clean moved a channel created while it held the name: %s "
+              "(clean's steps %r, exit %d, %r %r)" % ("; ".join(wrong), steps, r.returncode,
+                                                     txt(r.stdout), txt(r.stderr)))
+        check(not made and len(refused) == 1 and "already exists" in refused[0],
+              "a create while clean held the name: want it refused (-EEXIST), got %d made, "
+              "refused %r" % (len(made), refused))
+        check(r.returncode == 0 and name_ino(nm) is None,
+              "clean: exit %d, %r %r" % (r.returncode, txt(r.stdout), txt(r.stderr)))
+        check(not [f for f in os.listdir("/dev/shm") if f.startswith(".shmdump-clean-")
+                   and f.endswith("-" + nm)], "clean left its temporary name behind")
+        # the turn is given back: the application's next create works
+        p, ino = try_create(nm)
+        check(p is not None, "create after clean: %s" % ino)
+        release(p)
+    finally:
+        for p, _ in made:
+            release(p)
+        for f in os.listdir("/dev/shm"):
+            if f.startswith(".shmdump-clean-") and f.endswith("-" + nm):
+                os.unlink("/dev/shm/" + f)
+    # a name whose turn another process holds (a creator at work on it) is skipped
+    held = name("turn-held")
+    segtool(held, mode="detach")
+    t = subprocess.Popen([SEGTOOL, "turn", held], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    _procs.append(t)
+    check(t.stdout.readline() == b"ready\n", "segtool turn did not start")
+    try:
+        r = run([SHMDUMP, "clean", held])
+        check(r.returncode == 0 and os.path.exists("/dev/shm/" + held) and
+              "kept %s: a process is creating a segment under that name" % held in txt(r.stdout),
+              "clean of a name whose turn is held: exit %d, %r %r"
+              % (r.returncode, txt(r.stdout), txt(r.stderr)))
+    finally:
+        release(t)
+    r = run([SHMDUMP, "clean", held])
+    check(r.returncode == 0 and "removed " + held in txt(r.stdout),
+          "clean once the turn was given back: exit %d, %r" % (r.returncode, txt(r.stdout)))
+    # a reader attaches to the stale broadcast segment just before clean removes it
+    bc = name("turn-attach")
+    segtool(bc, cap=4, records=3, length=100, consume=0, kind="bcast", mode="detach")
+    readers = []
+
+    def attach(call, path):
+        if not readers:
+            readers.append(try_create(bc, kind="bcast", mode="reader"))
+
+    r, steps = paused_clean(bc, attach)
+    p, ino = readers[0] if readers else (None, "clean took no step on it")
+    try:
+        check(p is not None, "the reader could not attach: %s" % ino)
+        check(name_ino(bc) == ino, "clean removed the name of a segment a reader attached to "
+              "before it was removed (clean's steps %r, exit %d, %r)"
+              % (steps, r.returncode, txt(r.stdout)))
+        check(r.returncode == 0 and "kept %s: a participant attached meanwhile" % bc
+              in txt(r.stdout), "clean: exit %d, %r %r" % (r.returncode, txt(r.stdout),
+                                                            txt(r.stderr)))
+    finally:
+        if p:
+            release(p)
+
+
+def t_dump_clean_races_creators():
+    """An application restarting over and over (segtool churn: remove the name, create
+    the channel, hold it while checking that the name leads to it, close it, leaving a
+    stale segment) against `shmdump clean NAME` run over and over in two loops: a channel
+    the application holds is never moved aside or removed. Bounded: SHMRING_TEST_SCALE
+    * 3 seconds of racing (longer only if clean removed nothing in that time)."""
+    if not abstract_sockets():
+        print("no abstract Unix sockets: creators take no turns here")
+        return SKIP
+    import threading
+    nm = name("churn")
+    ms = int(3000 * SCALE)
+    runs, removed, failed = [0], [0], []
+    lock = threading.Lock()
+    outs = []
+    for _ in range(5):  # until clean has removed something (the race took place)
+        ch = subprocess.Popen([SEGTOOL, "churn", nm, str(ms)], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE)
+        _procs.append(ch)
+
+        def loop():
+            while ch.poll() is None:
+                r = run([SHMDUMP, "clean", nm], timeout=60)
+                with lock:
+                    runs[0] += 1
+                    removed[0] += txt(r.stdout).count("removed " + nm)
+                    if r.returncode != 0:
+                        failed.append("exit %d: %s" % (r.returncode, txt(r.stderr).strip()))
+
+        loops = [threading.Thread(target=loop) for _ in range(2)]
+        for t in loops:
+            t.start()
+        out, err = ch.communicate(timeout=ms / 1000 + 120)
+        for t in loops:
+            t.join()
+        outs.append(txt(out).strip())
+        aside = [f for f in os.listdir("/dev/shm") if f.startswith(".shmdump-clean-")
+                 and f.endswith("-" + nm)]
+        for f in aside:
+            os.unlink("/dev/shm/" + f)
+        m = re.match(r"creates (\d+) eexist (\d+) checks (\d+) violations (\d+)$", outs[-1])
+        check(ch.returncode == 0 and m, "segtool churn: exit %d, %r %r"
+              % (ch.returncode, outs[-1], txt(err)))
+        check(int(m.group(4)) == 0, "clean moved or removed a live channel: %s (%s; clean "
+              "runs %d, removed %d)" % (txt(err).strip().replace("\n", "; "), outs[-1],
+                                        runs[0], removed[0]))
+        check(not failed, "clean failed %d times, first: %s" % (len(failed), failed[:1]))
+        check(not aside, "left under clean's temporary names: %r" % aside)
+        if removed[0] > 0 and int(m.group(1)) > 0:
+            break
+    check(removed[0] > 0, "in %d rounds clean never removed the application's stale "
+          "segment: the race was not exercised (%r)" % (len(outs), outs))
+    print("%s; clean runs %d, removed %d" % (" / ".join(outs), runs[0], removed[0]))
+
+
 def t_dump_odd_names():
     """Names are bytes: --json gives well-formed UTF-8 names back as they are and any
     other byte as U+FFFD (valid JSON whatever the name); text output shows control
