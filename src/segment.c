@@ -612,6 +612,10 @@ static int take_turn(const char *path, struct shmring__lock_fd **guard)
 	if (rc == -EADDRINUSE)
 		return shmring__fail(-EEXIST, "%s is being created by another process "
 				     "(it holds the abstract socket @%s)", path, key);
+	/* no AF_UNIX here (a sandbox): nobody takes turns. Out of descriptors or memory is
+	 * an error of the moment, not a reason to go without */
+	if (rc && rc != -EAFNOSUPPORT && rc != -EPERM && rc != -EACCES)
+		return shmring__fail(rc, "the turn to create %s: %s", path, strerror(-rc));
 	return 0;
 }
 

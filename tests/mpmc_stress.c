@@ -650,13 +650,19 @@ static uint64_t ks_scan(const struct ring *g, struct ks_shared *sh, const struct
 	uint32_t cap = shmring_mpmc_capacity(g->r);
 	int32_t slot = w->role ? atomic_load(&sh->cons_slot[w->inc]) : atomic_load(&sh->prod[w->inc].slot);
 	cr_assert_geq(slot, 0);
+	/* the victim's generation: cells of an earlier occupant of its slot (a worker that
+	 * died there before, whose cells were counted at its own kill and are reclaimed by
+	 * generation) are not the victim's */
+	struct shmring_part_info pi;
+	cr_assert_eq(shmring_part_get(shmring_mpmc_seg(g->r), (uint32_t)slot, &pi), 0);
+	uint32_t gen = pi.gen & 0xffu;
 	struct shmring_mpmc_cell_info ci[256];
 	uint8_t in_run[256] = { 0 };
 	cr_assert_leq(cap, 256);
 	for (uint32_t i = 0; i < cap; i++)
 		shmring_mpmc_cell_get(g->r, i, &ci[i]);
 	for (uint32_t i = 0; i < cap; i++) {
-		if (!ci[i].gate || ci[i].owner != (uint32_t)slot ||
+		if (!ci[i].gate || ci[i].owner != (uint32_t)slot || ci[i].gen != gen ||
 		    (ci[i].phase != SHMRING__MPMC_WRITING && ci[i].phase != SHMRING__MPMC_READING))
 			continue;
 		in_run[i] = 1;
@@ -672,12 +678,13 @@ static uint64_t ks_scan(const struct ring *g, struct ks_shared *sh, const struct
 	}
 	uint64_t n = 0, minpos = UINT64_MAX;
 	for (uint32_t i = 0; i < cap; i++)
-		if (!in_run[i] && ci[i].owner == (uint32_t)slot && ci[i].phase == SHMRING__MPMC_WRITING &&
+		if (!in_run[i] && ci[i].owner == (uint32_t)slot && ci[i].gen == gen &&
+		    ci[i].phase == SHMRING__MPMC_WRITING &&
 		    ci[i].pos < minpos)
 			minpos = ci[i].pos;
 	for (uint32_t i = 0; i < cap; i++) {
 		int busy = ci[i].phase == SHMRING__MPMC_WRITING || ci[i].phase == SHMRING__MPMC_READING;
-		if (!busy || in_run[i] || ci[i].owner != (uint32_t)slot)
+		if (!busy || in_run[i] || ci[i].owner != (uint32_t)slot || ci[i].gen != gen)
 			continue;
 		uint32_t id;
 		uint64_t seq;

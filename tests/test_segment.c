@@ -334,6 +334,24 @@ static int create_named(void *arg)
 	return rc == 0 ? 0 : rc == -EEXIST ? 1 : 2;
 }
 
+/* With no descriptor to spare, the turn is an error (-EMFILE), not "no turns here" */
+static int turn_without_descriptors(void *arg)
+{
+	int lowest = dup(0);
+	if (lowest < 0)
+		return 10;
+	close(lowest);
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+		return 11;
+	rl.rlim_cur = (rlim_t)lowest;
+	if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+		return 12;
+	struct shmring_seg_turn *t = (void *)1;
+	int rc = shmring_seg_turn_take(arg, &t);
+	return rc == -EMFILE && t == NULL ? 0 : 13;
+}
+
 Test(segment, a_turn_taken_by_a_tool_keeps_creators_out_until_given_back, .timeout = 30)
 {
 	char name[64], path[128];
@@ -349,6 +367,7 @@ Test(segment, a_turn_taken_by_a_tool_keeps_creators_out_until_given_back, .timeo
 	cr_assert_eq(tu_wait(tu_fork(create_named, name)), 0, "given back: the create goes through");
 	shmring_seg_unlink(name);
 	shmring_seg_turn_give(NULL);
+	cr_assert_eq(tu_wait(tu_fork(turn_without_descriptors, name)), 0);
 }
 
 /* Creators of one name take turns: one that comes while another is creating gets
