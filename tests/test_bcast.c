@@ -790,17 +790,10 @@ Test(bcast, corrupt_shared_values_give_eproto)
 static int open_at_every_fd_limit(void *arg)
 {
 	int fd = *(int *)arg;
-	int lowest = dup(0); /* every descriptor below this one is in use */
-	if (lowest < 0)
-		return 10;
-	close(lowest);
 	struct rlimit old;
-	if (getrlimit(RLIMIT_NOFILE, &old) != 0)
-		return 11;
 	int emfile = 0, whole = 0;
 	for (int spare = 0; spare < 12; spare++) {
-		struct rlimit rl = { (rlim_t)(lowest + spare), old.rlim_max };
-		if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+		if (tu_spare_fds(spare, spare ? NULL : &old) != 0)
 			return 12;
 		struct shmring_bcast *r;
 		int rc = shmring_bcast_open_fd(fd, SHMRING_ROLE_READER, 0, &r);

@@ -337,15 +337,7 @@ static int create_named(void *arg)
 /* With no descriptor to spare, the turn is an error (-EMFILE), not "no turns here" */
 static int turn_without_descriptors(void *arg)
 {
-	int lowest = dup(0);
-	if (lowest < 0)
-		return 10;
-	close(lowest);
-	struct rlimit rl;
-	if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
-		return 11;
-	rl.rlim_cur = (rlim_t)lowest;
-	if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+	if (tu_spare_fds(0, NULL) != 0)
 		return 12;
 	struct shmring_seg_turn *t = (void *)1;
 	int rc = shmring_seg_turn_take(arg, &t);

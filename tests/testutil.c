@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -152,4 +153,17 @@ pid_t tu_fork_idle_child(const int hold[2])
 		;
 	close(ready[0]);
 	return g;
+}
+
+int tu_spare_fds(int spare, struct rlimit *old)
+{
+	struct rlimit rl;
+	int lowest = dup(0); /* every descriptor below this one is in use */
+	if (lowest < 0 || getrlimit(RLIMIT_NOFILE, &rl) != 0)
+		return -1;
+	close(lowest);
+	if (old)
+		*old = rl;
+	rl.rlim_cur = (rlim_t)(lowest + spare);
+	return setrlimit(RLIMIT_NOFILE, &rl);
 }

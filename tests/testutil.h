@@ -5,6 +5,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/resource.h>
 #include <sys/types.h>
 
 /* A segment name unique to this process and call: "shmring-test-TAG-PID-N". */
@@ -31,6 +32,11 @@ pid_t tu_fork(int (*fn)(void *arg), void *arg);
 pid_t tu_fork_idle_child(const int hold[2]);
 /* Wait for pid: its exit status (0-255), or -SIGNAL if it was killed by a signal. */
 int tu_wait(pid_t pid);
+
+/* Allow this process `spare` new descriptors (RLIMIT_NOFILE at the lowest free
+ * descriptor + spare: every one below it is in use); old, if not NULL, gets the limit
+ * before. 0 or -1. For a child that runs out of descriptors on purpose. */
+int tu_spare_fds(int spare, struct rlimit *old);
 
 /* A pipe used as a one-shot barrier between processes (no sleeps). */
 struct tu_gate { int fd[2]; };
