@@ -741,12 +741,11 @@ SHMRING_INLINE int shmring_mpmc_enqueue(struct shmring_mpmc *r, const void *p, s
 					int timeout_ms)
 {
 	void *buf;
-	int rc = shmring__mpmc_usable(r, 1); /* before the size: a consumer is -EBADF */
-	if (shmring_unlikely(rc))
-		return rc;
-	if (shmring_unlikely(len > r->slot_size))
-		return -EMSGSIZE;
-	rc = shmring_mpmc_enqueue_start(r, 1, 1, &buf, timeout_ms);
+	if (shmring_unlikely(len > r->slot_size)) { /* a consumer is -EBADF all the same */
+		int e = shmring__mpmc_usable(r, 1);
+		return e ? e : -EMSGSIZE;
+	}
+	int rc = shmring_mpmc_enqueue_start(r, 1, 1, &buf, timeout_ms);
 	if (rc < 0)
 		return rc;
 	memcpy(buf, p, len);
@@ -760,11 +759,10 @@ SHMRING_INLINE int shmring__mpmc_enqueue_n(struct shmring_mpmc *r, const void *s
 					   unsigned n, unsigned min, int timeout_ms)
 {
 	void *bufs[64];
-	int rc = shmring__mpmc_usable(r, 1); /* before the size: a consumer is -EBADF */
-	if (shmring_unlikely(rc))
-		return rc;
-	if (shmring_unlikely(size > r->slot_size))
-		return -EMSGSIZE;
+	if (shmring_unlikely(size > r->slot_size)) { /* a consumer is -EBADF all the same */
+		int e = shmring__mpmc_usable(r, 1);
+		return e ? e : -EMSGSIZE;
+	}
 	if (shmring_unlikely(n > 64)) {
 		if (min == n)
 			return -EINVAL; /* bulk copies are limited to 64 messages */
