@@ -248,16 +248,16 @@ int shmring__reg_acquire(int fd, int writable, uint64_t size, const char *name, 
 	 * atfork handler closes. Opened here, under the mutex that fork() takes first, so
 	 * a child has either none of it or the listed copy, which it closes. */
 	int lfd = shmring__reopen_fd(fd, writable ? O_RDWR : O_RDONLY);
-	if (lfd < 0 && !shmring__reopen_refused(lfd)) {
-		errno = -lfd;
-	} else if (lfd < 0) {
+	if (shmring__reopen_refused(lfd)) {
 		/* a file whose mode denies us a second open (changed since our first; a
 		 * creator's own mode is set after this), or no /proc: lock through the mapped
 		 * description, as a last resort (a forked child then keeps our locks) */
 		lfd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+		if (lfd < 0)
+			lfd = -errno;
 	}
 	if (lfd < 0) {
-		int err = -errno;
+		int err = lfd;
 		pthread_mutex_unlock(&reg_mutex);
 		munmap(base, size);
 		free(e);

@@ -282,8 +282,7 @@ int shmring_seg_open(const char *name, uint32_t kind, unsigned flags, struct shm
 		 * would hold a segment nobody can find. The lock is ours now, so a name that
 		 * still leads to our file stays (clean sees the lock); otherwise start over */
 		struct stat a, b;
-		snprintf(path, sizeof(path), "/dev/shm%s", n);
-		if (stat(path, &b) == 0 && fstat((*out)->fd, &a) == 0 && a.st_dev == b.st_dev &&
+		if (shmring_seg_path(n, path, sizeof(path)) == 0 && stat(path, &b) == 0 && fstat((*out)->fd, &a) == 0 && a.st_dev == b.st_dev &&
 		    a.st_ino == b.st_ino)
 			return 0;
 		shmring_seg_close(*out);
@@ -292,7 +291,6 @@ int shmring_seg_open(const char *name, uint32_t kind, unsigned flags, struct shm
 			return shmring__fail(-ENOENT, "%s was removed while it was being opened", path);
 	}
 }
-
 
 int shmring_seg_open_path(const char *path, uint32_t kind, unsigned flags, struct shmring_seg **out)
 {
@@ -619,21 +617,27 @@ static int take_turn(const char *path, struct shmring__lock_fd **guard)
 	return 0;
 }
 
+/* nm for a named segment: its normalised name and path, and the creators' turn */
+static int begin_naming(const char *name, struct shmring__naming *nm)
+{
+	int rc = norm_name(name, nm->n, sizeof(nm->n));
+	if (rc)
+		return rc;
+	snprintf(nm->path, sizeof(nm->path), "/dev/shm%s", nm->n);
+	return take_turn(nm->path, &nm->guard);
+}
+
 int shmring_seg_turn_take(const char *name, struct shmring_seg_turn **out)
 {
 	shmring__clear_detail(); /* a failure below without a detail leaves none */
-	char n[SHMRING_NAME_MAX + 2], path[sizeof("/dev/shm") + SHMRING_NAME_MAX + 1];
+	struct shmring__naming nm = { .guard = NULL };
 	if (!out)
 		return -EINVAL;
 	*out = NULL;
-	int rc = norm_name(name, n, sizeof(n));
+	int rc = begin_naming(name, &nm);
 	if (rc)
 		return rc;
-	snprintf(path, sizeof(path), "/dev/shm%s", n);
-	struct shmring__lock_fd *guard;
-	if ((rc = take_turn(path, &guard)) != 0)
-		return rc;
-	*out = (struct shmring_seg_turn *)(void *)guard; /* NULL: no turns here (no AF_UNIX) */
+	*out = (struct shmring_seg_turn *)(void *)nm.guard; /* NULL: no turns here (no AF_UNIX) */
 	return 0;
 }
 
@@ -653,11 +657,8 @@ int shmring__seg_make(const char *name, const struct shmring_seg_params *p,
 		return shmring__fail(-EINVAL, "invalid segment parameters");
 	if (!name || !*name)
 		return create("", "", p, out, &nm->early_name);
-	int rc = norm_name(name, nm->n, sizeof(nm->n));
+	int rc = begin_naming(name, nm);
 	if (rc)
-		return rc;
-	snprintf(nm->path, sizeof(nm->path), "/dev/shm%s", nm->n);
-	if ((rc = take_turn(nm->path, &nm->guard)) != 0)
 		return rc;
 	if ((rc = create(nm->n, nm->path, p, out, &nm->early_name)) != 0) {
 		shmring__lock_fd_close(nm->guard);
